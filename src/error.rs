@@ -1,0 +1,240 @@
+//! Refusals and configuration errors: [`Rejected`], [`RejectReason`], [`BlockReason`],
+//! [`ConfigError`].
+
+use std::fmt;
+
+use crate::clock::Nanos;
+
+/// Why an operator blocked a tenant. Carried back in [`RejectReason::Blocked`] so a host can
+/// tell the tenant's client what happened.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::BlockReason;
+/// assert_eq!(BlockReason::Abuse.to_string(), "abuse");
+/// assert_eq!(BlockReason::Code(42).to_string(), "code 42");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum BlockReason {
+    /// Blocked by an operator, no reason given.
+    Operator,
+    /// The tenant's traffic looked abusive or broken (the first incident: 140,000 invalid jobs).
+    Abuse,
+    /// Billing or plan limits.
+    Billing,
+    /// Planned maintenance for this tenant.
+    Maintenance,
+    /// A host-defined code.
+    Code(u32),
+}
+
+impl fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockReason::Operator => f.write_str("operator"),
+            BlockReason::Abuse => f.write_str("abuse"),
+            BlockReason::Billing => f.write_str("billing"),
+            BlockReason::Maintenance => f.write_str("maintenance"),
+            BlockReason::Code(c) => write!(f, "code {c}"),
+        }
+    }
+}
+
+/// Why an item was refused. Every reason is data a host can act on: which limit was binding
+/// and, where a retry can succeed, when.
+///
+/// [`is_retryable`](RejectReason::is_retryable) separates "not now" from "never".
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{BlockReason, RejectReason};
+/// let r = RejectReason::Blocked { reason: BlockReason::Abuse };
+/// assert_eq!(r.to_string(), "tenant is blocked (abuse)");
+/// assert!(!RejectReason::ZeroCost.is_retryable());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// An operator blocked the tenant; retry only after it is unblocked.
+    #[error("tenant is blocked ({reason})")]
+    Blocked {
+        /// What the operator said.
+        reason: BlockReason,
+    },
+    /// Items must cost at least 1: a zero-cost item would let its tenant be served forever.
+    #[error("item cost must be at least 1")]
+    ZeroCost,
+    /// The [`TenantHandle`](crate::TenantHandle) was released or belongs to no live tenant.
+    #[error("tenant handle is stale: it was released")]
+    StaleHandle,
+    /// The queue holds as many items as it can index (`u32::MAX - 1`).
+    #[error("queue is at its hard item limit ({capacity})")]
+    QueueFull {
+        /// The limit that was reached.
+        capacity: u64,
+    },
+}
+
+impl RejectReason {
+    /// Whether the same push can succeed later without the host changing anything but time or
+    /// load.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::RejectReason;
+    /// assert!(RejectReason::QueueFull { capacity: 10 }.is_retryable());
+    /// assert!(!RejectReason::StaleHandle.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RejectReason::QueueFull { .. } => true,
+            RejectReason::Blocked { .. } | RejectReason::ZeroCost | RejectReason::StaleHandle => {
+                false
+            }
+        }
+    }
+
+    /// The earliest time a retry can succeed, where the limit knows it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::RejectReason::ZeroCost.retry_at(), None);
+    /// ```
+    pub fn retry_at(&self) -> Option<Nanos> {
+        None
+    }
+}
+
+/// A refused item, handed back with the reason. Nothing is ever dropped: take the item back
+/// with [`into_inner`](Rejected::into_inner).
+///
+/// `Debug` does not print the item, so `Rejected<T>` is an [`std::error::Error`] for every `T`.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{FairQueue, RejectReason};
+/// let mut q: FairQueue<&str, String> = FairQueue::new();
+/// let err = q.try_push_with_cost("acme", "job".to_string(), 0).unwrap_err();
+/// assert_eq!(err.reason(), RejectReason::ZeroCost);
+/// assert_eq!(err.into_inner(), "job");
+/// ```
+#[derive(thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejected<T> {
+    item: T,
+    reason: RejectReason,
+}
+
+impl<T> Rejected<T> {
+    pub(crate) fn new(item: T, reason: RejectReason) -> Self {
+        Rejected { item, reason }
+    }
+
+    /// Why the item was refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::{FairQueue, RejectReason};
+    /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
+    /// let err = q.try_push_with_cost(1, 7, 0).unwrap_err();
+    /// assert_eq!(err.reason(), RejectReason::ZeroCost);
+    /// ```
+    pub fn reason(&self) -> RejectReason {
+        self.reason
+    }
+
+    /// The refused item, by reference.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::FairQueue;
+    /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
+    /// let err = q.try_push_with_cost(1, 7, 0).unwrap_err();
+    /// assert_eq!(*err.item(), 7);
+    /// ```
+    pub fn item(&self) -> &T {
+        &self.item
+    }
+
+    /// Takes the refused item back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::FairQueue;
+    /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
+    /// let err = q.try_push_with_cost(1, 7, 0).unwrap_err();
+    /// assert_eq!(err.into_inner(), 7);
+    /// ```
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+
+    /// The item and the reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::{FairQueue, RejectReason};
+    /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
+    /// let (item, reason) = q.try_push_with_cost(1, 7, 0).unwrap_err().into_parts();
+    /// assert_eq!((item, reason), (7, RejectReason::ZeroCost));
+    /// ```
+    pub fn into_parts(self) -> (T, RejectReason) {
+        (self.item, self.reason)
+    }
+
+    /// Shorthand for `self.reason().is_retryable()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::FairQueue;
+    /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
+    /// assert!(!q.try_push_with_cost(1, 7, 0).unwrap_err().is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        self.reason.is_retryable()
+    }
+}
+
+impl<T> fmt::Debug for Rejected<T> {
+    // Elide the item so that no `T: Debug` bound is needed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration value that can never work, naming the field and how to fix it.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::ConfigError;
+/// let e = ConfigError::Invalid { field: "quantum", problem: "must be at least 1" };
+/// assert_eq!(e.to_string(), "invalid `quantum`: must be at least 1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The field's value is out of its valid range.
+    #[error("invalid `{field}`: {problem}")]
+    Invalid {
+        /// The offending field, as spelled in the configuration.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        problem: &'static str,
+    },
+}

@@ -1,0 +1,92 @@
+//! Fair multi-tenant work scheduling, with no IO in the core.
+//!
+//! `fairshare` sits between the producers and the workers of a host service (a job queue, an
+//! API server, a worker pool) and decides which tenant's work runs next, so that one tenant's
+//! load never hurts the others. It reads no clock, spawns no thread and does no IO: time, where
+//! it matters, is a value the host passes in, so every decision is deterministic and testable.
+//!
+//! It exists because of a real incident: one customer of a help desk submitted 140,000 jobs in
+//! a short time, every other customer shared the same FIFO queue, and everyone else's work
+//! waited for hours. With a [`FairQueue`], that customer's backlog delays each other customer by
+//! at most one turn of the flooding tenant.
+//!
+//! # Quick example
+//!
+//! ```
+//! use fairshare::{BlockReason, FairQueue};
+//!
+//! let mut queue: FairQueue<&str, String> = FairQueue::new();
+//!
+//! // One customer floods the shared queue...
+//! for i in 0..140_000 {
+//!     queue.try_push("acme", format!("bulk-update-{i}")).unwrap();
+//! }
+//! // ...while another submits a single job.
+//! queue.try_push("globex", "share-ticket".to_string()).unwrap();
+//!
+//! // The newcomer is served after one turn of the flood, not after 140,000 jobs.
+//! assert_eq!(queue.pop().unwrap(), "bulk-update-0");
+//! assert_eq!(queue.pop().unwrap(), "share-ticket");
+//!
+//! // Operators block the tenant and get its invalid jobs back, nothing dropped silently.
+//! queue.block("acme", BlockReason::Abuse);
+//! let removed = queue.purge(&"acme");
+//! assert_eq!(removed.len(), 139_999);
+//! assert!(queue.try_push("acme", "more".to_string()).is_err());
+//! ```
+//!
+//! # Tenants, items, costs and weights
+//!
+//! A *tenant* is any key `K: Hash + Eq + Clone` the host chooses (an account id, an
+//! `(org, project)` pair). An *item* is any `T`; the queue never inspects it except through
+//! predicates the host passes to [`FairQueue::retain`]. Each item has a *cost* (default 1), the
+//! host's estimate of the capacity it uses; [`FairQueue::dispatch`] and
+//! [`FairQueue::complete`] let the host report the actual cost afterwards, and the tenant's
+//! future share is corrected. A tenant's *weight* ([`FairQueue::set_weight`]) is its relative
+//! share: a weight-2 tenant is served twice the cost of a weight-1 tenant while both are
+//! backlogged.
+//!
+//! # Fairness
+//!
+//! The queue serves backlogged tenants by deficit round robin, and states its bound: over any
+//! stretch in which two tenants stay backlogged, their served cost divided by weight differs by
+//! less than `3·quantum + max_cost/w_i + max_cost/w_j`, and a tenant that becomes backlogged is
+//! served after at most one turn of each other tenant. See [`FairQueue`]'s `# Fairness`
+//! section for the exact statement; the property tests in `tests/` check both.
+//!
+//! # Nothing is lost
+//!
+//! Every item handed to the crate comes back to the host exactly once: from `pop`/`dispatch`,
+//! inside a [`Rejected`] (see [`Rejected::into_inner`]), or from [`FairQueue::purge`],
+//! [`FairQueue::retain`] or [`FairQueue::drain`].
+//!
+//! # Time
+//!
+//! Time-based features take a [`Clock`]: [`StdClock`] is the only code that reads real time,
+//! and [`ManualClock`] lets tests and simulations drive time by hand.
+//!
+//! # Feature flags
+//!
+//! - `serde`: `Serialize`/`Deserialize` for configuration and value types.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85 (keep in sync with `Cargo.toml` and the README).
+
+#![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+mod clock;
+mod error;
+mod queue;
+
+pub use clock::{Clock, ManualClock, Nanos, StdClock};
+pub use error::{BlockReason, ConfigError, RejectReason, Rejected};
+pub use queue::{
+    DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueConfig, QueueCounters, TenantCounters,
+    TenantHandle, Ticket,
+};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,174 @@
+//! [`QueueConfig`]: the fair queue's knobs.
+
+use std::num::NonZeroU32;
+
+use crate::error::ConfigError;
+
+const ONE: NonZeroU32 = NonZeroU32::MIN;
+
+/// Settings of a [`FairQueue`](crate::FairQueue). Built with `const` builders; every value is
+/// valid by construction.
+///
+/// - `quantum` (default 1): the cost a tenant of weight 1 may be served per round. Set it to
+///   about the typical item cost: a round gives tenant `i` `quantum × weight_i` of service, and
+///   items far costlier than that make a tenant wait several rounds (see the `# Performance`
+///   section of [`FairQueue::pop`](crate::FairQueue::pop)).
+/// - `default_weight` (default 1): the weight of every tenant without an override.
+/// - `max_debt_rounds` (default 4): how far post-hoc cost correction can push a tenant into
+///   debt, in rounds of its own quantum; a wildly wrong estimate costs it at most this many
+///   rounds of service. Credit from over-estimates is capped at one quantum.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::QueueConfig;
+/// use std::num::NonZeroU32;
+///
+/// const CFG: QueueConfig = QueueConfig::new()
+///     .with_quantum(NonZeroU32::new(100).unwrap())
+///     .with_default_weight(NonZeroU32::new(2).unwrap());
+/// assert_eq!(CFG.quantum().get(), 100);
+/// assert_eq!(CFG.default_weight().get(), 2);
+/// assert_eq!(CFG.max_debt_rounds(), 4);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    quantum: NonZeroU32,
+    default_weight: NonZeroU32,
+    max_debt_rounds: u32,
+}
+
+impl QueueConfig {
+    /// The defaults: quantum 1, default weight 1, 4 rounds of debt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::QueueConfig::new(), fairshare::QueueConfig::default());
+    /// ```
+    pub const fn new() -> Self {
+        QueueConfig {
+            quantum: ONE,
+            default_weight: ONE,
+            max_debt_rounds: 4,
+        }
+    }
+
+    /// Sets the quantum (cost per round per unit of weight).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let c = fairshare::QueueConfig::new().with_quantum(NonZeroU32::new(8).unwrap());
+    /// assert_eq!(c.quantum().get(), 8);
+    /// ```
+    pub const fn with_quantum(mut self, quantum: NonZeroU32) -> Self {
+        self.quantum = quantum;
+        self
+    }
+
+    /// Sets the weight of tenants without an override.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let c = fairshare::QueueConfig::new().with_default_weight(NonZeroU32::new(3).unwrap());
+    /// assert_eq!(c.default_weight().get(), 3);
+    /// ```
+    pub const fn with_default_weight(mut self, weight: NonZeroU32) -> Self {
+        self.default_weight = weight;
+        self
+    }
+
+    /// Sets how many rounds of debt cost correction may charge.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = fairshare::QueueConfig::new().with_max_debt_rounds(0);
+    /// assert_eq!(c.max_debt_rounds(), 0);
+    /// ```
+    pub const fn with_max_debt_rounds(mut self, rounds: u32) -> Self {
+        self.max_debt_rounds = rounds;
+        self
+    }
+
+    /// Builds a config from raw numbers, naming the field that is out of range.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] if `quantum` or `default_weight` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ConfigError, QueueConfig};
+    /// assert!(QueueConfig::try_from_raw(10, 1, 4).is_ok());
+    /// let err = QueueConfig::try_from_raw(10, 0, 4).unwrap_err();
+    /// assert!(matches!(err, ConfigError::Invalid { field: "default_weight", .. }));
+    /// ```
+    pub const fn try_from_raw(
+        quantum: u32,
+        default_weight: u32,
+        max_debt_rounds: u32,
+    ) -> Result<Self, ConfigError> {
+        let Some(quantum) = NonZeroU32::new(quantum) else {
+            return Err(ConfigError::Invalid {
+                field: "quantum",
+                problem: "must be at least 1 (about the typical item cost)",
+            });
+        };
+        let Some(default_weight) = NonZeroU32::new(default_weight) else {
+            return Err(ConfigError::Invalid {
+                field: "default_weight",
+                problem: "must be at least 1; block a tenant instead of giving it weight 0",
+            });
+        };
+        Ok(QueueConfig {
+            quantum,
+            default_weight,
+            max_debt_rounds,
+        })
+    }
+
+    /// The quantum.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::QueueConfig::new().quantum().get(), 1);
+    /// ```
+    pub const fn quantum(&self) -> NonZeroU32 {
+        self.quantum
+    }
+
+    /// The default weight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::QueueConfig::new().default_weight().get(), 1);
+    /// ```
+    pub const fn default_weight(&self) -> NonZeroU32 {
+        self.default_weight
+    }
+
+    /// The debt bound of cost correction, in rounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::QueueConfig::new().max_debt_rounds(), 4);
+    /// ```
+    pub const fn max_debt_rounds(&self) -> u32 {
+        self.max_debt_rounds
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}

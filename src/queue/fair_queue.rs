@@ -1,0 +1,1203 @@
+//! [`FairQueue`]: the single-threaded weighted fair queue at the heart of the crate.
+
+use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroU32;
+
+use super::config::QueueConfig;
+use super::items::{ItemSlab, NIL};
+use super::tenants::{TenantCounters, TenantHandle, Tenants, PINNED};
+use crate::error::{BlockReason, RejectReason, Rejected};
+
+/// The default hasher of the tenant table: fast, and seeded per process so attacker-chosen
+/// tenant ids cannot be crafted to collide. The seed never changes the order of service.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// Deficit values stay far from `i64` overflow: `quantum × weight` is capped here, and every
+/// deficit update saturates.
+const MAX_QUANTUM: i64 = 1 << 60;
+
+/// A weighted, cost-based fair queue of items `T` from tenants `K`.
+///
+/// Each tenant has its own FIFO. [`pop`](Self::pop) serves tenants by deficit round robin: in
+/// every round a backlogged tenant may be served `quantum × weight` of cost, carrying any
+/// overdraft (an item costlier than what was left) into the next round as debt. One tenant's
+/// 140,000 queued jobs therefore delay every other tenant by at most one turn of that tenant.
+///
+/// The queue does no IO and reads no clock; it is driven with `&mut self`. Wrap it in a lock (or
+/// use the crate's shared handle) to share it between threads.
+///
+/// # Fairness
+///
+/// Let `Q` be the quantum, `M` the largest cost among the items served, and `w_i`, `w_j` the
+/// weights of two tenants `i` and `j`. Over any stretch of pops during which both tenants stay
+/// backlogged (never empty), their weights do not change and no cost correction is reported
+/// for them, the cost `S_i`, `S_j` served to each satisfies
+///
+/// ```text
+/// | S_i / w_i  -  S_j / w_j |  <  3·Q + M / w_i + M / w_j
+/// ```
+///
+/// *Why:* each turn of tenant `i` adds `Q·w_i` to its deficit; between two turns of `i` every
+/// other backlogged tenant has exactly one turn, so the turn counts differ by at most one; and
+/// a backlogged tenant's deficit stays in `(-M, Q·w_i]`. The property test
+/// `tests/model_queue.rs::fairness_bound` checks this bound on random workloads.
+///
+/// **Latency.** A tenant that becomes backlogged with no carried debt is appended behind every
+/// other backlogged tenant and is served before any of them has a second turn: each other
+/// tenant `j` is served at most `Q·w_j` items (less than `Q·w_j + M` cost) first, whatever it
+/// has queued. Debt carried from cost correction (bounded by `max_debt_rounds`) delays a tenant
+/// by at most that many extra rounds.
+///
+/// # Performance
+///
+/// `try_push` hashes the key once (`try_push_to` with a [`TenantHandle`] not at all); push and
+/// pop are O(1) and allocate nothing once the item slab has grown to the backlog's high-water
+/// mark. A tenant with nothing queued or in flight and no custom settings holds no memory.
+/// See [`pop`](Self::pop) for the one case where a pop is not O(1).
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::FairQueue;
+///
+/// let mut q: FairQueue<&str, String> = FairQueue::new();
+/// // One tenant floods the queue...
+/// for i in 0..1000 {
+///     q.try_push("flood", format!("bulk-{i}")).unwrap();
+/// }
+/// // ...and a light tenant arrives afterwards.
+/// q.try_push("light", "sign-in".to_string()).unwrap();
+///
+/// assert_eq!(q.pop().as_deref(), Some("bulk-0"));
+/// assert_eq!(q.pop().as_deref(), Some("sign-in")); // served after one turn of the flood
+/// assert_eq!(q.len(), 999);
+/// ```
+#[derive(Debug)]
+pub struct FairQueue<K, T, S = DefaultHashBuilder> {
+    tenants: Tenants<K, S>,
+    items: ItemSlab<T>,
+    /// The DRR ring of backlogged tenants: `ring_tail` is the last; the front is its `next`.
+    ring_tail: u32,
+    ring_len: u32,
+    queued_cost: u64,
+    config: QueueConfig,
+    counters: QueueCounters,
+}
+
+/// Lifetime counters of a whole queue.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::FairQueue;
+/// let mut q: FairQueue<u8, u8> = FairQueue::new();
+/// q.try_push(1, 1).unwrap();
+/// q.try_push_with_cost(1, 2, 0).unwrap_err();
+/// let c = q.counters();
+/// assert_eq!((c.pushed, c.rejected), (1, 1));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct QueueCounters {
+    /// Items accepted.
+    pub pushed: u64,
+    /// Items refused.
+    pub rejected: u64,
+    /// Items handed out by `pop` or `dispatch`.
+    pub dispatched: u64,
+    /// Items handed back by `purge`, `retain` or `drain`.
+    pub removed: u64,
+}
+
+/// A dispatched item and the [`Ticket`] to report its completion with.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::FairQueue;
+/// let mut q: FairQueue<&str, &str> = FairQueue::new();
+/// q.try_push_with_cost("acme", "report", 10).unwrap();
+/// let d = q.dispatch().unwrap();
+/// assert_eq!(d.item, "report");
+/// assert_eq!(d.ticket.cost(), 10);
+/// assert!(q.complete(d.ticket, 25)); // it was costlier than estimated
+/// ```
+#[derive(Debug)]
+#[must_use = "report completion with FairQueue::complete, or the tenant stays in flight"]
+#[non_exhaustive]
+pub struct Dispatch<T> {
+    /// The item, now the host's to run.
+    pub item: T,
+    /// Hand this back to [`FairQueue::complete`] with the actual cost.
+    pub ticket: Ticket,
+}
+
+/// Proof that an item was dispatched; [`FairQueue::complete`] consumes it exactly once.
+///
+/// Not `Clone`: a completion cannot be reported twice.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::FairQueue;
+/// let mut q: FairQueue<&str, u32> = FairQueue::new();
+/// q.try_push("acme", 7).unwrap();
+/// let d = q.dispatch().unwrap();
+/// assert_eq!(q.key(d.ticket.tenant()), Some(&"acme"));
+/// assert_eq!(q.in_flight(&"acme"), 1);
+/// q.complete(d.ticket, 1);
+/// assert_eq!(q.in_flight(&"acme"), 0);
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "report completion with FairQueue::complete, or the tenant stays in flight"]
+pub struct Ticket {
+    tenant: TenantHandle,
+    cost: u32,
+}
+
+impl Ticket {
+    /// The tenant the item belonged to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// # q.try_push("a", 1).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// assert_eq!(q.key(d.ticket.tenant()), Some(&"a"));
+    /// # q.complete(d.ticket, 1);
+    /// ```
+    pub fn tenant(&self) -> TenantHandle {
+        self.tenant
+    }
+
+    /// The cost the item was pushed with (the estimate).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// # q.try_push_with_cost("a", 1, 3).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// assert_eq!(d.ticket.cost(), 3);
+    /// # q.complete(d.ticket, 3);
+    /// ```
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+}
+
+// ===== impl FairQueue: construction =====
+
+impl<K, T> FairQueue<K, T> {
+    /// An empty queue with the default [`QueueConfig`] and hasher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q: fairshare::FairQueue<u64, String> = fairshare::FairQueue::new();
+    /// assert!(q.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::with_config(QueueConfig::new())
+    }
+
+    /// An empty queue with `config` and the default hasher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{FairQueue, QueueConfig};
+    /// use std::num::NonZeroU32;
+    /// let cfg = QueueConfig::new().with_quantum(NonZeroU32::new(100).unwrap());
+    /// let q: FairQueue<u64, String> = FairQueue::with_config(cfg);
+    /// assert_eq!(q.config().quantum().get(), 100);
+    /// ```
+    pub fn with_config(config: QueueConfig) -> Self {
+        Self::with_config_and_hasher(config, DefaultHashBuilder::default())
+    }
+}
+
+impl<K, T> Default for FairQueue<K, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, T, S> FairQueue<K, T, S> {
+    /// An empty queue with `config` and a custom hasher for the tenant table.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{FairQueue, QueueConfig};
+    /// use std::collections::hash_map::RandomState;
+    /// let q: FairQueue<u64, u8, RandomState> =
+    ///     FairQueue::with_config_and_hasher(QueueConfig::new(), RandomState::new());
+    /// assert!(q.is_empty());
+    /// ```
+    pub fn with_config_and_hasher(config: QueueConfig, hasher: S) -> Self {
+        FairQueue {
+            tenants: Tenants::with_hasher(hasher),
+            items: ItemSlab::new(),
+            ring_tail: NIL,
+            ring_len: 0,
+            queued_cost: 0,
+            config,
+            counters: QueueCounters::default(),
+        }
+    }
+
+    /// The configuration in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// assert_eq!(q.config().default_weight().get(), 1);
+    /// ```
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Number of queued items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// q.try_push(1, 1).unwrap();
+    /// assert_eq!(q.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.items.len() as usize
+    }
+
+    /// Whether nothing is queued.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// assert!(q.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.items.len() == 0
+    }
+
+    /// Sum of the costs of all queued items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// q.try_push_with_cost(1, 1, 5).unwrap();
+    /// q.try_push_with_cost(2, 2, 7).unwrap();
+    /// assert_eq!(q.queued_cost(), 12);
+    /// ```
+    pub fn queued_cost(&self) -> u64 {
+        self.queued_cost
+    }
+
+    /// Number of tenants with queued items (the tenants `pop` rotates over).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// q.try_push(1, 1).unwrap();
+    /// q.try_push(1, 2).unwrap();
+    /// q.try_push(2, 3).unwrap();
+    /// assert_eq!(q.active_tenants(), 2);
+    /// ```
+    pub fn active_tenants(&self) -> usize {
+        self.ring_len as usize
+    }
+
+    /// Number of tenants the queue holds state for: those with queued or in-flight items or
+    /// custom settings (weight, block, pinned handle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// q.set_weight(7, NonZeroU32::new(3).unwrap());
+    /// assert_eq!((q.active_tenants(), q.known_tenants()), (0, 1));
+    /// ```
+    pub fn known_tenants(&self) -> usize {
+        self.tenants.live() as usize
+    }
+
+    /// Lifetime counters of the whole queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// q.try_push(1, 1).unwrap();
+    /// q.pop();
+    /// assert_eq!(q.counters().dispatched, 1);
+    /// ```
+    pub fn counters(&self) -> QueueCounters {
+        self.counters
+    }
+
+    /// The key of a handle's tenant, or `None` if the handle is stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u8> = fairshare::FairQueue::new();
+    /// let h = q.tenant("acme");
+    /// assert_eq!(q.key(h), Some(&"acme"));
+    /// q.release(h);
+    /// assert_eq!(q.key(h), None);
+    /// ```
+    pub fn key(&self, handle: TenantHandle) -> Option<&K> {
+        self.tenants
+            .resolve(handle)
+            .map(|i| &self.tenants.get(i).key)
+    }
+
+    /// Bytes of heap memory the queue holds for tenants and items (capacities, not lengths).
+    /// Memory follows the backlog's high-water mark; it does not include what `T` or `K` own
+    /// on the heap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<u64, u64> = fairshare::FairQueue::new();
+    /// let before = q.heap_bytes();
+    /// q.try_push(1, 1).unwrap();
+    /// assert!(q.heap_bytes() > before);
+    /// ```
+    pub fn heap_bytes(&self) -> usize {
+        self.tenants.allocated_bytes() + self.items.allocated_bytes()
+    }
+
+    /// Bytes of one tenant slot and one item node, the per-tenant and per-item footprints
+    /// (the tenant table adds 5 bytes per tenant before load-factor slack).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tenant, item) = fairshare::FairQueue::<u64, u64>::footprint();
+    /// assert!(tenant > 0 && item >= 8);
+    /// ```
+    pub const fn footprint() -> (usize, usize) {
+        (Tenants::<K, S>::slot_size(), ItemSlab::<T>::node_size())
+    }
+
+    // ----- the DRR ring -----
+
+    #[inline]
+    fn quantum_of(&self, weight: Option<NonZeroU32>) -> i64 {
+        let w = weight.unwrap_or(self.config.default_weight());
+        let q = u64::from(self.config.quantum().get()) * u64::from(w.get());
+        (q as i64).min(MAX_QUANTUM)
+    }
+
+    /// Appends tenant `idx` behind every backlogged tenant.
+    #[inline]
+    fn ring_push_back(&mut self, idx: u32) {
+        if self.ring_tail == NIL {
+            let t = self.tenants.get_mut(idx);
+            t.prev = idx;
+            t.next = idx;
+        } else {
+            let tail = self.ring_tail;
+            let front = self.tenants.get(tail).next;
+            {
+                let t = self.tenants.get_mut(idx);
+                t.prev = tail;
+                t.next = front;
+            }
+            self.tenants.get_mut(tail).next = idx;
+            self.tenants.get_mut(front).prev = idx;
+        }
+        self.ring_tail = idx;
+        self.ring_len += 1;
+    }
+
+    #[inline]
+    fn ring_unlink(&mut self, idx: u32) {
+        if self.ring_len == 1 {
+            self.ring_tail = NIL;
+        } else {
+            let (prev, next) = {
+                let t = self.tenants.get(idx);
+                (t.prev, t.next)
+            };
+            self.tenants.get_mut(prev).next = next;
+            self.tenants.get_mut(next).prev = prev;
+            if self.ring_tail == idx {
+                self.ring_tail = prev;
+            }
+        }
+        let t = self.tenants.get_mut(idx);
+        t.prev = NIL;
+        t.next = NIL;
+        self.ring_len -= 1;
+    }
+
+    /// Every backlogged tenant has had a turn without being able to afford its head item: grant
+    /// all of them the smallest number of whole rounds after which one of them can, exactly as
+    /// that many empty rounds would. O(active tenants); only reached when items cost more than
+    /// `quantum × weight`.
+    #[cold]
+    fn skip_dead_rounds(&mut self) {
+        let mut rounds = i64::MAX;
+        let mut idx = self.ring_tail;
+        for _ in 0..self.ring_len {
+            let t = self.tenants.get(idx);
+            let q = self.quantum_of(t.weight);
+            let need = if t.deficit > 0 {
+                0
+            } else {
+                // smallest k with deficit + k*q > 0
+                (1 - t.deficit + q - 1) / q
+            };
+            rounds = rounds.min(need);
+            idx = t.next;
+        }
+        if rounds == 0 || rounds == i64::MAX {
+            return;
+        }
+        for _ in 0..self.ring_len {
+            let q = self.quantum_of(self.tenants.get(idx).weight);
+            let t = self.tenants.get_mut(idx);
+            t.deficit = t.deficit.saturating_add(rounds.saturating_mul(q));
+            idx = t.next;
+        }
+    }
+
+    /// Counts an item handed to the host by `pop` or `dispatch`.
+    #[inline]
+    fn count_dispatch(&mut self, idx: u32, cost: u32) {
+        let c = &mut self.tenants.get_mut(idx).counters;
+        c.dispatched += 1;
+        c.served_cost = c.served_cost.saturating_add(u64::from(cost));
+        self.counters.dispatched += 1;
+    }
+
+    /// The DRR step: the next item in fair order, with its tenant slot and cost. Counts
+    /// nothing and frees no tenant slot: the caller does.
+    #[inline]
+    fn pop_inner(&mut self) -> Option<(T, u32, u32)> {
+        let mut rotations = 0u32;
+        loop {
+            if self.ring_tail == NIL {
+                return None;
+            }
+            let front = self.tenants.get(self.ring_tail).next;
+            let t = self.tenants.get_mut(front);
+            if t.deficit > 0 {
+                let (item, cost, next) = self.items.take(t.head);
+                t.head = next;
+                t.len -= 1;
+                t.queued_cost -= u64::from(cost);
+                t.deficit = t.deficit.saturating_sub(i64::from(cost));
+                let emptied = t.len == 0;
+                if emptied {
+                    t.tail = NIL;
+                    // Leftover credit is forfeited (classic DRR); debt is carried while the
+                    // slot lives.
+                    t.deficit = t.deficit.min(0);
+                }
+                self.queued_cost -= u64::from(cost);
+                if emptied {
+                    self.ring_unlink(front);
+                }
+                return Some((item, front, cost));
+            }
+            let weight = t.weight;
+            let q = self.quantum_of(weight);
+            let t = self.tenants.get_mut(front);
+            t.deficit = t.deficit.saturating_add(q);
+            self.ring_tail = front;
+            rotations += 1;
+            if rotations >= self.ring_len {
+                self.skip_dead_rounds();
+                rotations = 0;
+            }
+        }
+    }
+
+    /// Links a fresh node for `item` at the end of tenant `idx`'s FIFO. Caller checked room.
+    #[inline]
+    fn push_at(&mut self, idx: u32, item: T, cost: u32) -> Result<(), Rejected<T>> {
+        let t = self.tenants.get_mut(idx);
+        if let Some(reason) = t.blocked {
+            t.counters.rejected += 1;
+            self.counters.rejected += 1;
+            return Err(Rejected::new(item, RejectReason::Blocked { reason }));
+        }
+        let node = self.items.alloc(item, cost);
+        let t = self.tenants.get_mut(idx);
+        if t.tail == NIL {
+            t.head = node;
+        } else {
+            self.items.set_next(t.tail, node);
+        }
+        t.tail = node;
+        t.len += 1;
+        t.queued_cost += u64::from(cost);
+        t.counters.pushed += 1;
+        let activated = t.len == 1;
+        let weight = t.weight;
+        self.queued_cost += u64::from(cost);
+        self.counters.pushed += 1;
+        if activated {
+            let q = self.quantum_of(weight);
+            let t = self.tenants.get_mut(idx);
+            t.deficit = t.deficit.min(0).saturating_add(q);
+            self.ring_push_back(idx);
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn reject(&mut self, item: T, reason: RejectReason) -> Result<(), Rejected<T>> {
+        self.counters.rejected += 1;
+        Err(Rejected::new(item, reason))
+    }
+
+    /// Unlinks every node of tenant `idx` whose item `remove` selects (by position), appending
+    /// the removed items to `out` in FIFO order. Keeps the tenant, ring and totals consistent.
+    fn remove_where(&mut self, idx: u32, mut remove: impl FnMut(usize) -> bool, out: &mut Vec<T>) {
+        let mut node = self.tenants.get(idx).head;
+        let mut prev_kept = NIL;
+        let mut new_head = NIL;
+        let mut removed_cost = 0u64;
+        let mut removed = 0u32;
+        let mut pos = 0usize;
+        while node != NIL {
+            let next = self.items.next(node);
+            if remove(pos) {
+                let (item, cost, _) = self.items.take(node);
+                out.push(item);
+                removed_cost += u64::from(cost);
+                removed += 1;
+            } else {
+                if prev_kept == NIL {
+                    new_head = node;
+                } else {
+                    self.items.set_next(prev_kept, node);
+                }
+                prev_kept = node;
+            }
+            node = next;
+            pos += 1;
+        }
+        if prev_kept != NIL {
+            self.items.set_next(prev_kept, NIL);
+        }
+        let t = self.tenants.get_mut(idx);
+        t.head = new_head;
+        t.tail = prev_kept;
+        t.len -= removed;
+        t.queued_cost -= removed_cost;
+        let emptied = removed > 0 && t.len == 0;
+        if emptied {
+            t.deficit = t.deficit.min(0);
+        }
+        self.queued_cost -= removed_cost;
+        self.counters.removed += u64::from(removed);
+        if emptied {
+            self.ring_unlink(idx);
+        }
+    }
+}
+
+// ===== impl FairQueue: keyed operations =====
+
+impl<K, T, S> FairQueue<K, T, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher,
+{
+    /// Queues `item` for tenant `key` with cost 1.
+    ///
+    /// # Errors
+    ///
+    /// See [`try_push_with_cost`](Self::try_push_with_cost).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("acme", 1).unwrap();
+    /// assert_eq!(q.tenant_len(&"acme"), 1);
+    /// ```
+    #[inline]
+    pub fn try_push(&mut self, key: K, item: T) -> Result<(), Rejected<T>> {
+        self.try_push_with_cost(key, item, 1)
+    }
+
+    /// Queues `item` for tenant `key` with an estimated `cost` (report the actual cost later
+    /// through [`dispatch`](Self::dispatch) and [`complete`](Self::complete)).
+    ///
+    /// # Errors
+    ///
+    /// The item comes back inside [`Rejected`] with
+    /// - [`RejectReason::Blocked`] if an operator blocked the tenant,
+    /// - [`RejectReason::ZeroCost`] if `cost` is 0,
+    /// - [`RejectReason::QueueFull`] if the queue holds `u32::MAX - 1` items or tenants.
+    ///
+    /// # Performance
+    ///
+    /// One hash of `key`; O(1); no allocation unless the backlog reaches a new high-water mark.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, &str> = fairshare::FairQueue::new();
+    /// q.try_push_with_cost("acme", "export", 50).unwrap();
+    /// assert_eq!(q.tenant_queued_cost(&"acme"), 50);
+    /// ```
+    #[inline]
+    pub fn try_push_with_cost(&mut self, key: K, item: T, cost: u32) -> Result<(), Rejected<T>> {
+        if cost == 0 {
+            return self.reject(item, RejectReason::ZeroCost);
+        }
+        if self.items.is_full() {
+            return self.reject(item, full());
+        }
+        match self.tenants.find_or_insert(key) {
+            Some(idx) => self.push_at(idx, item, cost),
+            None => self.reject(item, full()),
+        }
+    }
+
+    /// Pins tenant `key` and returns its handle, for pushes and queries without hashing.
+    ///
+    /// The tenant's slot, settings and counters are kept until [`release`](Self::release),
+    /// even while it has nothing queued. Calling it again returns the same handle.
+    ///
+    /// # Panics
+    ///
+    /// If the queue already holds `u32::MAX - 1` tenants.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// let h = q.tenant("acme");
+    /// assert_eq!(q.tenant("acme"), h);
+    /// q.try_push_to(h, 5, 1).unwrap();
+    /// assert_eq!(q.pop(), Some(5));
+    /// assert_eq!(q.known_tenants(), 1); // still pinned
+    /// ```
+    #[track_caller]
+    pub fn tenant(&mut self, key: K) -> TenantHandle {
+        let idx = self
+            .tenants
+            .find_or_insert(key)
+            .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+        self.tenants.get_mut(idx).flags |= PINNED;
+        self.tenants.handle(idx)
+    }
+
+    /// The handle of a known tenant, without pinning it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// assert_eq!(q.handle_of(&"acme"), None);
+    /// q.try_push("acme", 1).unwrap();
+    /// assert!(q.handle_of(&"acme").is_some());
+    /// ```
+    pub fn handle_of(&self, key: &K) -> Option<TenantHandle> {
+        self.tenants.find(key).map(|i| self.tenants.handle(i))
+    }
+
+    /// Unpins a tenant pinned by [`tenant`](Self::tenant). Its slot is forgotten once it also
+    /// has nothing queued or in flight and no settings; the handle is then stale.
+    /// Returns `false` if the handle was already stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// let h = q.tenant("acme");
+    /// assert!(q.release(h));
+    /// assert_eq!(q.known_tenants(), 0);
+    /// assert!(!q.release(h));
+    /// ```
+    pub fn release(&mut self, handle: TenantHandle) -> bool {
+        let Some(idx) = self.tenants.resolve(handle) else {
+            return false;
+        };
+        self.tenants.get_mut(idx).flags &= !PINNED;
+        self.tenants.release_if_idle(idx);
+        true
+    }
+
+    /// Queues `item` for the tenant behind `handle`, without hashing.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_push_with_cost`](Self::try_push_with_cost), plus
+    /// [`RejectReason::StaleHandle`] if the handle's tenant was forgotten.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{FairQueue, RejectReason};
+    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
+    /// let h = q.tenant("acme");
+    /// q.try_push_to(h, 1, 1).unwrap();
+    /// q.pop();
+    /// q.release(h);
+    /// assert_eq!(q.try_push_to(h, 2, 1).unwrap_err().reason(), RejectReason::StaleHandle);
+    /// ```
+    #[inline]
+    pub fn try_push_to(
+        &mut self,
+        handle: TenantHandle,
+        item: T,
+        cost: u32,
+    ) -> Result<(), Rejected<T>> {
+        let Some(idx) = self.tenants.resolve(handle) else {
+            return self.reject(item, RejectReason::StaleHandle);
+        };
+        if cost == 0 {
+            self.tenants.get_mut(idx).counters.rejected += 1;
+            return self.reject(item, RejectReason::ZeroCost);
+        }
+        if self.items.is_full() {
+            self.tenants.get_mut(idx).counters.rejected += 1;
+            return self.reject(item, full());
+        }
+        self.push_at(idx, item, cost)
+    }
+
+    /// Takes the next item in fair order, or `None` if nothing is queued.
+    ///
+    /// Work-conserving: returns an item whenever any is queued. The item is not tracked as in
+    /// flight; use [`dispatch`](Self::dispatch) to report actual costs.
+    ///
+    /// # Performance
+    ///
+    /// O(1) amortised while items cost at most about `quantum × weight`. When every backlogged
+    /// tenant's head item costs more than it can afford, the empty rounds are skipped in one
+    /// pass over the backlogged tenants (never over idle ones), so a pop costs at most two
+    /// rotations of the ring; set the quantum near the typical item cost to stay O(1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// q.try_push("a", 2).unwrap();
+    /// q.try_push("b", 3).unwrap();
+    /// let order: Vec<u32> = std::iter::from_fn(|| q.pop()).collect();
+    /// assert_eq!(order, [1, 3, 2]);
+    /// ```
+    #[inline]
+    pub fn pop(&mut self) -> Option<T> {
+        let (item, idx, cost) = self.pop_inner()?;
+        self.count_dispatch(idx, cost);
+        self.tenants.release_if_idle(idx);
+        Some(item)
+    }
+
+    /// Takes the next item in fair order and tracks it as in flight until its [`Ticket`] is
+    /// passed to [`complete`](Self::complete).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// assert_eq!((d.item, q.in_flight(&"a")), (1, 1));
+    /// q.complete(d.ticket, 1);
+    /// ```
+    #[inline]
+    pub fn dispatch(&mut self) -> Option<Dispatch<T>> {
+        let (item, idx, cost) = self.pop_inner()?;
+        self.count_dispatch(idx, cost);
+        self.tenants.get_mut(idx).in_flight += 1;
+        Some(Dispatch {
+            item,
+            ticket: Ticket {
+                tenant: self.tenants.handle(idx),
+                cost,
+            },
+        })
+    }
+
+    /// Reports that a dispatched item finished, with what it actually cost. The tenant's
+    /// future share is corrected by `actual_cost - estimate`: debt is capped at
+    /// `max_debt_rounds` rounds of its quantum and credit at one quantum, so one bad estimate
+    /// can neither starve nor flood. Returns `false` (and changes nothing) if the ticket's
+    /// tenant is unknown, which only happens for a ticket from another queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push_with_cost("a", 1, 10).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// assert!(q.complete(d.ticket, 4));
+    /// assert_eq!(q.tenant_counters(&"a"), None); // forgotten: nothing left to remember
+    /// ```
+    pub fn complete(&mut self, ticket: Ticket, actual_cost: u32) -> bool {
+        let Some(idx) = self.tenants.resolve(ticket.tenant) else {
+            return false;
+        };
+        let q = self.quantum_of(self.tenants.get(idx).weight);
+        let max_debt = q.saturating_mul(i64::from(self.config.max_debt_rounds()));
+        let t = self.tenants.get_mut(idx);
+        if t.in_flight == 0 {
+            return false;
+        }
+        t.in_flight -= 1;
+        let delta = i64::from(actual_cost) - i64::from(ticket.cost);
+        let corrected = t.deficit.saturating_sub(delta);
+        let lo = t.deficit.min(-max_debt);
+        let hi = t.deficit.max(q);
+        t.deficit = corrected.clamp(lo, hi);
+        t.counters.served_cost = (t.counters.served_cost as i64)
+            .saturating_add(delta)
+            .max(0) as u64;
+        self.tenants.release_if_idle(idx);
+        true
+    }
+
+    /// Items currently in flight (dispatched, not completed) for tenant `key`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// assert_eq!(q.in_flight(&"a"), 0);
+    /// ```
+    pub fn in_flight(&self, key: &K) -> u32 {
+        self.tenants
+            .find(key)
+            .map_or(0, |i| self.tenants.get(i).in_flight)
+    }
+
+    /// Number of items queued for `key`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// assert_eq!((q.tenant_len(&"a"), q.tenant_len(&"b")), (1, 0));
+    /// ```
+    pub fn tenant_len(&self, key: &K) -> usize {
+        self.tenants
+            .find(key)
+            .map_or(0, |i| self.tenants.get(i).len as usize)
+    }
+
+    /// Sum of the costs queued for `key`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push_with_cost("a", 1, 9).unwrap();
+    /// assert_eq!(q.tenant_queued_cost(&"a"), 9);
+    /// ```
+    pub fn tenant_queued_cost(&self, key: &K) -> u64 {
+        self.tenants
+            .find(key)
+            .map_or(0, |i| self.tenants.get(i).queued_cost)
+    }
+
+    /// The tenant's lifetime counters, or `None` if the queue holds no state for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// assert_eq!(q.tenant_counters(&"a").unwrap().pushed, 1);
+    /// ```
+    pub fn tenant_counters(&self, key: &K) -> Option<TenantCounters> {
+        self.tenants
+            .find(key)
+            .map(|i| self.tenants.get(i).counters)
+    }
+
+    /// Visits every known tenant in a deterministic order (not hash order) with its queued
+    /// length and counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// q.try_push("b", 2).unwrap();
+    /// let keys: Vec<&str> = q.tenants().map(|(k, _, _)| *k).collect();
+    /// assert_eq!(keys, ["a", "b"]);
+    /// ```
+    pub fn tenants(&self) -> impl Iterator<Item = (&K, usize, TenantCounters)> + '_ {
+        self.tenants
+            .iter()
+            .map(|(_, t)| (&t.key, t.len as usize, t.counters))
+    }
+
+    /// The weight in force for `key` (its override, or the default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.set_weight("gold", NonZeroU32::new(4).unwrap());
+    /// assert_eq!((q.weight(&"gold").get(), q.weight(&"free").get()), (4, 1));
+    /// ```
+    pub fn weight(&self, key: &K) -> NonZeroU32 {
+        self.tenants
+            .find(key)
+            .and_then(|i| self.tenants.get(i).weight)
+            .unwrap_or(self.config.default_weight())
+    }
+
+    /// Overrides a tenant's weight. Takes effect from the tenant's next turn; queued items stay.
+    ///
+    /// # Panics
+    ///
+    /// If the queue already holds `u32::MAX - 1` tenants.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.set_weight("gold", NonZeroU32::new(2).unwrap());
+    /// for i in 0..4 { q.try_push("gold", i).unwrap(); q.try_push("free", 10 + i).unwrap(); }
+    /// let first: Vec<u32> = (0..6).filter_map(|_| q.pop()).collect();
+    /// assert_eq!(first, [0, 1, 10, 2, 3, 11]);
+    /// ```
+    #[track_caller]
+    pub fn set_weight(&mut self, key: K, weight: NonZeroU32) {
+        let idx = self
+            .tenants
+            .find_or_insert(key)
+            .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+        self.tenants.get_mut(idx).weight = Some(weight);
+    }
+
+    /// Removes a tenant's weight override; it gets the default weight again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.set_weight("gold", NonZeroU32::new(2).unwrap());
+    /// q.clear_weight(&"gold");
+    /// assert_eq!(q.weight(&"gold").get(), 1);
+    /// assert_eq!(q.known_tenants(), 0);
+    /// ```
+    pub fn clear_weight(&mut self, key: &K) {
+        if let Some(idx) = self.tenants.find(key) {
+            self.tenants.get_mut(idx).weight = None;
+            self.tenants.release_if_idle(idx);
+        }
+    }
+
+    /// Changes the weight of every tenant without an override. Takes effect from each
+    /// tenant's next turn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.set_default_weight(NonZeroU32::new(5).unwrap());
+    /// assert_eq!(q.weight(&"anyone").get(), 5);
+    /// ```
+    pub fn set_default_weight(&mut self, weight: NonZeroU32) {
+        self.config = self.config.with_default_weight(weight);
+    }
+
+    /// Blocks a tenant: every later push is refused with [`RejectReason::Blocked`] carrying
+    /// `reason`, the item handed back. What is already queued stays (see
+    /// [`purge`](Self::purge)) and is still served.
+    ///
+    /// # Panics
+    ///
+    /// If the queue already holds `u32::MAX - 1` tenants.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, FairQueue, RejectReason};
+    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
+    /// q.block("flood", BlockReason::Abuse);
+    /// let err = q.try_push("flood", 1).unwrap_err();
+    /// assert_eq!(err.reason(), RejectReason::Blocked { reason: BlockReason::Abuse });
+    /// assert_eq!(err.into_inner(), 1);
+    /// ```
+    #[track_caller]
+    pub fn block(&mut self, key: K, reason: BlockReason) {
+        let idx = self
+            .tenants
+            .find_or_insert(key)
+            .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+        self.tenants.get_mut(idx).blocked = Some(reason);
+    }
+
+    /// Lifts a block. Returns the reason it had, if it was blocked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, FairQueue};
+    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
+    /// q.block("t", BlockReason::Billing);
+    /// assert_eq!(q.unblock(&"t"), Some(BlockReason::Billing));
+    /// assert!(q.try_push("t", 1).is_ok());
+    /// ```
+    pub fn unblock(&mut self, key: &K) -> Option<BlockReason> {
+        let idx = self.tenants.find(key)?;
+        let reason = self.tenants.get_mut(idx).blocked.take();
+        self.tenants.release_if_idle(idx);
+        reason
+    }
+
+    /// Why `key` is blocked, if it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, FairQueue};
+    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
+    /// q.block("t", BlockReason::Code(7));
+    /// assert_eq!(q.blocked(&"t"), Some(BlockReason::Code(7)));
+    /// assert_eq!(q.blocked(&"u"), None);
+    /// ```
+    pub fn blocked(&self, key: &K) -> Option<BlockReason> {
+        self.tenants
+            .find(key)
+            .and_then(|i| self.tenants.get(i).blocked)
+    }
+
+    /// Removes every item queued for `key` and hands them back in FIFO order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, FairQueue};
+    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
+    /// for i in 0..3 { q.try_push("flood", i).unwrap(); }
+    /// q.try_push("other", 9).unwrap();
+    /// q.block("flood", BlockReason::Abuse); // stop new jobs, then delete the bad ones
+    /// assert_eq!(q.purge(&"flood"), [0, 1, 2]);
+    /// assert_eq!(q.pop(), Some(9));
+    /// ```
+    pub fn purge(&mut self, key: &K) -> Vec<T> {
+        let mut out = Vec::new();
+        if let Some(idx) = self.tenants.find(key) {
+            out.reserve(self.tenants.get(idx).len as usize);
+            self.remove_where(idx, |_| true, &mut out);
+            self.tenants.release_if_idle(idx);
+        }
+        out
+    }
+
+    /// Keeps only the items of `key` for which `keep` returns `true`, handing back the others
+    /// in FIFO order. The kept items keep their order.
+    ///
+    /// # Panics
+    ///
+    /// If `keep` panics, the panic propagates and the queue is unchanged: every predicate call
+    /// happens before anything is removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// for i in 0..6 { q.try_push("acme", i).unwrap(); }
+    /// let invalid = q.retain(&"acme", |job| job % 2 == 0);
+    /// assert_eq!(invalid, [1, 3, 5]);
+    /// assert_eq!(q.tenant_len(&"acme"), 3);
+    /// ```
+    pub fn retain(&mut self, key: &K, mut keep: impl FnMut(&T) -> bool) -> Vec<T> {
+        let mut out = Vec::new();
+        let Some(idx) = self.tenants.find(key) else {
+            return out;
+        };
+        // Ask first, change after: a panicking predicate leaves everything in place.
+        let mut verdicts = Vec::with_capacity(self.tenants.get(idx).len as usize);
+        let mut node = self.tenants.get(idx).head;
+        while node != NIL {
+            verdicts.push(keep(self.items.get(node)));
+            node = self.items.next(node);
+        }
+        if verdicts.iter().all(|&k| k) {
+            return out;
+        }
+        self.remove_where(idx, |pos| !verdicts[pos], &mut out);
+        self.tenants.release_if_idle(idx);
+        out
+    }
+
+    /// Removes and yields every queued item in fair order. Items not taken from the iterator
+    /// stay queued.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// q.try_push("b", 2).unwrap();
+    /// let all: Vec<u32> = q.drain().collect();
+    /// assert_eq!(all, [1, 2]);
+    /// assert!(q.is_empty());
+    /// ```
+    pub fn drain(&mut self) -> Drain<'_, K, T, S> {
+        Drain { queue: self }
+    }
+}
+
+/// Iterator returned by [`FairQueue::drain`].
+///
+/// # Examples
+///
+/// ```
+/// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+/// q.try_push(1, 1).unwrap();
+/// assert_eq!(q.drain().count(), 1);
+/// ```
+#[derive(Debug)]
+pub struct Drain<'a, K, T, S> {
+    queue: &'a mut FairQueue<K, T, S>,
+}
+
+impl<K, T, S> Iterator for Drain<'_, K, T, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher,
+{
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        let (item, idx, _) = self.queue.pop_inner()?;
+        self.queue.counters.removed += 1;
+        self.queue.tenants.release_if_idle(idx);
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.queue.len(), Some(self.queue.len()))
+    }
+}
+
+#[cold]
+fn full() -> RejectReason {
+    RejectReason::QueueFull {
+        capacity: u64::from(super::items::MAX_ITEMS),
+    }
+}

@@ -1,0 +1,13 @@
+//! The fair queue core: per-tenant FIFOs served by weighted deficit round robin.
+//!
+//! [`FairQueue`] is the public type; the tenant table, the item slab and the ring are private
+//! implementation details.
+
+mod config;
+mod fair_queue;
+mod items;
+mod tenants;
+
+pub use config::QueueConfig;
+pub use fair_queue::{DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueCounters, Ticket};
+pub use tenants::{TenantCounters, TenantHandle};

@@ -1,0 +1,301 @@
+//! # Implementation details
+//!
+//! The tenant table: a slab of tenant slots indexed by `u32`, and a `hashbrown::HashTable<u32>`
+//! from key to slot that stores only the slot index (the key lives once, in the slot). A slot is
+//! live while its tenant has queued or in-flight work or custom settings (a weight override, a
+//! block, a pinned handle); the moment none is left the slot is freed, its generation bumped
+//! (so stale [`TenantHandle`]s are detected) and its index reused. Order never depends on the
+//! hash: the table only answers "which slot", never "in which order".
+
+use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroU32;
+
+use hashbrown::HashTable;
+
+use super::items::NIL;
+use crate::error::BlockReason;
+
+/// A tenant's identity inside one queue: push and query without hashing the key.
+///
+/// Get one with [`FairQueue::tenant`](crate::FairQueue::tenant), which pins the tenant (keeps its
+/// slot, settings and counters even while it has nothing queued) until
+/// [`FairQueue::release`](crate::FairQueue::release). A handle whose tenant has since been
+/// forgotten is *stale*: calls with it are refused with
+/// [`RejectReason::StaleHandle`](crate::RejectReason::StaleHandle) or return `None`/`false`,
+/// never touch another tenant. A handle is only meaningful to the queue that made it.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::FairQueue;
+///
+/// let mut q: FairQueue<&str, u32> = FairQueue::new();
+/// let acme = q.tenant("acme");
+/// q.try_push_to(acme, 1, 1).unwrap();
+/// assert_eq!(q.key(acme), Some(&"acme"));
+/// assert_eq!(q.pop(), Some(1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TenantHandle {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+/// Lifetime counters of one tenant, kept while the tenant is known (see [`FairQueue::tenant`]
+/// to keep them across idle periods).
+///
+/// [`FairQueue::tenant`]: crate::FairQueue::tenant
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::FairQueue;
+/// let mut q: FairQueue<&str, u32> = FairQueue::new();
+/// q.try_push("a", 1).unwrap();
+/// q.try_push("a", 2).unwrap();
+/// q.pop();
+/// let c = q.tenant_counters(&"a").unwrap();
+/// assert_eq!((c.pushed, c.dispatched, c.served_cost), (2, 1, 1));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct TenantCounters {
+    /// Items accepted into the queue.
+    pub pushed: u64,
+    /// Items refused (blocked, bad cost, capacity).
+    pub rejected: u64,
+    /// Items handed out by `pop` or `dispatch`.
+    pub dispatched: u64,
+    /// Cost handed out, corrected by the actual costs reported to `complete`.
+    pub served_cost: u64,
+}
+
+pub(crate) const PINNED: u8 = 1;
+
+#[derive(Debug)]
+pub(crate) struct Tenant<K> {
+    pub(crate) key: K,
+    /// DRR deficit: positive = may be served now; carried debt while idle is <= 0.
+    pub(crate) deficit: i64,
+    pub(crate) queued_cost: u64,
+    /// FIFO of item nodes.
+    pub(crate) head: u32,
+    pub(crate) tail: u32,
+    pub(crate) len: u32,
+    /// Ring links (valid while `len > 0`).
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+    pub(crate) in_flight: u32,
+    pub(crate) weight: Option<NonZeroU32>,
+    pub(crate) blocked: Option<BlockReason>,
+    pub(crate) flags: u8,
+    pub(crate) counters: TenantCounters,
+}
+
+impl<K> Tenant<K> {
+    fn new(key: K) -> Self {
+        Tenant {
+            key,
+            deficit: 0,
+            queued_cost: 0,
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            prev: NIL,
+            next: NIL,
+            in_flight: 0,
+            weight: None,
+            blocked: None,
+            flags: 0,
+            counters: TenantCounters::default(),
+        }
+    }
+
+    /// Whether nothing keeps this tenant's slot alive.
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.len == 0
+            && self.in_flight == 0
+            && self.flags == 0
+            && self.weight.is_none()
+            && self.blocked.is_none()
+    }
+}
+
+#[derive(Debug)]
+enum Slot<K> {
+    Live(Tenant<K>),
+    Free { next_free: u32 },
+}
+
+#[derive(Debug)]
+struct Entry<K> {
+    generation: u32,
+    slot: Slot<K>,
+}
+
+/// Key -> slot table plus the slot slab.
+#[derive(Debug)]
+pub(crate) struct Tenants<K, S> {
+    table: HashTable<u32>,
+    hasher: S,
+    entries: Vec<Entry<K>>,
+    free: u32,
+    live: u32,
+}
+
+impl<K, S> Tenants<K, S> {
+    pub(crate) fn with_hasher(hasher: S) -> Self {
+        Tenants {
+            table: HashTable::new(),
+            hasher,
+            entries: Vec::new(),
+            free: NIL,
+            live: 0,
+        }
+    }
+
+    pub(crate) fn live(&self) -> u32 {
+        self.live
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, idx: u32) -> &Tenant<K> {
+        match &self.entries[idx as usize].slot {
+            Slot::Live(t) => t,
+            Slot::Free { .. } => unreachable!("fairshare: tenant slot {idx} is free"),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Tenant<K> {
+        match &mut self.entries[idx as usize].slot {
+            Slot::Live(t) => t,
+            Slot::Free { .. } => unreachable!("fairshare: tenant slot {idx} is free"),
+        }
+    }
+
+    /// The live slot a handle names, if it is not stale.
+    #[inline]
+    pub(crate) fn resolve(&self, h: TenantHandle) -> Option<u32> {
+        match self.entries.get(h.index as usize) {
+            Some(Entry {
+                generation,
+                slot: Slot::Live(_),
+            }) if *generation == h.generation => Some(h.index),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn handle(&self, idx: u32) -> TenantHandle {
+        TenantHandle {
+            index: idx,
+            generation: self.entries[idx as usize].generation,
+        }
+    }
+
+    /// Live slots in index order (deterministic; never hash order).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Tenant<K>)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match &e.slot {
+                Slot::Live(t) => Some((i as u32, t)),
+                Slot::Free { .. } => None,
+            })
+    }
+
+    /// Bytes held by the table and the slots (capacity, not length).
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry<K>>()
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+
+    pub(crate) const fn slot_size() -> usize {
+        std::mem::size_of::<Entry<K>>()
+    }
+}
+
+impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
+    #[inline]
+    pub(crate) fn find(&self, key: &K) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        let entries = &self.entries;
+        self.table
+            .find(hash, |&i| match &entries[i as usize].slot {
+                Slot::Live(t) => t.key == *key,
+                Slot::Free { .. } => false,
+            })
+            .copied()
+    }
+
+    /// The slot of `key`, creating a fresh tenant if it has none. Returns `None` only if the
+    /// table holds `u32::MAX - 1` tenants.
+    #[inline]
+    pub(crate) fn find_or_insert(&mut self, key: K) -> Option<u32> {
+        let hash = self.hasher.hash_one(&key);
+        let entries = &self.entries;
+        if let Some(&i) = self.table.find(hash, |&i| match &entries[i as usize].slot {
+            Slot::Live(t) => t.key == key,
+            Slot::Free { .. } => false,
+        }) {
+            return Some(i);
+        }
+        self.insert_new(hash, key)
+    }
+
+    #[cold]
+    fn insert_new(&mut self, hash: u64, key: K) -> Option<u32> {
+        let idx = if self.free != NIL {
+            let idx = self.free;
+            let entry = &mut self.entries[idx as usize];
+            let Slot::Free { next_free } = entry.slot else {
+                unreachable!("fairshare: free list names live slot {idx}")
+            };
+            self.free = next_free;
+            entry.slot = Slot::Live(Tenant::new(key));
+            idx
+        } else {
+            let idx = u32::try_from(self.entries.len()).ok().filter(|&i| i != NIL)?;
+            self.entries.push(Entry {
+                generation: 0,
+                slot: Slot::Live(Tenant::new(key)),
+            });
+            idx
+        };
+        self.live += 1;
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.table.insert_unique(hash, idx, |&i| match &entries[i as usize].slot {
+            Slot::Live(t) => hasher.hash_one(&t.key),
+            Slot::Free { .. } => unreachable!("fairshare: table names free slot {i}"),
+        });
+        Some(idx)
+    }
+
+    /// Frees the slot if nothing keeps it alive. Returns whether it was freed.
+    #[inline]
+    pub(crate) fn release_if_idle(&mut self, idx: u32) -> bool {
+        if !self.get(idx).is_idle() {
+            return false;
+        }
+        self.remove(idx);
+        true
+    }
+
+    #[cold]
+    fn remove(&mut self, idx: u32) {
+        let hash = self.hasher.hash_one(&self.get(idx).key);
+        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
+        let e = &mut self.entries[idx as usize];
+        e.slot = Slot::Free {
+            next_free: self.free,
+        };
+        e.generation = e.generation.wrapping_add(1);
+        self.free = idx;
+        self.live -= 1;
+    }
+}
