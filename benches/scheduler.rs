@@ -1,1 +1,98 @@
-fn main() {}
+//! Criterion benches for `fairshare`: one module per area, each group measuring its baseline
+//! (crossbeam `SegQueue`, ...) beside our code, so every ratio quoted in the README comes from
+//! one run on one (noisy) machine.
+//!
+//! Run everything with `cargo bench --bench scheduler`, or one group with e.g.
+//! `cargo bench --bench scheduler -- push_pop`. Compare only results of the same run.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
+// `criterion_group!` defines an undocumented `pub fn` for each group.
+#![allow(missing_docs)]
+
+use criterion::{criterion_group, criterion_main};
+
+/// The fair queue core: push+pop against `SegQueue` push+pop.
+mod queue {
+    use std::hint::black_box;
+    use std::time::Duration;
+
+    use criterion::{BenchmarkId, Criterion, Throughput};
+    use crossbeam::queue::SegQueue;
+    use fairshare::FairQueue;
+
+    /// Backlogged tenant counts.
+    const TENANTS: [u64; 4] = [1, 1_000, 100_000, 1_000_000];
+    /// Items queued per tenant; every tenant stays backlogged through the closed loop.
+    const DEPTH: u64 = 4;
+
+    /// A fair queue holding `DEPTH` items for each of `n` tenants, pushed round by round
+    /// (item = tenant key).
+    fn prefilled(n: u64) -> FairQueue<u64, u64> {
+        let mut q = FairQueue::new();
+        for _ in 0..DEPTH {
+            for k in 0..n {
+                q.try_push(k, k).unwrap();
+            }
+        }
+        q
+    }
+
+    /// Closed-loop push+pop with `n` backlogged tenants. The popped item is pushed straight
+    /// back (to the same tenant), so the backlog, and every tenant's place in it, is
+    /// unchanged between iterations. Each structure is built once per case, outside the
+    /// timed loop, and reused by every sample.
+    pub(crate) fn push_pop(c: &mut Criterion) {
+        let mut g = c.benchmark_group("push_pop");
+        g.throughput(Throughput::Elements(1))
+            .sample_size(30)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
+
+        for n in TENANTS {
+            // Baseline: the same number of items in one lock-free FIFO.
+            {
+                let s = SegQueue::new();
+                for i in 0..n * DEPTH {
+                    s.push(i % n);
+                }
+                g.bench_with_input(BenchmarkId::new("segqueue", n), &n, |b, _| {
+                    b.iter(|| {
+                        let v = s.pop().unwrap();
+                        s.push(black_box(v));
+                    });
+                });
+            }
+
+            // Ours, hashing the key on every push.
+            {
+                let mut q = prefilled(n);
+                g.bench_with_input(BenchmarkId::new("fairqueue_key", n), &n, |b, _| {
+                    b.iter(|| {
+                        let k = q.pop().unwrap();
+                        q.try_push(black_box(k), k).unwrap();
+                    });
+                });
+                assert_eq!(q.len() as u64, n * DEPTH);
+                assert_eq!(q.active_tenants() as u64, n);
+            }
+
+            // Ours, pushing by pinned tenant handle (no hashing).
+            {
+                let mut q = prefilled(n);
+                let handles: Vec<_> = (0..n).map(|k| q.tenant(k)).collect();
+                g.bench_with_input(BenchmarkId::new("fairqueue_handle", n), &n, |b, _| {
+                    b.iter(|| {
+                        let k = q.pop().unwrap();
+                        q.try_push_to(handles[black_box(k) as usize], k, 1).unwrap();
+                    });
+                });
+                assert_eq!(q.len() as u64, n * DEPTH);
+                assert_eq!(q.active_tenants() as u64, n);
+            }
+        }
+        g.finish();
+    }
+}
+
+// One group per area; add each new module's bench functions to `targets`.
+criterion_group!(benches, queue::push_pop);
+criterion_main!(benches);

@@ -79,11 +79,6 @@ impl<T> ItemSlab<T> {
         self.nodes[idx as usize].next
     }
 
-    #[inline]
-    pub(crate) fn cost(&self, idx: u32) -> u32 {
-        self.nodes[idx as usize].cost
-    }
-
     /// The item at `idx`. Panics only if `idx` is not a live node (a bug in this crate).
     #[inline]
     pub(crate) fn get(&self, idx: u32) -> &T {
