@@ -78,6 +78,50 @@ pub enum RejectReason {
         /// The limit that was reached.
         capacity: u64,
     },
+    /// The tenant is over its rate quota; a retry at or after `retry_at` can succeed.
+    #[error("tenant is over its rate quota (retry at {retry_at})")]
+    RateLimited {
+        /// The earliest time the same push can pass the rate limit.
+        retry_at: Nanos,
+    },
+    /// The item costs more than a limit can ever allow (a rate burst or a cost cap); it can
+    /// never be admitted as it is.
+    #[error("item cost {cost} exceeds the largest a limit can ever allow ({max}); it can never be admitted")]
+    TooLarge {
+        /// The item's cost.
+        cost: u64,
+        /// The largest cost the binding limit allows.
+        max: u64,
+    },
+    /// The tenant's own queue cap is reached.
+    #[error("tenant queue is full ({limit})")]
+    TenantFull {
+        /// The cap that was reached.
+        limit: Limit,
+    },
+    /// The scheduler's global capacity is reached, and the shedding policy refused the
+    /// newcomer.
+    #[error("scheduler is at capacity ({limit})")]
+    CapacityFull {
+        /// The capacity that was reached.
+        limit: Limit,
+    },
+    /// The item was queued, then evicted to make room for another tenant's item because its
+    /// tenant was the furthest over its fair share.
+    #[error("evicted: its tenant was the furthest over its fair share of a full queue")]
+    Evicted,
+    /// The item was shed because queueing delay stayed above the target (CoDel-style).
+    #[error("shed: queueing delay stayed above target (this item waited {sojourn})")]
+    QueueDelay {
+        /// How long the item had waited.
+        sojourn: Nanos,
+    },
+    /// The item's deadline passed while it was queued; it was never dispatched.
+    #[error("item deadline passed while queued")]
+    DeadlineExpired {
+        /// The deadline it had.
+        deadline: Nanos,
+    },
 }
 
 impl RejectReason {
@@ -93,10 +137,17 @@ impl RejectReason {
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
-            RejectReason::QueueFull { .. } => true,
-            RejectReason::Blocked { .. } | RejectReason::ZeroCost | RejectReason::StaleHandle => {
-                false
-            }
+            RejectReason::QueueFull { .. }
+            | RejectReason::RateLimited { .. }
+            | RejectReason::TenantFull { .. }
+            | RejectReason::CapacityFull { .. }
+            | RejectReason::Evicted
+            | RejectReason::QueueDelay { .. } => true,
+            RejectReason::Blocked { .. }
+            | RejectReason::ZeroCost
+            | RejectReason::StaleHandle
+            | RejectReason::TooLarge { .. }
+            | RejectReason::DeadlineExpired { .. } => false,
         }
     }
 
@@ -108,7 +159,38 @@ impl RejectReason {
     /// assert_eq!(fairshare::RejectReason::ZeroCost.retry_at(), None);
     /// ```
     pub fn retry_at(&self) -> Option<Nanos> {
-        None
+        match self {
+            RejectReason::RateLimited { retry_at } => Some(*retry_at),
+            _ => None,
+        }
+    }
+}
+
+/// Which quantity a cap counts, and the cap.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::Limit;
+/// assert_eq!(Limit::Items(10).to_string(), "10 items");
+/// assert_eq!(Limit::Cost(500).to_string(), "cost 500");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum Limit {
+    /// A cap on the number of queued items.
+    Items(u64),
+    /// A cap on the sum of queued costs.
+    Cost(u64),
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Items(n) => write!(f, "{n} items"),
+            Limit::Cost(c) => write!(f, "cost {c}"),
+        }
     }
 }
 

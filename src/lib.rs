@@ -76,12 +76,17 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod admission;
 mod clock;
 mod error;
 mod queue;
 
+pub use admission::{
+    AdmissionCounters, Admitted, Capacity, Permit, PushOptions, QueueDelay, Quota, Scheduler,
+    SchedulerConfig, ShedPolicy, TenantLimits,
+};
 pub use clock::{Clock, ManualClock, Nanos, StdClock};
-pub use error::{BlockReason, ConfigError, RejectReason, Rejected};
+pub use error::{BlockReason, ConfigError, Limit, RejectReason, Rejected};
 pub use queue::{
     DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueConfig, QueueCounters, TenantCounters,
     TenantHandle, Ticket,

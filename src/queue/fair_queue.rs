@@ -3,9 +3,14 @@
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use super::config::QueueConfig;
-use super::items::{ItemSlab, NIL};
+use super::items::{ItemSlab, Taken, NIL};
+use super::over_share::OverShare;
 use super::tenants::{TenantCounters, TenantHandle, Tenants, PINNED};
+use crate::clock::Nanos;
 use crate::error::{BlockReason, RejectReason, Rejected};
 
 /// The default hasher of the tenant table: fast, and seeded per process so attacker-chosen
@@ -82,6 +87,10 @@ pub struct FairQueue<K, T, S = DefaultHashBuilder> {
     queued_cost: u64,
     config: QueueConfig,
     counters: QueueCounters,
+    /// Kept only while a shedding policy asks who is furthest over its share.
+    over: Option<OverShare>,
+    /// Pending item deadlines (min-heap); entries of items gone since are skipped.
+    deadlines: BinaryHeap<Reverse<DeadlineEntry>>,
 }
 
 /// Lifetime counters of a whole queue.
@@ -246,6 +255,8 @@ impl<K, T, S> FairQueue<K, T, S> {
             queued_cost: 0,
             config,
             counters: QueueCounters::default(),
+            over: None,
+            deadlines: BinaryHeap::new(),
         }
     }
 
@@ -390,13 +401,54 @@ impl<K, T, S> FairQueue<K, T, S> {
         (Tenants::<K, S>::slot_size(), ItemSlab::<T>::node_size())
     }
 
+    /// Re-ranks tenant `idx` in the over-share heap, if one is kept.
+    #[inline]
+    fn touch(&mut self, idx: u32) {
+        if let Some(over) = &mut self.over {
+            over.update(&mut self.tenants, idx, self.config.default_weight());
+        }
+    }
+
+    /// Keeps (or stops keeping) the over-share heap that [`most_over_share`] reads.
+    ///
+    /// [`most_over_share`]: Self::most_over_share
+    pub(crate) fn set_over_share_tracking(&mut self, on: bool) {
+        match (on, self.over.is_some()) {
+            (true, false) => {
+                let mut over = OverShare::default();
+                let dw = self.config.default_weight();
+                let backlogged: Vec<u32> = self
+                    .tenants
+                    .iter()
+                    .filter(|(_, t)| t.len > 0)
+                    .map(|(i, _)| i)
+                    .collect();
+                for idx in backlogged {
+                    over.update(&mut self.tenants, idx, dw);
+                }
+                self.over = Some(over);
+            }
+            (false, true) => {
+                if let Some(mut over) = self.over.take() {
+                    over.clear(&mut self.tenants);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The backlogged tenant with the largest queued cost per unit of weight.
+    pub(crate) fn most_over_share(&self) -> Option<u32> {
+        self.over.as_ref().and_then(OverShare::top)
+    }
+
     // ----- the DRR ring -----
 
     #[inline]
     fn quantum_of(&self, weight: Option<NonZeroU32>) -> i64 {
         let w = weight.unwrap_or(self.config.default_weight());
         let q = u64::from(self.config.quantum().get()) * u64::from(w.get());
-        (q as i64).min(MAX_QUANTUM)
+        q.min(MAX_QUANTUM as u64) as i64
     }
 
     /// Appends tenant `idx` behind every backlogged tenant.
@@ -456,8 +508,8 @@ impl<K, T, S> FairQueue<K, T, S> {
             let need = if t.deficit > 0 {
                 0
             } else {
-                // smallest k with deficit + k*q > 0
-                (1 - t.deficit + q - 1) / q
+                // smallest k with deficit + k*q > 0 (deficit <= 0, so no overflow here)
+                (1i64.saturating_sub(t.deficit)).saturating_add(q - 1) / q
             };
             rounds = rounds.min(need);
             idx = t.next;
@@ -472,7 +524,15 @@ impl<K, T, S> FairQueue<K, T, S> {
             idx = t.next;
         }
     }
+}
 
+// ===== impl FairQueue: internals shared with the scheduler =====
+
+impl<K, T, S> FairQueue<K, T, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher,
+{
     /// Counts an item handed to the host by `pop` or `dispatch`.
     #[inline]
     fn count_dispatch(&mut self, idx: u32, cost: u32) {
@@ -482,10 +542,54 @@ impl<K, T, S> FairQueue<K, T, S> {
         self.counters.dispatched += 1;
     }
 
-    /// The DRR step: the next item in fair order, with its tenant slot and cost. Counts
-    /// nothing and frees no tenant slot: the caller does.
+    /// Restores "the head node is live, or the list is empty" for tenant `idx` by freeing the
+    /// tombstones at its head.
     #[inline]
-    fn pop_inner(&mut self) -> Option<(T, u32, u32)> {
+    fn skip_tombstones(&mut self, idx: u32) {
+        let mut head = self.tenants.get(idx).head;
+        while head != NIL && !self.items.is_live(head) {
+            head = self.items.free(head);
+        }
+        let t = self.tenants.get_mut(idx);
+        t.head = head;
+        if head == NIL {
+            t.tail = NIL;
+        }
+    }
+
+    /// Bookkeeping after an item of cost `cost` left tenant `idx`'s FIFO (whatever the way).
+    #[inline]
+    fn after_removal(&mut self, idx: u32, cost: u32) {
+        let t = self.tenants.get_mut(idx);
+        t.len -= 1;
+        t.queued_cost -= u64::from(cost);
+        let emptied = t.len == 0;
+        if emptied {
+            // Leftover credit is forfeited (classic DRR); debt is carried while the slot lives.
+            t.deficit = t.deficit.min(0);
+        }
+        self.queued_cost -= u64::from(cost);
+        if emptied {
+            self.ring_unlink(idx);
+        }
+        self.touch(idx);
+    }
+
+    /// Takes the head item of backlogged tenant `idx`. Leaves the deficit to the caller and
+    /// does not free the tenant slot.
+    #[inline]
+    fn take_head(&mut self, idx: u32) -> (T, Taken) {
+        let head = self.tenants.get(idx).head;
+        let (item, taken) = self.items.take_item(head);
+        self.skip_tombstones(idx);
+        self.after_removal(idx, taken.cost);
+        (item, taken)
+    }
+
+    /// The DRR step: the next item in fair order. Counts nothing and frees no tenant slot:
+    /// [`finish_pop`](Self::finish_pop) does.
+    #[inline]
+    pub(crate) fn pop_inner(&mut self) -> Option<Popped<T>> {
         let mut rotations = 0u32;
         loop {
             if self.ring_tail == NIL {
@@ -494,23 +598,16 @@ impl<K, T, S> FairQueue<K, T, S> {
             let front = self.tenants.get(self.ring_tail).next;
             let t = self.tenants.get_mut(front);
             if t.deficit > 0 {
-                let (item, cost, next) = self.items.take(t.head);
-                t.head = next;
-                t.len -= 1;
-                t.queued_cost -= u64::from(cost);
+                let head = t.head;
+                let cost = self.items.cost(head);
                 t.deficit = t.deficit.saturating_sub(i64::from(cost));
-                let emptied = t.len == 0;
-                if emptied {
-                    t.tail = NIL;
-                    // Leftover credit is forfeited (classic DRR); debt is carried while the
-                    // slot lives.
-                    t.deficit = t.deficit.min(0);
-                }
-                self.queued_cost -= u64::from(cost);
-                if emptied {
-                    self.ring_unlink(front);
-                }
-                return Some((item, front, cost));
+                let (item, taken) = self.take_head(front);
+                return Some(Popped {
+                    item,
+                    tenant: front,
+                    cost,
+                    enqueued: taken.enqueued,
+                });
             }
             let weight = t.weight;
             let q = self.quantum_of(weight);
@@ -525,16 +622,34 @@ impl<K, T, S> FairQueue<K, T, S> {
         }
     }
 
-    /// Links a fresh node for `item` at the end of tenant `idx`'s FIFO. Caller checked room.
+    /// Counts a popped item as dispatched; with `track`, marks it in flight and returns its
+    /// ticket, otherwise frees the tenant slot if nothing else keeps it.
     #[inline]
-    fn push_at(&mut self, idx: u32, item: T, cost: u32) -> Result<(), Rejected<T>> {
-        let t = self.tenants.get_mut(idx);
-        if let Some(reason) = t.blocked {
-            t.counters.rejected += 1;
-            self.counters.rejected += 1;
-            return Err(Rejected::new(item, RejectReason::Blocked { reason }));
+    pub(crate) fn finish_pop(&mut self, idx: u32, cost: u32, track: bool) -> Option<Ticket> {
+        self.count_dispatch(idx, cost);
+        if track {
+            self.tenants.get_mut(idx).in_flight += 1;
+            Some(Ticket {
+                tenant: self.tenants.handle(idx),
+                cost,
+            })
+        } else {
+            self.tenants.release_if_idle(idx);
+            None
         }
-        let node = self.items.alloc(item, cost);
+    }
+
+    /// Appends `item` to tenant `idx`'s FIFO. The caller checked the block and the room.
+    #[inline]
+    pub(crate) fn link(
+        &mut self,
+        idx: u32,
+        item: T,
+        cost: u32,
+        now: Nanos,
+        deadline: Option<Nanos>,
+    ) {
+        let node = self.items.alloc(item, cost, now);
         let t = self.tenants.get_mut(idx);
         if t.tail == NIL {
             t.head = node;
@@ -555,18 +670,94 @@ impl<K, T, S> FairQueue<K, T, S> {
             t.deficit = t.deficit.min(0).saturating_add(q);
             self.ring_push_back(idx);
         }
-        Ok(())
+        if let Some(at) = deadline {
+            self.deadlines.push(Reverse(DeadlineEntry {
+                at,
+                node,
+                generation: self.items.generation(node),
+                tenant: idx,
+            }));
+        }
+        self.touch(idx);
     }
 
-    #[cold]
-    fn reject(&mut self, item: T, reason: RejectReason) -> Result<(), Rejected<T>> {
+    /// Refuses `item` if tenant `idx` is blocked or the slab is full.
+    #[inline]
+    pub(crate) fn check_open(&mut self, idx: u32, item: T) -> Result<T, Rejected<T>> {
+        let t = self.tenants.get_mut(idx);
+        let reason = match t.blocked {
+            Some(reason) => RejectReason::Blocked { reason },
+            None if self.items.is_full() => full(),
+            None => return Ok(item),
+        };
+        t.counters.rejected += 1;
         self.counters.rejected += 1;
         Err(Rejected::new(item, reason))
     }
 
-    /// Unlinks every node of tenant `idx` whose item `remove` selects (by position), appending
-    /// the removed items to `out` in FIFO order. Keeps the tenant, ring and totals consistent.
-    fn remove_where(&mut self, idx: u32, mut remove: impl FnMut(usize) -> bool, out: &mut Vec<T>) {
+    #[cold]
+    pub(crate) fn reject(&mut self, item: T, reason: RejectReason) -> Result<(), Rejected<T>> {
+        self.counters.rejected += 1;
+        Err(Rejected::new(item, reason))
+    }
+
+    /// Hands every item whose deadline is at or before `now` to `out`, as
+    /// [`RejectReason::DeadlineExpired`]. O(log n) per expired item.
+    pub(crate) fn expire_due(&mut self, now: Nanos, out: &mut Vec<Rejected<T>>) {
+        while let Some(Reverse(e)) = self.deadlines.peek().copied() {
+            if e.at > now {
+                break;
+            }
+            self.deadlines.pop();
+            if !self.items.holds(e.node, e.generation) {
+                continue; // dispatched or removed since
+            }
+            let (item, taken) = self.items.take_item(e.node);
+            self.skip_tombstones(e.tenant);
+            self.after_removal(e.tenant, taken.cost);
+            self.counters.removed += 1;
+            out.push(Rejected::new(
+                item,
+                RejectReason::DeadlineExpired { deadline: e.at },
+            ));
+            self.tenants.release_if_idle(e.tenant);
+        }
+    }
+
+    /// The earliest pending deadline, if any (it may belong to an item already gone).
+    pub(crate) fn next_deadline(&self) -> Option<Nanos> {
+        self.deadlines.peek().map(|e| e.0.at)
+    }
+
+    /// Takes the oldest item of backlogged tenant `idx` out of the queue (shedding).
+    pub(crate) fn evict_head(&mut self, idx: u32) -> (T, u32) {
+        let (item, taken) = self.take_head(idx);
+        self.counters.removed += 1;
+        (item, taken.cost)
+    }
+
+    /// Counts `n` items removed by the scheduler's shedding.
+    pub(crate) fn count_removed(&mut self, n: u64) {
+        self.counters.removed += n;
+    }
+
+    pub(crate) fn tenants_ref(&self) -> &Tenants<K, S> {
+        &self.tenants
+    }
+
+    pub(crate) fn tenants_mut(&mut self) -> &mut Tenants<K, S> {
+        &mut self.tenants
+    }
+
+    /// Unlinks every item of tenant `idx` whose position (among its live items) `remove`
+    /// selects, appending them to `out` in FIFO order; frees tombstones on the way. Keeps the
+    /// tenant, ring and totals consistent. Returns the removed cost.
+    fn remove_where(
+        &mut self,
+        idx: u32,
+        mut remove: impl FnMut(usize) -> bool,
+        out: &mut Vec<T>,
+    ) -> u64 {
         let mut node = self.tenants.get(idx).head;
         let mut prev_kept = NIL;
         let mut new_head = NIL;
@@ -574,11 +765,16 @@ impl<K, T, S> FairQueue<K, T, S> {
         let mut removed = 0u32;
         let mut pos = 0usize;
         while node != NIL {
+            if !self.items.is_live(node) {
+                node = self.items.free(node);
+                continue;
+            }
             let next = self.items.next(node);
             if remove(pos) {
-                let (item, cost, _) = self.items.take(node);
+                let (item, taken) = self.items.take_item(node);
+                self.items.free(node);
                 out.push(item);
-                removed_cost += u64::from(cost);
+                removed_cost += u64::from(taken.cost);
                 removed += 1;
             } else {
                 if prev_kept == NIL {
@@ -608,7 +804,56 @@ impl<K, T, S> FairQueue<K, T, S> {
         if emptied {
             self.ring_unlink(idx);
         }
+        self.touch(idx);
+        removed_cost
     }
+
+    /// Purges tenant `idx`; returns the items and their total cost.
+    pub(crate) fn purge_slot(&mut self, idx: u32) -> (Vec<T>, u64) {
+        let mut out = Vec::with_capacity(self.tenants.get(idx).len as usize);
+        let cost = self.remove_where(idx, |_| true, &mut out);
+        (out, cost)
+    }
+
+    /// Retains tenant `idx`'s items by `keep`; returns the removed items and their cost.
+    /// Every predicate call happens before anything is changed.
+    pub(crate) fn retain_slot(
+        &mut self,
+        idx: u32,
+        mut keep: impl FnMut(&T) -> bool,
+    ) -> (Vec<T>, u64) {
+        let mut verdicts = Vec::with_capacity(self.tenants.get(idx).len as usize);
+        let mut node = self.tenants.get(idx).head;
+        while node != NIL {
+            if self.items.is_live(node) {
+                verdicts.push(keep(self.items.get(node)));
+            }
+            node = self.items.next(node);
+        }
+        let mut out = Vec::new();
+        if verdicts.iter().all(|&k| k) {
+            return (out, 0);
+        }
+        let cost = self.remove_where(idx, |pos| !verdicts[pos], &mut out);
+        (out, cost)
+    }
+}
+
+/// An item taken by the DRR step, before it is counted.
+#[derive(Debug)]
+pub(crate) struct Popped<T> {
+    pub(crate) item: T,
+    pub(crate) tenant: u32,
+    pub(crate) cost: u32,
+    pub(crate) enqueued: Nanos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct DeadlineEntry {
+    at: Nanos,
+    node: u32,
+    generation: u32,
+    tenant: u32,
 }
 
 // ===== impl FairQueue: keyed operations =====
@@ -660,15 +905,20 @@ where
     #[inline]
     pub fn try_push_with_cost(&mut self, key: K, item: T, cost: u32) -> Result<(), Rejected<T>> {
         if cost == 0 {
+            if let Some(idx) = self.tenants.find(&key) {
+                self.tenants.get_mut(idx).counters.rejected += 1;
+            }
             return self.reject(item, RejectReason::ZeroCost);
         }
         if self.items.is_full() {
             return self.reject(item, full());
         }
-        match self.tenants.find_or_insert(key) {
-            Some(idx) => self.push_at(idx, item, cost),
-            None => self.reject(item, full()),
-        }
+        let Some(idx) = self.tenants.find_or_insert(key) else {
+            return self.reject(item, full());
+        };
+        let item = self.check_open(idx, item)?;
+        self.link(idx, item, cost, Nanos::ZERO, None);
+        Ok(())
     }
 
     /// Pins tenant `key` and returns its handle, for pushes and queries without hashing.
@@ -768,11 +1018,9 @@ where
             self.tenants.get_mut(idx).counters.rejected += 1;
             return self.reject(item, RejectReason::ZeroCost);
         }
-        if self.items.is_full() {
-            self.tenants.get_mut(idx).counters.rejected += 1;
-            return self.reject(item, full());
-        }
-        self.push_at(idx, item, cost)
+        let item = self.check_open(idx, item)?;
+        self.link(idx, item, cost, Nanos::ZERO, None);
+        Ok(())
     }
 
     /// Takes the next item in fair order, or `None` if nothing is queued.
@@ -799,10 +1047,9 @@ where
     /// ```
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
-        let (item, idx, cost) = self.pop_inner()?;
-        self.count_dispatch(idx, cost);
-        self.tenants.release_if_idle(idx);
-        Some(item)
+        let p = self.pop_inner()?;
+        self.finish_pop(p.tenant, p.cost, false);
+        Some(p.item)
     }
 
     /// Takes the next item in fair order and tracks it as in flight until its [`Ticket`] is
@@ -819,15 +1066,11 @@ where
     /// ```
     #[inline]
     pub fn dispatch(&mut self) -> Option<Dispatch<T>> {
-        let (item, idx, cost) = self.pop_inner()?;
-        self.count_dispatch(idx, cost);
-        self.tenants.get_mut(idx).in_flight += 1;
+        let p = self.pop_inner()?;
+        let ticket = self.finish_pop(p.tenant, p.cost, true)?;
         Some(Dispatch {
-            item,
-            ticket: Ticket {
-                tenant: self.tenants.handle(idx),
-                cost,
-            },
+            item: p.item,
+            ticket,
         })
     }
 
@@ -862,9 +1105,8 @@ where
         let lo = t.deficit.min(-max_debt);
         let hi = t.deficit.max(q);
         t.deficit = corrected.clamp(lo, hi);
-        t.counters.served_cost = (t.counters.served_cost as i64)
-            .saturating_add(delta)
-            .max(0) as u64;
+        t.counters.served_cost =
+            (t.counters.served_cost as i64).saturating_add(delta).max(0) as u64;
         self.tenants.release_if_idle(idx);
         true
     }
@@ -923,9 +1165,7 @@ where
     /// assert_eq!(q.tenant_counters(&"a").unwrap().pushed, 1);
     /// ```
     pub fn tenant_counters(&self, key: &K) -> Option<TenantCounters> {
-        self.tenants
-            .find(key)
-            .map(|i| self.tenants.get(i).counters)
+        self.tenants.find(key).map(|i| self.tenants.get(i).counters)
     }
 
     /// Visits every known tenant in a deterministic order (not hash order) with its queued
@@ -986,6 +1226,7 @@ where
             .find_or_insert(key)
             .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
         self.tenants.get_mut(idx).weight = Some(weight);
+        self.touch(idx);
     }
 
     /// Removes a tenant's weight override; it gets the default weight again.
@@ -1003,6 +1244,7 @@ where
     pub fn clear_weight(&mut self, key: &K) {
         if let Some(idx) = self.tenants.find(key) {
             self.tenants.get_mut(idx).weight = None;
+            self.touch(idx);
             self.tenants.release_if_idle(idx);
         }
     }
@@ -1020,6 +1262,11 @@ where
     /// ```
     pub fn set_default_weight(&mut self, weight: NonZeroU32) {
         self.config = self.config.with_default_weight(weight);
+        if self.over.is_some() {
+            // Every ratio may have changed: rebuild the heap.
+            self.set_over_share_tracking(false);
+            self.set_over_share_tracking(true);
+        }
     }
 
     /// Blocks a tenant: every later push is refused with [`RejectReason::Blocked`] carrying
@@ -1098,12 +1345,11 @@ where
     /// assert_eq!(q.pop(), Some(9));
     /// ```
     pub fn purge(&mut self, key: &K) -> Vec<T> {
-        let mut out = Vec::new();
-        if let Some(idx) = self.tenants.find(key) {
-            out.reserve(self.tenants.get(idx).len as usize);
-            self.remove_where(idx, |_| true, &mut out);
-            self.tenants.release_if_idle(idx);
-        }
+        let Some(idx) = self.tenants.find(key) else {
+            return Vec::new();
+        };
+        let (out, _) = self.purge_slot(idx);
+        self.tenants.release_if_idle(idx);
         out
     }
 
@@ -1124,22 +1370,12 @@ where
     /// assert_eq!(invalid, [1, 3, 5]);
     /// assert_eq!(q.tenant_len(&"acme"), 3);
     /// ```
-    pub fn retain(&mut self, key: &K, mut keep: impl FnMut(&T) -> bool) -> Vec<T> {
-        let mut out = Vec::new();
+    pub fn retain(&mut self, key: &K, keep: impl FnMut(&T) -> bool) -> Vec<T> {
         let Some(idx) = self.tenants.find(key) else {
-            return out;
+            return Vec::new();
         };
         // Ask first, change after: a panicking predicate leaves everything in place.
-        let mut verdicts = Vec::with_capacity(self.tenants.get(idx).len as usize);
-        let mut node = self.tenants.get(idx).head;
-        while node != NIL {
-            verdicts.push(keep(self.items.get(node)));
-            node = self.items.next(node);
-        }
-        if verdicts.iter().all(|&k| k) {
-            return out;
-        }
-        self.remove_where(idx, |pos| !verdicts[pos], &mut out);
+        let (out, _) = self.retain_slot(idx, keep);
         self.tenants.release_if_idle(idx);
         out
     }
@@ -1184,10 +1420,10 @@ where
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        let (item, idx, _) = self.queue.pop_inner()?;
+        let p = self.queue.pop_inner()?;
         self.queue.counters.removed += 1;
-        self.queue.tenants.release_if_idle(idx);
-        Some(item)
+        self.queue.tenants.release_if_idle(p.tenant);
+        Some(p.item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -6,8 +6,11 @@
 mod config;
 mod fair_queue;
 mod items;
+mod over_share;
 mod tenants;
 
 pub use config::QueueConfig;
 pub use fair_queue::{DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueCounters, Ticket};
+pub(crate) use items::NIL;
+pub(crate) use tenants::COOLING;
 pub use tenants::{TenantCounters, TenantHandle};

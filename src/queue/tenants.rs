@@ -13,6 +13,7 @@ use std::num::NonZeroU32;
 use hashbrown::HashTable;
 
 use super::items::NIL;
+use crate::clock::Nanos;
 use crate::error::BlockReason;
 
 /// A tenant's identity inside one queue: push and query without hashing the key.
@@ -71,7 +72,10 @@ pub struct TenantCounters {
     pub served_cost: u64,
 }
 
+/// Pinned by a handle (`FairQueue::tenant`).
 pub(crate) const PINNED: u8 = 1;
+/// Kept while its rate-limit state differs from a fresh tenant's (see the admission module).
+pub(crate) const COOLING: u8 = 2;
 
 #[derive(Debug)]
 pub(crate) struct Tenant<K> {
@@ -87,6 +91,12 @@ pub(crate) struct Tenant<K> {
     pub(crate) prev: u32,
     pub(crate) next: u32,
     pub(crate) in_flight: u32,
+    /// Position in the over-share heap, or `NIL`.
+    pub(crate) heap_pos: u32,
+    /// Index of this tenant's admission overrides, or `NIL` for the defaults.
+    pub(crate) limits: u32,
+    /// GCRA theoretical arrival time of the tenant's rate limit.
+    pub(crate) tat: Nanos,
     pub(crate) weight: Option<NonZeroU32>,
     pub(crate) blocked: Option<BlockReason>,
     pub(crate) flags: u8,
@@ -105,6 +115,9 @@ impl<K> Tenant<K> {
             prev: NIL,
             next: NIL,
             in_flight: 0,
+            heap_pos: NIL,
+            limits: NIL,
+            tat: Nanos::ZERO,
             weight: None,
             blocked: None,
             flags: 0,
@@ -119,6 +132,7 @@ impl<K> Tenant<K> {
             && self.in_flight == 0
             && self.flags == 0
             && self.weight.is_none()
+            && self.limits == NIL
             && self.blocked.is_none()
     }
 }
@@ -258,7 +272,9 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
             entry.slot = Slot::Live(Tenant::new(key));
             idx
         } else {
-            let idx = u32::try_from(self.entries.len()).ok().filter(|&i| i != NIL)?;
+            let idx = u32::try_from(self.entries.len())
+                .ok()
+                .filter(|&i| i != NIL)?;
             self.entries.push(Entry {
                 generation: 0,
                 slot: Slot::Live(Tenant::new(key)),
@@ -267,10 +283,11 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
         };
         self.live += 1;
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.table.insert_unique(hash, idx, |&i| match &entries[i as usize].slot {
-            Slot::Live(t) => hasher.hash_one(&t.key),
-            Slot::Free { .. } => unreachable!("fairshare: table names free slot {i}"),
-        });
+        self.table
+            .insert_unique(hash, idx, |&i| match &entries[i as usize].slot {
+                Slot::Live(t) => hasher.hash_one(&t.key),
+                Slot::Free { .. } => unreachable!("fairshare: table names free slot {i}"),
+            });
         Some(idx)
     }
 

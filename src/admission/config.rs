@@ -1,0 +1,541 @@
+//! Admission settings: [`SchedulerConfig`], [`TenantLimits`], [`Capacity`], [`ShedPolicy`],
+//! [`QueueDelay`] and per-push [`PushOptions`].
+
+use super::quota::Quota;
+use crate::clock::Nanos;
+use crate::queue::QueueConfig;
+
+/// Per-tenant admission limits: a rate quota and queue caps. `None` means unlimited.
+///
+/// The scheduler has default limits for every tenant ([`SchedulerConfig::with_tenant_limits`])
+/// and per-tenant overrides ([`Scheduler::set_limits`](crate::Scheduler::set_limits)); an
+/// override replaces the defaults as a whole.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{Quota, TenantLimits};
+/// use std::num::NonZeroU32;
+///
+/// let limits = TenantLimits::new()
+///     .with_quota(Quota::per_second(NonZeroU32::new(50).unwrap()))
+///     .with_max_items(1_000)
+///     .with_max_cost(10_000);
+/// assert_eq!(limits.max_items(), Some(1_000));
+/// assert!(TenantLimits::UNLIMITED.quota().is_none());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct TenantLimits {
+    quota: Option<Quota>,
+    max_items: Option<u32>,
+    max_cost: Option<u64>,
+}
+
+impl TenantLimits {
+    /// No rate limit and no caps.
+    pub const UNLIMITED: TenantLimits = TenantLimits {
+        quota: None,
+        max_items: None,
+        max_cost: None,
+    };
+
+    /// Same as [`TenantLimits::UNLIMITED`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::TenantLimits::new(), fairshare::TenantLimits::UNLIMITED);
+    /// ```
+    pub const fn new() -> Self {
+        Self::UNLIMITED
+    }
+
+    /// Sets the rate quota (cost-weighted GCRA).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let q = fairshare::Quota::per_second(NonZeroU32::new(5).unwrap());
+    /// assert_eq!(fairshare::TenantLimits::new().with_quota(q).quota(), Some(q));
+    /// ```
+    pub const fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// Caps the number of the tenant's queued items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::TenantLimits::new().with_max_items(3).max_items(), Some(3));
+    /// ```
+    pub const fn with_max_items(mut self, max: u32) -> Self {
+        self.max_items = Some(max);
+        self
+    }
+
+    /// Caps the sum of the tenant's queued costs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::TenantLimits::new().with_max_cost(9).max_cost(), Some(9));
+    /// ```
+    pub const fn with_max_cost(mut self, max: u64) -> Self {
+        self.max_cost = Some(max);
+        self
+    }
+
+    /// The rate quota, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::TenantLimits::new().quota(), None);
+    /// ```
+    pub const fn quota(&self) -> Option<Quota> {
+        self.quota
+    }
+
+    /// The item cap, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::TenantLimits::new().max_items(), None);
+    /// ```
+    pub const fn max_items(&self) -> Option<u32> {
+        self.max_items
+    }
+
+    /// The cost cap, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::TenantLimits::new().max_cost(), None);
+    /// ```
+    pub const fn max_cost(&self) -> Option<u64> {
+        self.max_cost
+    }
+}
+
+/// The scheduler's global capacity: caps on all queued items and on their summed cost.
+///
+/// # Examples
+///
+/// ```
+/// let cap = fairshare::Capacity::new().with_max_items(10_000).with_max_cost(1_000_000);
+/// assert_eq!(cap.max_items(), Some(10_000));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Capacity {
+    max_items: Option<u64>,
+    max_cost: Option<u64>,
+}
+
+impl Capacity {
+    /// Unbounded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::Capacity::new().max_cost(), None);
+    /// ```
+    pub const fn new() -> Self {
+        Capacity {
+            max_items: None,
+            max_cost: None,
+        }
+    }
+
+    /// Caps the number of queued items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::Capacity::new().with_max_items(5).max_items(), Some(5));
+    /// ```
+    pub const fn with_max_items(mut self, max: u64) -> Self {
+        self.max_items = Some(max);
+        self
+    }
+
+    /// Caps the summed cost of queued items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::Capacity::new().with_max_cost(5).max_cost(), Some(5));
+    /// ```
+    pub const fn with_max_cost(mut self, max: u64) -> Self {
+        self.max_cost = Some(max);
+        self
+    }
+
+    /// The item cap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::Capacity::new().max_items(), None);
+    /// ```
+    pub const fn max_items(&self) -> Option<u64> {
+        self.max_items
+    }
+
+    /// The cost cap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::Capacity::new().max_cost(), None);
+    /// ```
+    pub const fn max_cost(&self) -> Option<u64> {
+        self.max_cost
+    }
+}
+
+/// What happens when the global [`Capacity`] is full.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(fairshare::ShedPolicy::default(), fairshare::ShedPolicy::RejectNew);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum ShedPolicy {
+    /// Refuse the newcomer with [`RejectReason::CapacityFull`](crate::RejectReason::CapacityFull).
+    #[default]
+    RejectNew,
+    /// Make room by evicting the oldest items of the tenant furthest over its fair share (the
+    /// largest queued cost per unit of weight), handing them back as
+    /// [`RejectReason::Evicted`](crate::RejectReason::Evicted). The newcomer is refused instead
+    /// when its own tenant would be the furthest over, or when that tenant alone cannot make
+    /// room. A flooding tenant pays for its flood.
+    EvictOverShare,
+}
+
+/// A CoDel-style queueing-delay target: when the waiting time of dispatched items stays at or
+/// above `target` for a whole `interval`, items that waited that long are shed (handed back
+/// through [`Scheduler::take_expired`](crate::Scheduler::take_expired)) at a growing rate until
+/// the delay falls below target.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{Nanos, QueueDelay};
+/// let d = QueueDelay::new(Nanos::from_millis(5), Nanos::from_millis(100));
+/// assert_eq!(d.target(), Nanos::from_millis(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct QueueDelay {
+    target: Nanos,
+    interval: Nanos,
+}
+
+impl QueueDelay {
+    /// A target and the interval over which it must be exceeded before shedding starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Nanos, QueueDelay};
+    /// let d = QueueDelay::new(Nanos::from_millis(5), Nanos::from_millis(100));
+    /// assert_eq!(d.interval(), Nanos::from_millis(100));
+    /// ```
+    pub const fn new(target: Nanos, interval: Nanos) -> Self {
+        QueueDelay { target, interval }
+    }
+
+    /// The delay target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::{Nanos, QueueDelay};
+    /// assert_eq!(QueueDelay::new(Nanos::new(1), Nanos::new(2)).target(), Nanos::new(1));
+    /// ```
+    pub const fn target(&self) -> Nanos {
+        self.target
+    }
+
+    /// The interval.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::{Nanos, QueueDelay};
+    /// assert_eq!(QueueDelay::new(Nanos::new(1), Nanos::new(2)).interval(), Nanos::new(2));
+    /// ```
+    pub const fn interval(&self) -> Nanos {
+        self.interval
+    }
+}
+
+/// Everything a [`Scheduler`](crate::Scheduler) checks, built with `const` builders.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{Capacity, Quota, SchedulerConfig, ShedPolicy, TenantLimits};
+/// use std::num::NonZeroU32;
+///
+/// const CFG: SchedulerConfig = SchedulerConfig::new()
+///     .with_tenant_limits(
+///         TenantLimits::new()
+///             .with_quota(Quota::per_second(NonZeroU32::new(100).unwrap()))
+///             .with_max_items(10_000),
+///     )
+///     .with_capacity(Capacity::new().with_max_items(100_000))
+///     .with_shed_policy(ShedPolicy::EvictOverShare);
+/// assert_eq!(CFG.capacity().max_items(), Some(100_000));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    queue: QueueConfig,
+    tenant: TenantLimits,
+    capacity: Capacity,
+    shed: ShedPolicy,
+    queue_delay: Option<QueueDelay>,
+}
+
+impl SchedulerConfig {
+    /// No limits: the scheduler behaves as a plain [`FairQueue`](crate::FairQueue).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = fairshare::SchedulerConfig::new();
+    /// assert_eq!(c.shed_policy(), fairshare::ShedPolicy::RejectNew);
+    /// ```
+    pub const fn new() -> Self {
+        SchedulerConfig {
+            queue: QueueConfig::new(),
+            tenant: TenantLimits::UNLIMITED,
+            capacity: Capacity::new(),
+            shed: ShedPolicy::RejectNew,
+            queue_delay: None,
+        }
+    }
+
+    /// Sets the fair queue's settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// use fairshare::{QueueConfig, SchedulerConfig};
+    /// let c = SchedulerConfig::new()
+    ///     .with_queue(QueueConfig::new().with_quantum(NonZeroU32::new(10).unwrap()));
+    /// assert_eq!(c.queue().quantum().get(), 10);
+    /// ```
+    pub const fn with_queue(mut self, queue: QueueConfig) -> Self {
+        self.queue = queue;
+        self
+    }
+
+    /// Sets the default limits of every tenant without an override.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{SchedulerConfig, TenantLimits};
+    /// let c = SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_items(5));
+    /// assert_eq!(c.tenant_limits().max_items(), Some(5));
+    /// ```
+    pub const fn with_tenant_limits(mut self, limits: TenantLimits) -> Self {
+        self.tenant = limits;
+        self
+    }
+
+    /// Sets the global capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Capacity, SchedulerConfig};
+    /// let c = SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(100));
+    /// assert_eq!(c.capacity().max_cost(), Some(100));
+    /// ```
+    pub const fn with_capacity(mut self, capacity: Capacity) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets what happens when the capacity is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{SchedulerConfig, ShedPolicy};
+    /// let c = SchedulerConfig::new().with_shed_policy(ShedPolicy::EvictOverShare);
+    /// assert_eq!(c.shed_policy(), ShedPolicy::EvictOverShare);
+    /// ```
+    pub const fn with_shed_policy(mut self, shed: ShedPolicy) -> Self {
+        self.shed = shed;
+        self
+    }
+
+    /// Sets (or with `None` removes) the queue-delay target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Nanos, QueueDelay, SchedulerConfig};
+    /// let d = QueueDelay::new(Nanos::from_millis(5), Nanos::from_millis(100));
+    /// assert_eq!(SchedulerConfig::new().with_queue_delay(Some(d)).queue_delay(), Some(d));
+    /// ```
+    pub const fn with_queue_delay(mut self, delay: Option<QueueDelay>) -> Self {
+        self.queue_delay = delay;
+        self
+    }
+
+    /// The fair queue's settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::SchedulerConfig::new().queue().quantum().get(), 1);
+    /// ```
+    pub const fn queue(&self) -> QueueConfig {
+        self.queue
+    }
+
+    /// The default tenant limits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(fairshare::SchedulerConfig::new().tenant_limits().quota().is_none());
+    /// ```
+    pub const fn tenant_limits(&self) -> TenantLimits {
+        self.tenant
+    }
+
+    /// The global capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::SchedulerConfig::new().capacity().max_items(), None);
+    /// ```
+    pub const fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    /// The shedding policy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::*;
+    /// assert_eq!(SchedulerConfig::new().shed_policy(), ShedPolicy::RejectNew);
+    /// ```
+    pub const fn shed_policy(&self) -> ShedPolicy {
+        self.shed
+    }
+
+    /// The queue-delay target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::SchedulerConfig::new().queue_delay(), None);
+    /// ```
+    pub const fn queue_delay(&self) -> Option<QueueDelay> {
+        self.queue_delay
+    }
+}
+
+/// How to push one item: its cost and an optional deadline.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{Nanos, PushOptions};
+/// let o = PushOptions::new().cost(5).deadline(Nanos::from_secs(30));
+/// assert_eq!((o.get_cost(), o.get_deadline()), (5, Some(Nanos::from_secs(30))));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushOptions {
+    cost: u32,
+    deadline: Option<Nanos>,
+}
+
+impl PushOptions {
+    /// Cost 1, no deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::PushOptions::new().get_cost(), 1);
+    /// ```
+    pub const fn new() -> Self {
+        PushOptions {
+            cost: 1,
+            deadline: None,
+        }
+    }
+
+    /// Sets the estimated cost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::PushOptions::new().cost(3).get_cost(), 3);
+    /// ```
+    pub const fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Sets a deadline: if the item is still queued at that time it is never dispatched and
+    /// is handed back by [`Scheduler::take_expired`](crate::Scheduler::take_expired).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use fairshare::{Nanos, PushOptions};
+    /// assert_eq!(PushOptions::new().deadline(Nanos::new(9)).get_deadline(), Some(Nanos::new(9)));
+    /// ```
+    pub const fn deadline(mut self, at: Nanos) -> Self {
+        self.deadline = Some(at);
+        self
+    }
+
+    /// The cost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::PushOptions::default().get_cost(), 1);
+    /// ```
+    pub const fn get_cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// The deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::PushOptions::default().get_deadline(), None);
+    /// ```
+    pub const fn get_deadline(&self) -> Option<Nanos> {
+        self.deadline
+    }
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,112 @@
+//! # Implementation details
+//!
+//! The generic cell rate algorithm as pure functions of `(tat, now)`: the state of a tenant's
+//! rate limit is one "theoretical arrival time". A tenant whose `tat` is at or before `now` is
+//! indistinguishable from a fresh one, which is what lets the scheduler forget it.
+//!
+//! Semantics match governor's `check_n`: with emission interval `T` and burst `b`, the burst
+//! tolerance is `tau = T * (b - 1)`; an item of cost `n` passes at `now` iff
+//! `now >= tat + T * (n - 1) - tau`, and then `tat' = max(tat, now) + T * n`.
+
+use super::quota::Quota;
+use crate::clock::Nanos;
+use crate::error::RejectReason;
+
+/// Checks an item of `cost` against `quota` without changing anything; returns the new `tat`
+/// to store if the item is admitted.
+#[inline]
+pub(crate) fn check(
+    quota: &Quota,
+    tat: Nanos,
+    now: Nanos,
+    cost: u32,
+) -> Result<Nanos, RejectReason> {
+    let burst = quota.burst().get();
+    if cost > burst {
+        return Err(RejectReason::TooLarge {
+            cost: u64::from(cost),
+            max: u64::from(burst),
+        });
+    }
+    let t = quota.interval().as_u64();
+    let tau = t.saturating_mul(u64::from(burst - 1));
+    let additional = t.saturating_mul(u64::from(cost.saturating_sub(1)));
+    let earliest = tat.as_u64().saturating_add(additional).saturating_sub(tau);
+    if now.as_u64() < earliest {
+        return Err(RejectReason::RateLimited {
+            retry_at: Nanos::new(earliest),
+        });
+    }
+    let base = tat.max(now).as_u64();
+    Ok(Nanos::new(
+        base.saturating_add(t.saturating_mul(u64::from(cost))),
+    ))
+}
+
+/// Gives back `cost` units (work admitted and then cancelled before it ran).
+#[inline]
+pub(crate) fn refund(quota: &Quota, tat: Nanos, now: Nanos, cost: u64) -> Nanos {
+    let back = quota.interval().as_u64().saturating_mul(cost);
+    Nanos::new(tat.as_u64().saturating_sub(back)).max(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+
+    fn q(rate: u32, burst: u32) -> Quota {
+        Quota::per_second(NonZeroU32::new(rate).unwrap())
+            .allow_burst(NonZeroU32::new(burst).unwrap())
+    }
+
+    #[test]
+    fn burst_then_rate() {
+        let quota = q(10, 3); // one unit per 100 ms, 3 at once
+        let mut tat = Nanos::ZERO;
+        let now = Nanos::from_secs(1);
+        for _ in 0..3 {
+            tat = check(&quota, tat, now, 1).unwrap();
+        }
+        let err = check(&quota, tat, now, 1).unwrap_err();
+        assert_eq!(
+            err,
+            RejectReason::RateLimited {
+                retry_at: now + Nanos::from_millis(100)
+            }
+        );
+        assert!(check(&quota, tat, now + Nanos::from_millis(100), 1).is_ok());
+    }
+
+    #[test]
+    fn cost_above_burst_is_never_admissible() {
+        let quota = q(10, 3);
+        assert_eq!(
+            check(&quota, Nanos::ZERO, Nanos::from_secs(100), 4),
+            Err(RejectReason::TooLarge { cost: 4, max: 3 })
+        );
+    }
+
+    #[test]
+    fn refund_restores_and_saturates() {
+        let quota = q(10, 3);
+        let now = Nanos::from_secs(1);
+        let tat = check(&quota, Nanos::ZERO, now, 3).unwrap();
+        assert!(check(&quota, tat, now, 1).is_err());
+        let tat = refund(&quota, tat, now, 3);
+        assert_eq!(tat, now);
+        assert_eq!(
+            check(&quota, tat, now, 3).unwrap(),
+            tat + Nanos::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn huge_values_saturate() {
+        let quota = Quota::with_period(std::time::Duration::from_secs(u64::MAX))
+            .unwrap()
+            .allow_burst(NonZeroU32::MAX);
+        let tat = check(&quota, Nanos::MAX, Nanos::MAX, u32::MAX);
+        assert!(tat.is_ok() || matches!(tat, Err(RejectReason::RateLimited { .. })));
+    }
+}

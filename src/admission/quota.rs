@@ -1,0 +1,141 @@
+//! [`Quota`]: a rate and a burst for the GCRA rate limiter.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use crate::clock::Nanos;
+
+/// A rate limit: one unit of cost replenished every `replenish_interval`, up to `burst` units
+/// saved up. An item of cost `c` uses `c` units. Same meaning as governor's `Quota`.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::Quota;
+/// use std::num::NonZeroU32;
+///
+/// // 100 jobs per second, at most 20 at once.
+/// let q = Quota::per_second(NonZeroU32::new(100).unwrap())
+///     .allow_burst(NonZeroU32::new(20).unwrap());
+/// assert_eq!(q.burst().get(), 20);
+/// assert_eq!(q.replenish_interval(), std::time::Duration::from_millis(10));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Quota {
+    /// Nanoseconds per unit of cost (at least 1).
+    interval: Nanos,
+    burst: NonZeroU32,
+}
+
+impl Quota {
+    /// `rate` units per second, with a burst of `rate`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let q = fairshare::Quota::per_second(NonZeroU32::new(4).unwrap());
+    /// assert_eq!(q.burst().get(), 4);
+    /// ```
+    pub const fn per_second(rate: NonZeroU32) -> Self {
+        Self::per(Nanos::from_secs(1), rate)
+    }
+
+    /// `rate` units per minute, with a burst of `rate`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let q = fairshare::Quota::per_minute(NonZeroU32::new(60).unwrap());
+    /// assert_eq!(q.replenish_interval(), std::time::Duration::from_secs(1));
+    /// ```
+    pub const fn per_minute(rate: NonZeroU32) -> Self {
+        Self::per(Nanos::from_secs(60), rate)
+    }
+
+    /// `rate` units per hour, with a burst of `rate`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let q = fairshare::Quota::per_hour(NonZeroU32::new(3600).unwrap());
+    /// assert_eq!(q.replenish_interval(), std::time::Duration::from_secs(1));
+    /// ```
+    pub const fn per_hour(rate: NonZeroU32) -> Self {
+        Self::per(Nanos::from_secs(3600), rate)
+    }
+
+    const fn per(period: Nanos, rate: NonZeroU32) -> Self {
+        let interval = period.as_u64() / rate.get() as u64;
+        Quota {
+            interval: Nanos::new(if interval == 0 { 1 } else { interval }),
+            burst: rate,
+        }
+    }
+
+    /// One unit every `interval`, with a burst of 1; `None` if `interval` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = fairshare::Quota::with_period(Duration::from_millis(250)).unwrap();
+    /// assert_eq!(q.burst().get(), 1);
+    /// assert!(fairshare::Quota::with_period(Duration::ZERO).is_none());
+    /// ```
+    pub fn with_period(interval: Duration) -> Option<Self> {
+        let interval = Nanos::from(interval);
+        (interval > Nanos::ZERO).then_some(Quota {
+            interval,
+            burst: NonZeroU32::MIN,
+        })
+    }
+
+    /// The same rate with a different burst.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let q = fairshare::Quota::per_second(NonZeroU32::new(10).unwrap())
+    ///     .allow_burst(NonZeroU32::new(1).unwrap());
+    /// assert_eq!(q.burst().get(), 1);
+    /// ```
+    pub const fn allow_burst(mut self, burst: NonZeroU32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// The most cost that can be admitted at once (and the largest single item cost).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let q = fairshare::Quota::per_second(NonZeroU32::new(10).unwrap());
+    /// assert_eq!(q.burst().get(), 10);
+    /// ```
+    pub const fn burst(&self) -> NonZeroU32 {
+        self.burst
+    }
+
+    /// The time it takes to replenish one unit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::num::NonZeroU32;
+    /// let q = fairshare::Quota::per_second(NonZeroU32::new(1000).unwrap());
+    /// assert_eq!(q.replenish_interval(), std::time::Duration::from_millis(1));
+    /// ```
+    pub fn replenish_interval(&self) -> Duration {
+        self.interval.into()
+    }
+
+    pub(crate) const fn interval(&self) -> Nanos {
+        self.interval
+    }
+}

@@ -1,0 +1,1043 @@
+//! [`Scheduler`]: the fair queue behind one admission pipeline.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroU32;
+
+use super::codel::CoDel;
+use super::config::{PushOptions, SchedulerConfig, ShedPolicy, TenantLimits};
+use super::gcra;
+use crate::clock::{Clock, Nanos, StdClock};
+use crate::error::{BlockReason, Limit, RejectReason, Rejected};
+use crate::queue::{DefaultHashBuilder, Dispatch, FairQueue, TenantHandle, Ticket, COOLING, NIL};
+
+/// A [`FairQueue`] behind one admission pipeline: blocked tenants, per-tenant rate limits and
+/// queue caps, a global capacity with a shedding policy, item deadlines and a queue-delay
+/// target. Every check happens before anything is committed, so no limit is charged for an
+/// item another limit refuses, and every refusal names the binding limit.
+///
+/// The checks, in order:
+///
+/// 1. the tenant is blocked → [`RejectReason::Blocked`];
+/// 2. the cost is zero → [`RejectReason::ZeroCost`];
+/// 3. the tenant's rate quota (cost-weighted GCRA): cost above the burst →
+///    [`RejectReason::TooLarge`] (never admissible), otherwise not yet →
+///    [`RejectReason::RateLimited`] with the earliest retry time;
+/// 4. the tenant's caps (items, cost) → [`RejectReason::TenantFull`] (or `TooLarge` if the
+///    cost alone exceeds the cost cap);
+/// 5. the global capacity → by [`ShedPolicy`]: refuse ([`RejectReason::CapacityFull`]) or
+///    evict the oldest items of the tenant furthest over its fair share, handed back in
+///    [`Admitted::evicted`].
+///
+/// Time is read from the clock once per call; a clock that steps back counts as no time
+/// passed.
+///
+/// # Fairness
+///
+/// Dispatch order is the [`FairQueue`]'s, with its bound (see its `# Fairness` section). Items
+/// whose deadline passed, and items shed by the queue-delay target, are never dispatched.
+///
+/// # Memory
+///
+/// A tenant's state is kept while it has queued or in-flight items or custom settings, and
+/// while its rate limit is still recovering (its state differs from a fresh tenant's); after
+/// that it is forgotten. Forgotten tenants are swept a few per push, in order.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{ManualClock, Quota, Scheduler, SchedulerConfig, TenantLimits};
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let config = SchedulerConfig::new().with_tenant_limits(
+///     TenantLimits::new().with_quota(Quota::per_second(NonZeroU32::new(2).unwrap())),
+/// );
+/// let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(config, clock.clone());
+///
+/// let _ = s.try_push("acme", 1).unwrap();
+/// let _ = s.try_push("acme", 2).unwrap();
+/// let err = s.try_push("acme", 3).unwrap_err();
+/// assert_eq!(err.reason().retry_at(), Some(fairshare::Nanos::from_millis(500)));
+/// assert_eq!(err.into_inner(), 3); // nothing is lost
+///
+/// clock.advance(Duration::from_millis(500));
+/// assert!(s.try_push("acme", 3).is_ok());
+/// assert_eq!(s.pop(), Some(1));
+/// ```
+#[derive(Debug)]
+pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
+    queue: FairQueue<K, T, S>,
+    clock: C,
+    config: SchedulerConfig,
+    overrides: Vec<TenantLimits>,
+    free_overrides: Vec<u32>,
+    cooling: VecDeque<Cooling>,
+    codel: Option<CoDel>,
+    outbox: Vec<Rejected<T>>,
+    last_now: Nanos,
+    counters: AdmissionCounters,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cooling {
+    until: Nanos,
+    tenant: TenantHandle,
+}
+
+/// How many admissions were decided, by outcome.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
+/// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+/// let _ = s.try_push("a", 1).unwrap();
+/// s.block("b", BlockReason::Abuse);
+/// s.try_push("b", 2).unwrap_err();
+/// let c = s.counters();
+/// assert_eq!((c.admitted, c.blocked), (1, 1));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct AdmissionCounters {
+    /// Items admitted into the queue.
+    pub admitted: u64,
+    /// Refused: tenant blocked.
+    pub blocked: u64,
+    /// Refused: rate limit (not yet).
+    pub rate_limited: u64,
+    /// Refused: never admissible (cost above a burst or cap).
+    pub too_large: u64,
+    /// Refused: a tenant cap.
+    pub tenant_full: u64,
+    /// Refused: global capacity.
+    pub capacity_full: u64,
+    /// Refused: anything else (zero cost, hard limits).
+    pub other: u64,
+    /// Queued, then evicted to make room.
+    pub evicted: u64,
+    /// Queued, then expired at their deadline.
+    pub expired: u64,
+    /// Queued, then shed by the queue-delay target.
+    pub shed: u64,
+}
+
+/// An admitted push. Holds the items evicted to make room for it, if the shedding policy
+/// evicted any; they are handed back here, never dropped.
+///
+/// # Examples
+///
+/// ```
+/// let mut s: fairshare::Scheduler<&str, u32> =
+///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+/// let admitted = s.try_push("a", 1).unwrap();
+/// assert!(admitted.evicted().is_empty());
+/// ```
+#[derive(Debug)]
+#[must_use = "items evicted to make room are handed back here"]
+pub struct Admitted<T> {
+    evicted: Vec<Rejected<T>>,
+}
+
+impl<T> Admitted<T> {
+    /// The evicted items, each with [`RejectReason::Evicted`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mut s: fairshare::Scheduler<&str, u32> =
+    /// #     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// assert_eq!(s.try_push("a", 1).unwrap().evicted().len(), 0);
+    /// ```
+    pub fn evicted(&self) -> &[Rejected<T>] {
+        &self.evicted
+    }
+
+    /// Takes the evicted items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mut s: fairshare::Scheduler<&str, u32> =
+    /// #     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let evicted: Vec<u32> = s.try_push("a", 1).unwrap()
+    ///     .into_evicted().into_iter().map(|r| r.into_inner()).collect();
+    /// assert!(evicted.is_empty());
+    /// ```
+    pub fn into_evicted(self) -> Vec<Rejected<T>> {
+        self.evicted
+    }
+}
+
+/// A checked admission, not yet committed: nothing is charged until
+/// [`commit`](Permit::commit), and dropping the permit leaves no trace.
+///
+/// # Examples
+///
+/// ```
+/// let mut s: fairshare::Scheduler<&str, String> =
+///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+/// let permit = s.try_reserve("acme", fairshare::PushOptions::new().cost(3)).unwrap();
+/// // ... build the (expensive) item only now that it will be admitted ...
+/// let _ = permit.commit("report".to_string());
+/// assert_eq!(s.queue().tenant_queued_cost(&"acme"), 3);
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping a permit releases the reservation"]
+pub struct Permit<'a, K, T, C, S>
+where
+    K: Hash + Eq + Clone,
+    C: Clock,
+    S: BuildHasher,
+{
+    scheduler: &'a mut Scheduler<K, T, C, S>,
+    plan: Option<Plan>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    idx: u32,
+    cost: u32,
+    now: Nanos,
+    deadline: Option<Nanos>,
+    new_tat: Option<Nanos>,
+    evict_from: Option<u32>,
+}
+
+impl<K, T, C, S> Permit<'_, K, T, C, S>
+where
+    K: Hash + Eq + Clone,
+    C: Clock,
+    S: BuildHasher,
+{
+    /// Queues `item` under this reservation. Cannot fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mut s: fairshare::Scheduler<&str, u32> =
+    /// #     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let p = s.try_reserve("a", fairshare::PushOptions::new()).unwrap();
+    /// let _ = p.commit(7);
+    /// assert_eq!(s.pop(), Some(7));
+    /// ```
+    pub fn commit(mut self, item: T) -> Admitted<T> {
+        let plan = self
+            .plan
+            .take()
+            .expect("fairshare: permit holds its plan until used");
+        self.scheduler.commit(plan, item)
+    }
+
+    /// The reserved cost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mut s: fairshare::Scheduler<&str, u32> =
+    /// #     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let p = s.try_reserve("a", fairshare::PushOptions::new().cost(4)).unwrap();
+    /// assert_eq!(p.cost(), 4);
+    /// ```
+    pub fn cost(&self) -> u32 {
+        self.plan.map_or(0, |p| p.cost)
+    }
+}
+
+impl<K, T, C, S> Drop for Permit<'_, K, T, C, S>
+where
+    K: Hash + Eq + Clone,
+    C: Clock,
+    S: BuildHasher,
+{
+    fn drop(&mut self) {
+        if let Some(plan) = self.plan.take() {
+            // Nothing was charged; forget a tenant that only the reservation created.
+            self.scheduler.queue.tenants_mut().release_if_idle(plan.idx);
+        }
+    }
+}
+
+// ===== impl Scheduler: construction =====
+
+impl<K, T> Scheduler<K, T> {
+    /// A scheduler on the real clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s: fairshare::Scheduler<u64, String> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// assert!(s.queue().is_empty());
+    /// ```
+    pub fn new(config: SchedulerConfig) -> Self {
+        Self::with_clock(config, StdClock::new())
+    }
+}
+
+impl<K, T, C> Scheduler<K, T, C> {
+    /// A scheduler reading time from `clock` (a [`ManualClock`](crate::ManualClock) in tests
+    /// and simulations).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ManualClock, Scheduler, SchedulerConfig};
+    /// let s: Scheduler<u64, u8, _> = Scheduler::with_clock(SchedulerConfig::new(), ManualClock::new());
+    /// assert!(s.queue().is_empty());
+    /// ```
+    pub fn with_clock(config: SchedulerConfig, clock: C) -> Self {
+        Self::with_clock_and_hasher(config, clock, DefaultHashBuilder::default())
+    }
+}
+
+impl<K, T, C, S> Scheduler<K, T, C, S> {
+    /// A scheduler with a custom clock and tenant-table hasher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ManualClock, Scheduler, SchedulerConfig};
+    /// use std::collections::hash_map::RandomState;
+    /// let s: Scheduler<u64, u8, _, RandomState> =
+    ///     Scheduler::with_clock_and_hasher(SchedulerConfig::new(), ManualClock::new(), RandomState::new());
+    /// assert!(s.queue().is_empty());
+    /// ```
+    pub fn with_clock_and_hasher(config: SchedulerConfig, clock: C, hasher: S) -> Self {
+        let mut queue = FairQueue::with_config_and_hasher(config.queue(), hasher);
+        queue.set_over_share_tracking(config.shed_policy() == ShedPolicy::EvictOverShare);
+        Scheduler {
+            queue,
+            clock,
+            config,
+            overrides: Vec::new(),
+            free_overrides: Vec::new(),
+            cooling: VecDeque::new(),
+            codel: config.queue_delay().map(CoDel::new),
+            outbox: Vec::new(),
+            last_now: Nanos::ZERO,
+            counters: AdmissionCounters::default(),
+        }
+    }
+
+    /// The queue, for queries (lengths, costs, counters, tenants).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let _ = s.try_push("a", 1).unwrap();
+    /// assert_eq!(s.queue().len(), 1);
+    /// ```
+    pub fn queue(&self) -> &FairQueue<K, T, S> {
+        &self.queue
+    }
+
+    /// The configuration in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// assert!(s.config().queue_delay().is_none());
+    /// ```
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Admission outcomes so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// assert_eq!(s.counters().admitted, 0);
+    /// ```
+    pub fn counters(&self) -> AdmissionCounters {
+        self.counters
+    }
+
+    /// Whether the queue-delay controller is currently shedding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// assert!(!s.is_shedding());
+    /// ```
+    pub fn is_shedding(&self) -> bool {
+        self.codel.as_ref().is_some_and(CoDel::is_shedding)
+    }
+
+    /// Items handed back by deadline expiry and queue-delay shedding that wait for
+    /// [`take_expired`](Self::take_expired).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// assert_eq!(s.pending_returns(), 0);
+    /// ```
+    pub fn pending_returns(&self) -> usize {
+        self.outbox.len()
+    }
+}
+
+// ===== impl Scheduler: admission and dispatch =====
+
+impl<K, T, C, S> Scheduler<K, T, C, S>
+where
+    K: Hash + Eq + Clone,
+    C: Clock,
+    S: BuildHasher,
+{
+    /// The clock's time, never earlier than any time this scheduler saw before.
+    #[inline]
+    fn now(&mut self) -> Nanos {
+        let now = self.clock.now().max(self.last_now);
+        self.last_now = now;
+        now
+    }
+
+    #[inline]
+    fn limits_of(&self, limits_idx: u32) -> TenantLimits {
+        if limits_idx == NIL {
+            self.config.tenant_limits()
+        } else {
+            self.overrides[limits_idx as usize]
+        }
+    }
+
+    /// Forgets up to a few tenants whose rate limit has fully recovered.
+    #[inline]
+    fn sweep_cooling(&mut self, now: Nanos) {
+        for _ in 0..4 {
+            match self.cooling.front() {
+                Some(c) if c.until <= now => {}
+                _ => return,
+            }
+            let Some(c) = self.cooling.pop_front() else {
+                return;
+            };
+            let tenants = self.queue.tenants_mut();
+            let Some(idx) = tenants.resolve(c.tenant) else {
+                continue;
+            };
+            let t = tenants.get_mut(idx);
+            if t.tat > now {
+                let until = t.tat;
+                self.cooling.push_back(Cooling {
+                    until,
+                    tenant: c.tenant,
+                });
+            } else {
+                t.flags &= !COOLING;
+                tenants.release_if_idle(idx);
+            }
+        }
+    }
+
+    fn count_refusal(&mut self, reason: RejectReason) {
+        let c = &mut self.counters;
+        match reason {
+            RejectReason::Blocked { .. } => c.blocked += 1,
+            RejectReason::RateLimited { .. } => c.rate_limited += 1,
+            RejectReason::TooLarge { .. } => c.too_large += 1,
+            RejectReason::TenantFull { .. } => c.tenant_full += 1,
+            RejectReason::CapacityFull { .. } => c.capacity_full += 1,
+            _ => c.other += 1,
+        }
+    }
+
+    /// Runs every check for an item of `opts` from `key`; changes nothing but the tenant
+    /// table (a fresh tenant's slot, released again on refusal).
+    fn plan(&mut self, key: K, opts: PushOptions) -> Result<Plan, RejectReason> {
+        let now = self.now();
+        self.sweep_cooling(now);
+        let cost = opts.get_cost();
+        if cost == 0 {
+            self.count_refusal(RejectReason::ZeroCost);
+            return Err(RejectReason::ZeroCost);
+        }
+        let Some(idx) = self.queue.tenants_mut().find_or_insert(key) else {
+            let reason = RejectReason::QueueFull {
+                capacity: u64::from(u32::MAX - 1),
+            };
+            self.count_refusal(reason);
+            return Err(reason);
+        };
+        match self.check(idx, cost, now) {
+            Ok((new_tat, evict_from)) => Ok(Plan {
+                idx,
+                cost,
+                now,
+                deadline: opts.get_deadline(),
+                new_tat,
+                evict_from,
+            }),
+            Err(reason) => {
+                self.count_refusal(reason);
+                let tenants = self.queue.tenants_mut();
+                tenants.get_mut(idx).counters.rejected += 1;
+                tenants.release_if_idle(idx);
+                Err(reason)
+            }
+        }
+    }
+
+    #[inline]
+    fn check(
+        &self,
+        idx: u32,
+        cost: u32,
+        now: Nanos,
+    ) -> Result<(Option<Nanos>, Option<u32>), RejectReason> {
+        let t = self.queue.tenants_ref().get(idx);
+        if let Some(reason) = t.blocked {
+            return Err(RejectReason::Blocked { reason });
+        }
+        let limits = self.limits_of(t.limits);
+        let new_tat = match limits.quota() {
+            Some(quota) => Some(gcra::check(&quota, t.tat, now, cost)?),
+            None => None,
+        };
+        let cost64 = u64::from(cost);
+        if let Some(max) = limits.max_cost() {
+            if cost64 > max {
+                return Err(RejectReason::TooLarge { cost: cost64, max });
+            }
+            if t.queued_cost + cost64 > max {
+                return Err(RejectReason::TenantFull {
+                    limit: Limit::Cost(max),
+                });
+            }
+        }
+        if let Some(max) = limits.max_items() {
+            if t.len >= max {
+                return Err(RejectReason::TenantFull {
+                    limit: Limit::Items(u64::from(max)),
+                });
+            }
+        }
+        let evict_from = self.check_capacity(idx, cost64)?;
+        Ok((new_tat, evict_from))
+    }
+
+    /// The global capacity check: `Ok(None)` if there is room, `Ok(Some(v))` to evict from
+    /// tenant `v`, or the refusal.
+    #[inline]
+    fn check_capacity(&self, idx: u32, cost: u64) -> Result<Option<u32>, RejectReason> {
+        let cap = self.config.capacity();
+        if let Some(max) = cap.max_cost() {
+            if cost > max {
+                return Err(RejectReason::TooLarge { cost, max });
+            }
+        }
+        let (need_items, need_cost) = self.shortfall(cost);
+        if need_items == 0 && need_cost == 0 {
+            return Ok(None);
+        }
+        let limit = if need_items > 0 {
+            Limit::Items(cap.max_items().unwrap_or(0))
+        } else {
+            Limit::Cost(cap.max_cost().unwrap_or(0))
+        };
+        let refuse = Err(RejectReason::CapacityFull { limit });
+        if self.config.shed_policy() != ShedPolicy::EvictOverShare {
+            return refuse;
+        }
+        let Some(v) = self.queue.most_over_share() else {
+            return refuse;
+        };
+        if v == idx {
+            return refuse;
+        }
+        let tenants = self.queue.tenants_ref();
+        let (tv, tp) = (tenants.get(v), tenants.get(idx));
+        let dw = self.queue.config().default_weight();
+        let wv = u128::from(tv.weight.unwrap_or(dw).get());
+        let wp = u128::from(tp.weight.unwrap_or(dw).get());
+        // Evict only from a tenant strictly further over its share than the newcomer's
+        // tenant would be, and only if that tenant alone can make the room.
+        let victim_ratio = u128::from(tv.queued_cost) * wp;
+        let newcomer_ratio = u128::from(tp.queued_cost + cost) * wv;
+        if victim_ratio <= newcomer_ratio
+            || u64::from(tv.len) < need_items
+            || tv.queued_cost < need_cost
+        {
+            return refuse;
+        }
+        Ok(Some(v))
+    }
+
+    /// How many items and how much cost must leave before an item of `cost` fits.
+    #[inline]
+    fn shortfall(&self, cost: u64) -> (u64, u64) {
+        let cap = self.config.capacity();
+        let items = cap
+            .max_items()
+            .map_or(0, |max| (self.queue.len() as u64 + 1).saturating_sub(max));
+        let cost = cap.max_cost().map_or(0, |max| {
+            (self.queue.queued_cost() + cost).saturating_sub(max)
+        });
+        (items, cost)
+    }
+
+    fn commit(&mut self, plan: Plan, item: T) -> Admitted<T> {
+        let mut evicted = Vec::new();
+        if let Some(v) = plan.evict_from {
+            loop {
+                let (items, cost) = self.shortfall(u64::from(plan.cost));
+                if items == 0 && cost == 0 {
+                    break;
+                }
+                let (victim, _) = self.queue.evict_head(v);
+                evicted.push(Rejected::new(victim, RejectReason::Evicted));
+                self.counters.evicted += 1;
+            }
+            self.queue.tenants_mut().release_if_idle(v);
+        }
+        if let Some(tat) = plan.new_tat {
+            let tenants = self.queue.tenants_mut();
+            let handle = tenants.handle(plan.idx);
+            let t = tenants.get_mut(plan.idx);
+            t.tat = tat;
+            if tat > plan.now && t.flags & COOLING == 0 {
+                t.flags |= COOLING;
+                self.cooling.push_back(Cooling {
+                    until: tat,
+                    tenant: handle,
+                });
+            }
+        }
+        self.queue
+            .link(plan.idx, item, plan.cost, plan.now, plan.deadline);
+        self.counters.admitted += 1;
+        Admitted { evicted }
+    }
+
+    /// Admits `item` for `key` with cost 1.
+    ///
+    /// # Errors
+    ///
+    /// See [`try_push_with`](Self::try_push_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let _ = s.try_push("a", 1).unwrap();
+    /// assert_eq!(s.pop(), Some(1));
+    /// ```
+    #[inline]
+    pub fn try_push(&mut self, key: K, item: T) -> Result<Admitted<T>, Rejected<T>> {
+        self.try_push_with(key, item, PushOptions::new())
+    }
+
+    /// Admits `item` for `key` with a cost and an optional deadline, or refuses it.
+    ///
+    /// # Errors
+    ///
+    /// The item comes back inside [`Rejected`] with the binding limit; see the list of checks
+    /// on [`Scheduler`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Capacity, PushOptions, RejectReason, Scheduler, SchedulerConfig, Limit};
+    /// let cfg = SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(10));
+    /// let mut s: Scheduler<&str, &str> = Scheduler::new(cfg);
+    /// let _ = s.try_push_with("a", "big", PushOptions::new().cost(8)).unwrap();
+    /// let err = s.try_push_with("b", "more", PushOptions::new().cost(3)).unwrap_err();
+    /// assert_eq!(err.reason(), RejectReason::CapacityFull { limit: Limit::Cost(10) });
+    /// ```
+    #[inline]
+    pub fn try_push_with(
+        &mut self,
+        key: K,
+        item: T,
+        opts: PushOptions,
+    ) -> Result<Admitted<T>, Rejected<T>> {
+        match self.plan(key, opts) {
+            Ok(plan) => Ok(self.commit(plan, item)),
+            Err(reason) => Err(Rejected::new(item, reason)),
+        }
+    }
+
+    /// Checks an item of `opts` for `key` and reserves its admission; nothing is charged until
+    /// [`Permit::commit`].
+    ///
+    /// # Errors
+    ///
+    /// The binding limit, as for [`try_push_with`](Self::try_push_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, PushOptions, RejectReason, Scheduler, SchedulerConfig};
+    /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+    /// s.block("x", BlockReason::Billing);
+    /// let err = s.try_reserve("x", PushOptions::new()).unwrap_err();
+    /// assert_eq!(err, RejectReason::Blocked { reason: BlockReason::Billing });
+    /// ```
+    pub fn try_reserve(
+        &mut self,
+        key: K,
+        opts: PushOptions,
+    ) -> Result<Permit<'_, K, T, C, S>, RejectReason> {
+        let plan = self.plan(key, opts)?;
+        Ok(Permit {
+            scheduler: self,
+            plan: Some(plan),
+        })
+    }
+
+    /// The next item in fair order, or `None`. Items whose deadline has passed are never
+    /// returned (they wait in [`take_expired`](Self::take_expired)), nor are items the
+    /// queue-delay target sheds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let _ = s.try_push("a", 1).unwrap();
+    /// assert_eq!(s.pop(), Some(1));
+    /// assert_eq!(s.pop(), None);
+    /// ```
+    #[inline]
+    pub fn pop(&mut self) -> Option<T> {
+        self.next(false).map(|(item, _)| item)
+    }
+
+    /// Like [`pop`](Self::pop), and tracks the item as in flight until its ticket is passed
+    /// to [`complete`](Self::complete).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let _ = s.try_push("a", 1).unwrap();
+    /// let d = s.dispatch().unwrap();
+    /// assert!(s.complete(d.ticket, 1));
+    /// ```
+    #[inline]
+    pub fn dispatch(&mut self) -> Option<Dispatch<T>> {
+        let (item, ticket) = self.next(true)?;
+        Some(Dispatch {
+            item,
+            ticket: ticket?,
+        })
+    }
+
+    #[inline]
+    fn next(&mut self, track: bool) -> Option<(T, Option<Ticket>)> {
+        let now = self.now();
+        if self.queue.next_deadline().is_some_and(|d| d <= now) {
+            let before = self.outbox.len();
+            self.queue.expire_due(now, &mut self.outbox);
+            self.counters.expired += (self.outbox.len() - before) as u64;
+        }
+        loop {
+            let p = self.queue.pop_inner()?;
+            if let Some(codel) = &mut self.codel {
+                let sojourn = now.saturating_since(p.enqueued);
+                if codel.should_shed(now, sojourn, self.queue.is_empty()) {
+                    self.queue.count_removed(1);
+                    self.queue.tenants_mut().release_if_idle(p.tenant);
+                    self.outbox
+                        .push(Rejected::new(p.item, RejectReason::QueueDelay { sojourn }));
+                    self.counters.shed += 1;
+                    continue;
+                }
+            }
+            let ticket = self.queue.finish_pop(p.tenant, p.cost, track);
+            return Some((p.item, ticket));
+        }
+    }
+
+    /// Reports a dispatched item's completion and actual cost (see
+    /// [`FairQueue::complete`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let _ = s.try_push("a", 1).unwrap();
+    /// let d = s.dispatch().unwrap();
+    /// assert!(s.complete(d.ticket, 3));
+    /// ```
+    pub fn complete(&mut self, ticket: Ticket, actual_cost: u32) -> bool {
+        self.queue.complete(ticket, actual_cost)
+    }
+
+    /// Hands back every item whose deadline has passed (as
+    /// [`RejectReason::DeadlineExpired`]) and every item the queue-delay target shed (as
+    /// [`RejectReason::QueueDelay`]). The host decides when to look; nothing is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ManualClock, Nanos, PushOptions, RejectReason, Scheduler, SchedulerConfig};
+    /// let clock = ManualClock::new();
+    /// let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(SchedulerConfig::new(), clock.clone());
+    /// let _ = s.try_push_with("a", 1, PushOptions::new().deadline(Nanos::from_secs(1))).unwrap();
+    /// clock.set(Nanos::from_secs(2));
+    /// let expired = s.take_expired();
+    /// assert_eq!(expired[0].reason(), RejectReason::DeadlineExpired { deadline: Nanos::from_secs(1) });
+    /// assert_eq!(s.pop(), None);
+    /// ```
+    pub fn take_expired(&mut self) -> Vec<Rejected<T>> {
+        let now = self.now();
+        let before = self.outbox.len();
+        self.queue.expire_due(now, &mut self.outbox);
+        self.counters.expired += (self.outbox.len() - before) as u64;
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Gives `cost` back to `key`'s rate limit, for admitted work the host cancelled after
+    /// dispatch. (Items removed by [`purge`](Self::purge) and [`retain`](Self::retain) are
+    /// refunded automatically.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Quota, Scheduler, SchedulerConfig, TenantLimits, ManualClock};
+    /// use std::num::NonZeroU32;
+    /// let limits = TenantLimits::new().with_quota(Quota::per_second(NonZeroU32::new(1).unwrap()));
+    /// let mut s: Scheduler<&str, u32, _> =
+    ///     Scheduler::with_clock(SchedulerConfig::new().with_tenant_limits(limits), ManualClock::new());
+    /// let _ = s.try_push("a", 1).unwrap();
+    /// assert!(s.try_push("a", 2).is_err());
+    /// s.pop();
+    /// s.refund(&"a", 1); // the job was cancelled before it ran
+    /// assert!(s.try_push("a", 2).is_ok());
+    /// ```
+    pub fn refund(&mut self, key: &K, cost: u32) {
+        let now = self.now();
+        if let Some(idx) = self.queue.tenants_ref().find(key) {
+            self.refund_slot(idx, u64::from(cost), now);
+        }
+    }
+
+    fn refund_slot(&mut self, idx: u32, cost: u64, now: Nanos) {
+        let limits = self.limits_of(self.queue.tenants_ref().get(idx).limits);
+        if let Some(quota) = limits.quota() {
+            let t = self.queue.tenants_mut().get_mut(idx);
+            t.tat = gcra::refund(&quota, t.tat, now, cost);
+        }
+    }
+
+    /// Removes every queued item of `key`, hands them back in FIFO order, and refunds their
+    /// cost to the tenant's rate limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
+    /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+    /// for i in 0..3 { let _ = s.try_push("flood", i).unwrap(); }
+    /// s.block("flood", BlockReason::Abuse);
+    /// assert_eq!(s.purge(&"flood"), [0, 1, 2]);
+    /// ```
+    pub fn purge(&mut self, key: &K) -> Vec<T> {
+        let now = self.now();
+        let Some(idx) = self.queue.tenants_ref().find(key) else {
+            return Vec::new();
+        };
+        let (out, cost) = self.queue.purge_slot(idx);
+        self.refund_slot(idx, cost, now);
+        self.queue.tenants_mut().release_if_idle(idx);
+        out
+    }
+
+    /// Keeps the items of `key` for which `keep` returns `true`; hands back the others in
+    /// FIFO order and refunds their cost to the tenant's rate limit.
+    ///
+    /// # Panics
+    ///
+    /// If `keep` panics, the panic propagates and nothing is changed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// for i in 0..4 { let _ = s.try_push("a", i).unwrap(); }
+    /// assert_eq!(s.retain(&"a", |i| i % 2 == 0), [1, 3]);
+    /// ```
+    pub fn retain(&mut self, key: &K, keep: impl FnMut(&T) -> bool) -> Vec<T> {
+        let now = self.now();
+        let Some(idx) = self.queue.tenants_ref().find(key) else {
+            return Vec::new();
+        };
+        let (out, cost) = self.queue.retain_slot(idx, keep);
+        self.refund_slot(idx, cost, now);
+        self.queue.tenants_mut().release_if_idle(idx);
+        out
+    }
+
+    /// Blocks `key`: later pushes are refused with the reason (see [`FairQueue::block`]).
+    ///
+    /// # Panics
+    ///
+    /// If the scheduler already holds `u32::MAX - 1` tenants.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
+    /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+    /// s.block("a", BlockReason::Abuse);
+    /// assert!(s.try_push("a", 1).is_err());
+    /// ```
+    #[track_caller]
+    pub fn block(&mut self, key: K, reason: BlockReason) {
+        self.queue.block(key, reason);
+    }
+
+    /// Lifts a block; returns the reason it had.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
+    /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+    /// s.block("a", BlockReason::Abuse);
+    /// assert_eq!(s.unblock(&"a"), Some(BlockReason::Abuse));
+    /// ```
+    pub fn unblock(&mut self, key: &K) -> Option<BlockReason> {
+        self.queue.unblock(key)
+    }
+
+    /// Overrides a tenant's weight (see [`FairQueue::set_weight`]).
+    ///
+    /// # Panics
+    ///
+    /// If the scheduler already holds `u32::MAX - 1` tenants.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// let mut s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// s.set_weight("gold", NonZeroU32::new(3).unwrap());
+    /// assert_eq!(s.queue().weight(&"gold").get(), 3);
+    /// ```
+    #[track_caller]
+    pub fn set_weight(&mut self, key: K, weight: NonZeroU32) {
+        self.queue.set_weight(key, weight);
+    }
+
+    /// Removes a tenant's weight override.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// let mut s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// s.set_weight("gold", NonZeroU32::new(3).unwrap());
+    /// s.clear_weight(&"gold");
+    /// assert_eq!(s.queue().weight(&"gold").get(), 1);
+    /// ```
+    pub fn clear_weight(&mut self, key: &K) {
+        self.queue.clear_weight(key);
+    }
+
+    /// Gives `key` its own limits, replacing the defaults as a whole; takes effect on its next
+    /// push. Queued items stay.
+    ///
+    /// # Panics
+    ///
+    /// If the scheduler already holds `u32::MAX - 1` tenants.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{RejectReason, Scheduler, SchedulerConfig, TenantLimits, Limit};
+    /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+    /// s.set_limits("trial", TenantLimits::new().with_max_items(1));
+    /// let _ = s.try_push("trial", 1).unwrap();
+    /// let err = s.try_push("trial", 2).unwrap_err();
+    /// assert_eq!(err.reason(), RejectReason::TenantFull { limit: Limit::Items(1) });
+    /// ```
+    #[track_caller]
+    pub fn set_limits(&mut self, key: K, limits: TenantLimits) {
+        let idx = self
+            .queue
+            .tenants_mut()
+            .find_or_insert(key)
+            .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+        let t = self.queue.tenants_mut().get_mut(idx);
+        if t.limits != NIL {
+            self.overrides[t.limits as usize] = limits;
+            return;
+        }
+        let slot = match self.free_overrides.pop() {
+            Some(slot) => {
+                self.overrides[slot as usize] = limits;
+                slot
+            }
+            None => {
+                self.overrides.push(limits);
+                (self.overrides.len() - 1) as u32
+            }
+        };
+        self.queue.tenants_mut().get_mut(idx).limits = slot;
+    }
+
+    /// Removes `key`'s own limits; it gets the defaults again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Scheduler, SchedulerConfig, TenantLimits};
+    /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+    /// s.set_limits("a", TenantLimits::new().with_max_items(1));
+    /// s.clear_limits(&"a");
+    /// assert_eq!(s.limits(&"a"), TenantLimits::UNLIMITED);
+    /// ```
+    pub fn clear_limits(&mut self, key: &K) {
+        let Some(idx) = self.queue.tenants_ref().find(key) else {
+            return;
+        };
+        let tenants = self.queue.tenants_mut();
+        let t = tenants.get_mut(idx);
+        if t.limits != NIL {
+            self.free_overrides.push(t.limits);
+            t.limits = NIL;
+            tenants.release_if_idle(idx);
+        }
+    }
+
+    /// The limits in force for `key`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Scheduler, SchedulerConfig, TenantLimits};
+    /// let s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+    /// assert_eq!(s.limits(&"anyone"), TenantLimits::UNLIMITED);
+    /// ```
+    pub fn limits(&self, key: &K) -> TenantLimits {
+        let idx = self
+            .queue
+            .tenants_ref()
+            .find(key)
+            .map_or(NIL, |i| self.queue.tenants_ref().get(i).limits);
+        self.limits_of(idx)
+    }
+}

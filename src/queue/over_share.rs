@@ -1,0 +1,127 @@
+//! # Implementation details
+//!
+//! An indexed max-heap of backlogged tenants ordered by queued cost per unit of weight, kept
+//! only while a shedding policy needs to know "which tenant is furthest over its fair share".
+//! A tenant's fair share of the queue is proportional to its weight, so the tenant with the
+//! largest `queued_cost / weight` is always over its share if anyone is. Updates are
+//! O(log backlogged tenants); ties go to the lower slot index, so the choice is deterministic.
+
+use std::num::NonZeroU32;
+
+use super::items::NIL;
+use super::tenants::Tenants;
+
+#[derive(Debug, Default)]
+pub(crate) struct OverShare {
+    heap: Vec<u32>,
+}
+
+impl OverShare {
+    pub(crate) fn top(&self) -> Option<u32> {
+        self.heap.first().copied()
+    }
+
+    /// Re-positions tenant `idx` after its queued cost or weight changed (inserting or
+    /// removing it as it became backlogged or empty).
+    pub(crate) fn update<K, S>(&mut self, tenants: &mut Tenants<K, S>, idx: u32, dw: NonZeroU32) {
+        let t = tenants.get(idx);
+        let (pos, backlogged) = (t.heap_pos, t.len > 0);
+        match (pos == NIL, backlogged) {
+            (true, false) => {}
+            (true, true) => {
+                let pos = self.heap.len() as u32;
+                self.heap.push(idx);
+                tenants.get_mut(idx).heap_pos = pos;
+                self.sift_up(tenants, pos, dw);
+            }
+            (false, false) => self.remove_at(tenants, pos, dw),
+            (false, true) => {
+                let pos = self.sift_up(tenants, pos, dw);
+                self.sift_down(tenants, pos, dw);
+            }
+        }
+    }
+
+    /// Whether tenant `a` is further over its share than tenant `b`.
+    fn above<K, S>(tenants: &Tenants<K, S>, a: u32, b: u32, dw: NonZeroU32) -> bool {
+        let (ta, tb) = (tenants.get(a), tenants.get(b));
+        let wa = u128::from(ta.weight.unwrap_or(dw).get());
+        let wb = u128::from(tb.weight.unwrap_or(dw).get());
+        let (x, y) = (
+            u128::from(ta.queued_cost) * wb,
+            u128::from(tb.queued_cost) * wa,
+        );
+        x > y || (x == y && a < b)
+    }
+
+    fn place<K, S>(&mut self, tenants: &mut Tenants<K, S>, pos: u32, idx: u32) {
+        self.heap[pos as usize] = idx;
+        tenants.get_mut(idx).heap_pos = pos;
+    }
+
+    fn sift_up<K, S>(&mut self, tenants: &mut Tenants<K, S>, mut pos: u32, dw: NonZeroU32) -> u32 {
+        let idx = self.heap[pos as usize];
+        while pos > 0 {
+            let parent = (pos - 1) / 2;
+            let p = self.heap[parent as usize];
+            if !Self::above(tenants, idx, p, dw) {
+                break;
+            }
+            self.place(tenants, pos, p);
+            pos = parent;
+        }
+        self.place(tenants, pos, idx);
+        pos
+    }
+
+    fn sift_down<K, S>(&mut self, tenants: &mut Tenants<K, S>, mut pos: u32, dw: NonZeroU32) {
+        let idx = self.heap[pos as usize];
+        let len = self.heap.len() as u32;
+        loop {
+            let left = 2 * pos + 1;
+            if left >= len {
+                break;
+            }
+            let right = left + 1;
+            let mut child = left;
+            if right < len
+                && Self::above(
+                    tenants,
+                    self.heap[right as usize],
+                    self.heap[left as usize],
+                    dw,
+                )
+            {
+                child = right;
+            }
+            let c = self.heap[child as usize];
+            if !Self::above(tenants, c, idx, dw) {
+                break;
+            }
+            self.place(tenants, pos, c);
+            pos = child;
+        }
+        self.place(tenants, pos, idx);
+    }
+
+    fn remove_at<K, S>(&mut self, tenants: &mut Tenants<K, S>, pos: u32, dw: NonZeroU32) {
+        let idx = self.heap[pos as usize];
+        tenants.get_mut(idx).heap_pos = NIL;
+        let last = self
+            .heap
+            .pop()
+            .expect("fairshare: heap position names an empty heap");
+        if last != idx {
+            self.place(tenants, pos, last);
+            let pos = self.sift_up(tenants, pos, dw);
+            self.sift_down(tenants, pos, dw);
+        }
+    }
+
+    /// Forgets every entry (when the policy stops needing the heap).
+    pub(crate) fn clear<K, S>(&mut self, tenants: &mut Tenants<K, S>) {
+        for idx in self.heap.drain(..) {
+            tenants.get_mut(idx).heap_pos = NIL;
+        }
+    }
+}
