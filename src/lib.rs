@@ -79,6 +79,7 @@
 mod admission;
 mod clock;
 mod error;
+mod pressure;
 mod queue;
 
 pub use admission::{
@@ -87,6 +88,7 @@ pub use admission::{
 };
 pub use clock::{Clock, ManualClock, Nanos, StdClock};
 pub use error::{BlockReason, ConfigError, Limit, RejectReason, Rejected};
+pub use pressure::{Band, PressureConfig, PressureGauge, PressureLevel};
 pub use queue::{
     DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueConfig, QueueCounters, TenantCounters,
     TenantHandle, Ticket,

@@ -1,0 +1,79 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
+//! Compile-time checks of the public types' auto traits and trait impls, and a smoke test.
+
+use fairshare::{
+    BlockReason, ConfigError, Dispatch, FairQueue, QueueConfig, QueueCounters, RejectReason,
+    Rejected, TenantCounters, TenantHandle, Ticket,
+};
+
+fn send_sync<T: Send + Sync>() {}
+fn error<E: std::error::Error + Send + Sync + 'static>() {}
+
+/// Not `Debug`, not `Clone`: `Rejected<T>` must still be an error.
+struct Opaque;
+
+#[test]
+fn public_types_are_send_and_sync() {
+    send_sync::<FairQueue<u64, String>>();
+    send_sync::<Rejected<String>>();
+    send_sync::<TenantHandle>();
+    send_sync::<Ticket>();
+    send_sync::<Dispatch<String>>();
+    send_sync::<QueueConfig>();
+    send_sync::<QueueCounters>();
+    send_sync::<TenantCounters>();
+    send_sync::<RejectReason>();
+    send_sync::<BlockReason>();
+    send_sync::<ConfigError>();
+}
+
+#[test]
+fn rejected_is_an_error_for_any_item_type() {
+    error::<Rejected<Opaque>>();
+    error::<Rejected<String>>();
+    error::<RejectReason>();
+    error::<ConfigError>();
+
+    let mut q: FairQueue<u8, Opaque> = FairQueue::new();
+    let err = q.try_push_with_cost(1, Opaque, 0).unwrap_err();
+    assert_eq!(err.to_string(), "item cost must be at least 1");
+    let debug = format!("{err:?}");
+    assert!(
+        debug.starts_with("Rejected") && debug.contains("ZeroCost"),
+        "{debug}"
+    );
+    // Usable as a boxed error, as hosts do with `?`.
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(err);
+    assert_eq!(boxed.to_string(), "item cost must be at least 1");
+}
+
+#[test]
+fn value_types_are_copy_and_comparable() {
+    fn copy_eq<T: Copy + Eq + std::fmt::Debug>() {}
+    copy_eq::<TenantHandle>();
+    copy_eq::<QueueConfig>();
+    copy_eq::<QueueCounters>();
+    copy_eq::<TenantCounters>();
+    copy_eq::<RejectReason>();
+    copy_eq::<BlockReason>();
+}
+
+#[test]
+fn queue_smoke() {
+    let mut q: FairQueue<&str, String> = FairQueue::default();
+    assert!(q.is_empty());
+    assert_eq!(q.pop(), None);
+    for i in 0..3 {
+        q.try_push("heavy", format!("h{i}")).unwrap();
+    }
+    q.try_push_with_cost("light", "l0".to_string(), 2).unwrap();
+    assert_eq!((q.len(), q.queued_cost(), q.active_tenants()), (4, 5, 2));
+    let d = q.dispatch().expect("queued");
+    assert_eq!(d.item, "h0");
+    assert_eq!(q.in_flight(&"heavy"), 1);
+    assert!(q.complete(d.ticket, 1));
+    let rest: Vec<String> = std::iter::from_fn(|| q.pop()).collect();
+    assert_eq!(rest, ["l0", "h1", "h2"]);
+    assert!(q.is_empty());
+    assert_eq!(q.known_tenants(), 0);
+}

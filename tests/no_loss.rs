@@ -1,0 +1,316 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
+//! Nothing is lost, nothing is dropped twice: items carry a drop counter, every item the queue
+//! hands back is kept by the "host", and at the end each item must have been dropped exactly
+//! once (by the queue's own drop only for what was still queued).
+
+mod common;
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use common::{config, nz};
+use fairshare::{BlockReason, FairQueue, RejectReason};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+/// Drop counts indexed by item id.
+#[derive(Debug, Default, Clone)]
+struct Drops(Rc<RefCell<Vec<u32>>>);
+
+impl Drops {
+    fn item(&self) -> Tracked {
+        let mut counts = self.0.borrow_mut();
+        counts.push(0);
+        Tracked {
+            id: counts.len() - 1,
+            drops: self.clone(),
+        }
+    }
+
+    fn created(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    fn total(&self) -> u64 {
+        self.0.borrow().iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// Ids whose drop count is not exactly `want`.
+    fn not_dropped(&self, want: u32) -> Vec<(usize, u32)> {
+        self.0
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c != want)
+            .map(|(id, &c)| (id, c))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct Tracked {
+    id: usize,
+    drops: Drops,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.0.borrow_mut()[self.id] += 1;
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push { tenant: u8, cost: u32 },
+    PushByHandle { tenant: u8, cost: u32 },
+    Release { tenant: u8 },
+    Pop,
+    Dispatch,
+    Complete { actual: u32 },
+    Block { tenant: u8 },
+    Unblock { tenant: u8 },
+    Purge { tenant: u8 },
+    Retain { tenant: u8, modulus: usize },
+    DrainSome { take: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let tenant = 0..5u8;
+    let cost = prop_oneof![8 => 1..=6u32, 1 => Just(0)];
+    prop_oneof![
+        30 => (tenant.clone(), cost.clone()).prop_map(|(tenant, cost)| Op::Push { tenant, cost }),
+        6 => (tenant.clone(), cost).prop_map(|(tenant, cost)| Op::PushByHandle { tenant, cost }),
+        3 => tenant.clone().prop_map(|tenant| Op::Release { tenant }),
+        12 => Just(Op::Pop),
+        6 => Just(Op::Dispatch),
+        4 => (0..=10u32).prop_map(|actual| Op::Complete { actual }),
+        3 => tenant.clone().prop_map(|tenant| Op::Block { tenant }),
+        3 => tenant.clone().prop_map(|tenant| Op::Unblock { tenant }),
+        2 => tenant.clone().prop_map(|tenant| Op::Purge { tenant }),
+        3 => (tenant, 1..=3usize).prop_map(|(tenant, modulus)| Op::Retain { tenant, modulus }),
+        1 => (0..4usize).prop_map(|take| Op::DrainSome { take }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Every item comes back to the host exactly once, the queue drops nothing while it runs,
+    /// and dropping the queue drops exactly the `len()` items still queued.
+    #[test]
+    fn every_item_dropped_exactly_once(
+        (quantum, weight) in (1..=3u32, 1..=3u32),
+        ops in proptest::collection::vec(op(), 1..200),
+    ) {
+        let drops = Drops::default();
+        let mut q: FairQueue<u8, Tracked> = FairQueue::with_config(config(quantum, weight, 4));
+        let mut host: Vec<Tracked> = Vec::new();
+        let mut tickets = Vec::new();
+        let mut handles = [None; 5];
+        for op in &ops {
+            match *op {
+                Op::Push { tenant, cost } => {
+                    if let Err(rejected) = q.try_push_with_cost(tenant, drops.item(), cost) {
+                        host.push(rejected.into_inner());
+                    }
+                }
+                Op::PushByHandle { tenant, cost } => {
+                    let h = *handles[tenant as usize].get_or_insert_with(|| q.tenant(tenant));
+                    if let Err(rejected) = q.try_push_to(h, drops.item(), cost) {
+                        host.push(rejected.into_inner());
+                    }
+                }
+                Op::Release { tenant } => {
+                    // Keep the (maybe stale) handle: later pushes with it must hand items back.
+                    if let Some(h) = handles[tenant as usize] {
+                        q.release(h);
+                    }
+                }
+                Op::Pop => host.extend(q.pop()),
+                Op::Dispatch => {
+                    if let Some(d) = q.dispatch() {
+                        host.push(d.item);
+                        tickets.push(d.ticket);
+                    }
+                }
+                Op::Complete { actual } => {
+                    if let Some(t) = tickets.pop() {
+                        prop_assert!(q.complete(t, actual));
+                    }
+                }
+                Op::Block { tenant } => q.block(tenant, BlockReason::Abuse),
+                Op::Unblock { tenant } => {
+                    q.unblock(&tenant);
+                }
+                Op::Purge { tenant } => host.extend(q.purge(&tenant)),
+                Op::Retain { tenant, modulus } => {
+                    host.extend(q.retain(&tenant, |item| item.id % modulus != 0));
+                }
+                Op::DrainSome { take } => {
+                    let before = q.len();
+                    host.extend(q.drain().take(take));
+                    prop_assert_eq!(q.len(), before - take.min(before), "unread items stay queued");
+                }
+            }
+            prop_assert_eq!(drops.total(), 0, "the queue dropped an item during {:?}", op);
+            prop_assert_eq!(host.len() + q.len(), drops.created(), "items unaccounted for after {:?}", op);
+        }
+        let queued = q.len() as u64;
+        drop(q);
+        prop_assert_eq!(drops.total(), queued, "dropping the queue drops exactly its len() items");
+        drop(host);
+        prop_assert_eq!(drops.not_dropped(1), vec![], "(id, drop count) of items not dropped exactly once");
+    }
+}
+
+/// Dropping a queue with many tenants, a partially served backlog and removed slots in its
+/// item slab drops each queued item once and nothing else.
+#[test]
+fn dropping_queue_drops_each_queued_item_once() {
+    let drops = Drops::default();
+    let mut q: FairQueue<u32, Tracked> = FairQueue::new();
+    for i in 0..1000u32 {
+        q.try_push_with_cost(i % 37, drops.item(), 1 + i % 5)
+            .expect("accepted");
+    }
+    let mut host: Vec<Tracked> = (0..300).filter_map(|_| q.pop()).collect();
+    host.extend(q.purge(&3));
+    host.extend(q.retain(&4, |t| t.id % 2 == 0));
+    assert_eq!(drops.total(), 0);
+    let queued = q.len() as u64;
+    assert_eq!(queued as usize + host.len(), 1000);
+    drop(q);
+    assert_eq!(drops.total(), queued);
+    drop(host);
+    assert_eq!(drops.not_dropped(1), vec![]);
+}
+
+/// A refused push hands back the very item, undropped, for every refusal reason.
+#[test]
+fn refusals_hand_back_the_item_undropped() {
+    let drops = Drops::default();
+    let mut q: FairQueue<&str, Tracked> = FairQueue::new();
+    let zero = q.try_push_with_cost("a", drops.item(), 0).unwrap_err();
+    assert_eq!((zero.reason(), zero.item().id), (RejectReason::ZeroCost, 0));
+    q.block("b", BlockReason::Billing);
+    let blocked = q.try_push("b", drops.item()).unwrap_err();
+    assert_eq!(blocked.item().id, 1);
+    let h = q.tenant("c");
+    q.release(h);
+    let stale = q.try_push_to(h, drops.item(), 1).unwrap_err();
+    assert_eq!(
+        (stale.reason(), stale.item().id),
+        (RejectReason::StaleHandle, 2)
+    );
+    assert_eq!(drops.total(), 0);
+    let back = [zero.into_inner(), blocked.into_inner(), stale.into_inner()];
+    assert_eq!(drops.total(), 0);
+    drop(back);
+    drop(q);
+    assert_eq!(drops.not_dropped(1), vec![]);
+}
+
+// ===== retain with a panicking predicate =====
+
+/// Builds the same queue twice: several tenants with mixed costs and weights, partly served.
+fn retain_fixture(drops: &Drops) -> (FairQueue<u8, Tracked>, Vec<Tracked>) {
+    let mut q = FairQueue::with_config(config(2, 1, 4));
+    q.set_weight(1, nz(3));
+    for i in 0..40u32 {
+        q.try_push_with_cost((i % 4) as u8, drops.item(), 1 + i % 4)
+            .expect("accepted");
+    }
+    let served: Vec<Tracked> = (0..7).filter_map(|_| q.pop()).collect();
+    (q, served)
+}
+
+fn pop_ids(q: &mut FairQueue<u8, Tracked>) -> Vec<usize> {
+    std::iter::from_fn(|| q.pop().map(|t| t.id)).collect()
+}
+
+/// A predicate that panics midway leaves len, queued cost, per-tenant state and the pop order
+/// exactly as they were, and loses no item.
+#[test]
+fn retain_panicking_predicate_leaves_queue_unchanged() {
+    let tenant = 2u8;
+    let queued_for_tenant = {
+        let d = Drops::default();
+        retain_fixture(&d).0.tenant_len(&tenant)
+    };
+    assert!(queued_for_tenant >= 3, "the fixture queues several items");
+    for panic_at in [0, 1, queued_for_tenant / 2, queued_for_tenant - 1] {
+        let drops = Drops::default();
+        let (mut q, served) = retain_fixture(&drops);
+        let reference_drops = Drops::default();
+        let (mut reference, reference_served) = retain_fixture(&reference_drops);
+        let snapshot = |q: &FairQueue<u8, Tracked>| {
+            let per_tenant: Vec<(usize, u64)> = (0..4u8)
+                .map(|t| (q.tenant_len(&t), q.tenant_queued_cost(&t)))
+                .collect();
+            (
+                q.len(),
+                q.queued_cost(),
+                q.active_tenants(),
+                q.known_tenants(),
+                q.counters(),
+                per_tenant,
+            )
+        };
+        let before = snapshot(&q);
+
+        let mut calls = 0;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            q.retain(&tenant, |item| {
+                if calls == panic_at {
+                    panic!("host predicate fails on call {calls}");
+                }
+                calls += 1;
+                item.id % 2 == 0 // would remove half the items if it finished
+            })
+        }));
+        assert!(result.is_err(), "the predicate's panic propagates");
+        assert_eq!(
+            drops.total(),
+            0,
+            "panic at call {panic_at}: the queue dropped an item"
+        );
+        assert_eq!(
+            snapshot(&q),
+            before,
+            "panic at call {panic_at}: the queue changed"
+        );
+        assert_eq!(
+            pop_ids(&mut q),
+            pop_ids(&mut reference),
+            "panic at call {panic_at}: the pop order changed"
+        );
+        drop((q, served, reference, reference_served));
+        assert_eq!(drops.not_dropped(1), vec![], "panic at call {panic_at}");
+        assert_eq!(reference_drops.not_dropped(1), vec![]);
+    }
+}
+
+/// After a panicking predicate, the queue still works: a later retain removes what it should.
+#[test]
+fn retain_after_panicking_predicate_still_works() {
+    let drops = Drops::default();
+    let (mut q, served) = retain_fixture(&drops);
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        q.retain(&0, |_| panic!("host predicate fails"))
+    }));
+    assert!(panicked.is_err());
+    let before = q.tenant_len(&0);
+    let removed = q.retain(&0, |item| item.id % 8 != 0);
+    assert!(removed.iter().all(|t| t.id % 8 == 0));
+    assert_eq!(q.tenant_len(&0), before - removed.len());
+    let mut ids: Vec<usize> = pop_ids(&mut q);
+    ids.extend(removed.iter().map(|t| t.id));
+    ids.extend(served.iter().map(|t| t.id));
+    ids.sort_unstable();
+    assert_eq!(ids, (0..40).collect::<Vec<_>>(), "every item accounted for");
+}
