@@ -3,6 +3,7 @@
 
 use super::quota::Quota;
 use crate::clock::Nanos;
+use crate::pressure::PressureConfig;
 use crate::queue::QueueConfig;
 
 /// Per-tenant admission limits: a rate quota and queue caps. `None` means unlimited.
@@ -30,6 +31,7 @@ pub struct TenantLimits {
     quota: Option<Quota>,
     max_items: Option<u32>,
     max_cost: Option<u64>,
+    max_in_flight: Option<u32>,
 }
 
 impl TenantLimits {
@@ -38,6 +40,7 @@ impl TenantLimits {
         quota: None,
         max_items: None,
         max_cost: None,
+        max_in_flight: None,
     };
 
     /// Same as [`TenantLimits::UNLIMITED`].
@@ -87,6 +90,30 @@ impl TenantLimits {
     pub const fn with_max_cost(mut self, max: u64) -> Self {
         self.max_cost = Some(max);
         self
+    }
+
+    /// Caps how many of the tenant's items may be in flight (dispatched, not completed) at
+    /// once. A tenant at its cap is skipped by dispatch, never blocking anyone behind it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::TenantLimits::new().with_max_in_flight(2).max_in_flight(), Some(2));
+    /// ```
+    pub const fn with_max_in_flight(mut self, max: u32) -> Self {
+        self.max_in_flight = Some(max);
+        self
+    }
+
+    /// The in-flight cap, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::TenantLimits::new().max_in_flight(), None);
+    /// ```
+    pub const fn max_in_flight(&self) -> Option<u32> {
+        self.max_in_flight
     }
 
     /// The rate quota, if any.
@@ -305,6 +332,8 @@ pub struct SchedulerConfig {
     capacity: Capacity,
     shed: ShedPolicy,
     queue_delay: Option<QueueDelay>,
+    max_in_flight: Option<u64>,
+    pressure: Option<PressureConfig>,
 }
 
 impl SchedulerConfig {
@@ -323,7 +352,60 @@ impl SchedulerConfig {
             capacity: Capacity::new(),
             shed: ShedPolicy::RejectNew,
             queue_delay: None,
+            max_in_flight: None,
+            pressure: None,
         }
+    }
+
+    /// Sets (or with `None` removes) the global in-flight limit: how many items may be
+    /// dispatched and not yet completed at once (the worker pool's size).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = fairshare::SchedulerConfig::new().with_max_in_flight(Some(16));
+    /// assert_eq!(c.max_in_flight(), Some(16));
+    /// ```
+    pub const fn with_max_in_flight(mut self, max: Option<u64>) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
+    /// The global in-flight limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::SchedulerConfig::new().max_in_flight(), None);
+    /// ```
+    pub const fn max_in_flight(&self) -> Option<u64> {
+        self.max_in_flight
+    }
+
+    /// Sets (or with `None` removes) the pressure gauge's configuration; see
+    /// [`Scheduler::pressure`](crate::Scheduler::pressure).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{PressureConfig, SchedulerConfig};
+    /// let c = SchedulerConfig::new().with_pressure(Some(PressureConfig::new().with_max_items(10)));
+    /// assert!(c.pressure().is_some());
+    /// ```
+    pub const fn with_pressure(mut self, pressure: Option<PressureConfig>) -> Self {
+        self.pressure = pressure;
+        self
+    }
+
+    /// The pressure gauge's configuration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(fairshare::SchedulerConfig::new().pressure().is_none());
+    /// ```
+    pub const fn pressure(&self) -> Option<PressureConfig> {
+        self.pressure
     }
 
     /// Sets the fair queue's settings.

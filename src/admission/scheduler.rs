@@ -9,6 +9,7 @@ use super::config::{PushOptions, SchedulerConfig, ShedPolicy, TenantLimits};
 use super::gcra;
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{BlockReason, Limit, RejectReason, Rejected};
+use crate::pressure::{PressureGauge, PressureLevel};
 use crate::queue::{DefaultHashBuilder, Dispatch, FairQueue, TenantHandle, Ticket, COOLING, NIL};
 
 /// A [`FairQueue`] behind one admission pipeline: blocked tenants, per-tenant rate limits and
@@ -77,6 +78,9 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     codel: Option<CoDel>,
     outbox: Vec<Rejected<T>>,
     last_now: Nanos,
+    /// How long the last dispatched item waited (the pressure gauge's delay signal).
+    last_sojourn: Nanos,
+    gauge: Option<PressureGauge>,
     counters: AdmissionCounters,
 }
 
@@ -309,6 +313,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
     pub fn with_clock_and_hasher(config: SchedulerConfig, clock: C, hasher: S) -> Self {
         let mut queue = FairQueue::with_config_and_hasher(config.queue(), hasher);
         queue.set_over_share_tracking(config.shed_policy() == ShedPolicy::EvictOverShare);
+        queue.set_in_flight_limit(config.max_in_flight());
         Scheduler {
             queue,
             clock,
@@ -319,6 +324,8 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             codel: config.queue_delay().map(CoDel::new),
             outbox: Vec::new(),
             last_now: Nanos::ZERO,
+            last_sojourn: Nanos::ZERO,
+            gauge: config.pressure().map(PressureGauge::new),
             counters: AdmissionCounters::default(),
         }
     }
@@ -605,6 +612,13 @@ where
             }
             self.queue.tenants_mut().release_if_idle(v);
         }
+        let max_in_flight = self
+            .limits_of(self.queue.tenants_ref().get(plan.idx).limits)
+            .max_in_flight()
+            .unwrap_or(u32::MAX);
+        if self.queue.tenants_ref().get(plan.idx).max_in_flight != max_in_flight {
+            self.queue.set_slot_in_flight_limit(plan.idx, max_in_flight);
+        }
         if let Some(tat) = plan.new_tat {
             let tenants = self.queue.tenants_mut();
             let handle = tenants.handle(plan.idx);
@@ -621,6 +635,7 @@ where
         self.queue
             .link(plan.idx, item, plan.cost, plan.now, plan.deadline);
         self.counters.admitted += 1;
+        self.observe_pressure();
         Admitted { evicted }
     }
 
@@ -762,8 +777,60 @@ where
                 }
             }
             let ticket = self.queue.finish_pop(p.tenant, p.cost, track);
+            self.last_sojourn = now.saturating_since(p.enqueued);
+            self.observe_pressure();
             return Some((p.item, ticket));
         }
+    }
+
+    /// Feeds the pressure gauge the current load, if one is configured.
+    #[inline]
+    fn observe_pressure(&mut self) {
+        if let Some(gauge) = &mut self.gauge {
+            let load = gauge.config().load_permille(
+                self.queue.len() as u64,
+                self.queue.queued_cost(),
+                self.last_sojourn,
+            );
+            gauge.update(load);
+        }
+    }
+
+    /// The current pressure level (always `Normal` without a
+    /// [`PressureConfig`](crate::PressureConfig)). The gauge is fed on every admission and
+    /// dispatch with the queued items, queued cost and the last dispatched item's wait, and on
+    /// this call; hysteresis keeps it from flapping.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{PressureConfig, PressureLevel, Scheduler, SchedulerConfig};
+    /// let cfg = SchedulerConfig::new().with_pressure(Some(PressureConfig::new().with_max_items(10)));
+    /// let mut s: Scheduler<u32, u32> = Scheduler::new(cfg);
+    /// for i in 0..9 { let _ = s.try_push(i, i).unwrap(); }
+    /// assert_eq!(s.pressure(), PressureLevel::Shedding); // 900 per mille
+    /// ```
+    pub fn pressure(&mut self) -> PressureLevel {
+        self.observe_pressure();
+        self.gauge
+            .as_ref()
+            .map_or(PressureLevel::Normal, PressureGauge::level)
+    }
+
+    /// Changes the global in-flight limit at runtime (an adaptive concurrency limit drives
+    /// this). Nothing in flight is revoked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<u32, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// s.set_in_flight_limit(Some(4));
+    /// assert_eq!(s.queue().in_flight_limit(), Some(4));
+    /// ```
+    pub fn set_in_flight_limit(&mut self, limit: Option<u64>) {
+        self.config = self.config.with_max_in_flight(limit);
+        self.queue.set_in_flight_limit(limit);
     }
 
     /// Reports a dispatched item's completion and actual cost (see
@@ -981,6 +1048,8 @@ where
             .tenants_mut()
             .find_or_insert(key)
             .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+        self.queue
+            .set_slot_in_flight_limit(idx, limits.max_in_flight().unwrap_or(u32::MAX));
         let t = self.queue.tenants_mut().get_mut(idx);
         if t.limits != NIL {
             self.overrides[t.limits as usize] = limits;
@@ -1014,6 +1083,12 @@ where
         let Some(idx) = self.queue.tenants_ref().find(key) else {
             return;
         };
+        let default_in_flight = self
+            .config
+            .tenant_limits()
+            .max_in_flight()
+            .unwrap_or(u32::MAX);
+        self.queue.set_slot_in_flight_limit(idx, default_in_flight);
         let tenants = self.queue.tenants_mut();
         let t = tenants.get_mut(idx);
         if t.limits != NIL {

@@ -87,6 +87,9 @@ pub struct FairQueue<K, T, S = DefaultHashBuilder> {
     queued_cost: u64,
     config: QueueConfig,
     counters: QueueCounters,
+    /// Items dispatched and not yet completed, and the global limit on them.
+    in_flight: u64,
+    max_in_flight: u64,
     /// Kept only while a shedding policy asks who is furthest over its share.
     over: Option<OverShare>,
     /// Pending item deadlines (min-heap); entries of items gone since are skipped.
@@ -257,6 +260,8 @@ impl<K, T, S> FairQueue<K, T, S> {
             counters: QueueCounters::default(),
             over: None,
             deadlines: BinaryHeap::new(),
+            in_flight: 0,
+            max_in_flight: u64::MAX,
         }
     }
 
@@ -311,7 +316,8 @@ impl<K, T, S> FairQueue<K, T, S> {
         self.queued_cost
     }
 
-    /// Number of tenants with queued items (the tenants `pop` rotates over).
+    /// Number of tenants with queued items that may be dispatched now (the tenants `pop`
+    /// rotates over; a tenant at its in-flight limit is not counted until a completion).
     ///
     /// # Examples
     ///
@@ -339,6 +345,55 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// ```
     pub fn known_tenants(&self) -> usize {
         self.tenants.live() as usize
+    }
+
+    /// Items dispatched with [`dispatch`](Self::dispatch) and not yet completed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// q.try_push(1, 1).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// assert_eq!(q.total_in_flight(), 1);
+    /// q.complete(d.ticket, 1);
+    /// assert_eq!(q.total_in_flight(), 0);
+    /// ```
+    pub fn total_in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
+    /// The global in-flight limit (`None`: unlimited).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// assert_eq!(q.in_flight_limit(), None);
+    /// ```
+    pub fn in_flight_limit(&self) -> Option<u64> {
+        (self.max_in_flight != u64::MAX).then_some(self.max_in_flight)
+    }
+
+    /// Sets the global in-flight limit: while `limit` items are dispatched and not completed,
+    /// [`pop`](Self::pop) and [`dispatch`](Self::dispatch) return `None` (`pop` itself does not
+    /// count as in flight). Lowering it below the current count dispatches nothing until enough
+    /// complete; nothing is revoked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
+    /// q.set_in_flight_limit(Some(1));
+    /// q.try_push(1, 1).unwrap();
+    /// q.try_push(2, 2).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// assert!(q.dispatch().is_none()); // the one slot is taken
+    /// q.complete(d.ticket, 1);
+    /// assert_eq!(q.dispatch().map(|d| d.item), Some(2));
+    /// ```
+    pub fn set_in_flight_limit(&mut self, limit: Option<u64>) {
+        self.max_in_flight = limit.unwrap_or(u64::MAX);
     }
 
     /// Lifetime counters of the whole queue.
@@ -569,7 +624,7 @@ where
             t.deficit = t.deficit.min(0);
         }
         self.queued_cost -= u64::from(cost);
-        if emptied {
+        if emptied && self.tenants.get(idx).in_ring() {
             self.ring_unlink(idx);
         }
         self.touch(idx);
@@ -590,6 +645,9 @@ where
     /// [`finish_pop`](Self::finish_pop) does.
     #[inline]
     pub(crate) fn pop_inner(&mut self) -> Option<Popped<T>> {
+        if self.in_flight >= self.max_in_flight {
+            return None;
+        }
         let mut rotations = 0u32;
         loop {
             if self.ring_tail == NIL {
@@ -597,6 +655,12 @@ where
             }
             let front = self.tenants.get(self.ring_tail).next;
             let t = self.tenants.get_mut(front);
+            if t.in_flight >= t.max_in_flight {
+                // At its in-flight limit: park it (off the ring) so it blocks nobody; a
+                // completion brings it back.
+                self.ring_unlink(front);
+                continue;
+            }
             if t.deficit > 0 {
                 let head = t.head;
                 let cost = self.items.cost(head);
@@ -629,6 +693,7 @@ where
         self.count_dispatch(idx, cost);
         if track {
             self.tenants.get_mut(idx).in_flight += 1;
+            self.in_flight += 1;
             Some(Ticket {
                 tenant: self.tenants.handle(idx),
                 cost,
@@ -741,6 +806,16 @@ where
         self.counters.removed += n;
     }
 
+    /// Sets tenant `idx`'s in-flight limit (`u32::MAX`: none), bringing it back to the ring
+    /// if it was parked and now has room.
+    pub(crate) fn set_slot_in_flight_limit(&mut self, idx: u32, max: u32) {
+        let t = self.tenants.get_mut(idx);
+        t.max_in_flight = max;
+        if t.len > 0 && !t.in_ring() && t.in_flight < max {
+            self.ring_push_back(idx);
+        }
+    }
+
     pub(crate) fn tenants_ref(&self) -> &Tenants<K, S> {
         &self.tenants
     }
@@ -801,7 +876,7 @@ where
         }
         self.queued_cost -= removed_cost;
         self.counters.removed += u64::from(removed);
-        if emptied {
+        if emptied && self.tenants.get(idx).in_ring() {
             self.ring_unlink(idx);
         }
         self.touch(idx);
@@ -1100,13 +1175,21 @@ where
             return false;
         }
         t.in_flight -= 1;
+        let unpark = t.len > 0 && !t.in_ring() && t.in_flight < t.max_in_flight;
         let delta = i64::from(actual_cost) - i64::from(ticket.cost);
         let corrected = t.deficit.saturating_sub(delta);
         let lo = t.deficit.min(-max_debt);
         let hi = t.deficit.max(q);
         t.deficit = corrected.clamp(lo, hi);
-        t.counters.served_cost =
-            (t.counters.served_cost as i64).saturating_add(delta).max(0) as u64;
+        t.counters.served_cost = if delta >= 0 {
+            t.counters.served_cost.saturating_add(delta.unsigned_abs())
+        } else {
+            t.counters.served_cost.saturating_sub(delta.unsigned_abs())
+        };
+        self.in_flight -= 1;
+        if unpark {
+            self.ring_push_back(idx);
+        }
         self.tenants.release_if_idle(idx);
         true
     }

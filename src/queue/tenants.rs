@@ -91,6 +91,9 @@ pub(crate) struct Tenant<K> {
     pub(crate) prev: u32,
     pub(crate) next: u32,
     pub(crate) in_flight: u32,
+    /// In-flight limit (`u32::MAX`: none). A backlogged tenant at its limit is parked: off the
+    /// ring until a completion frees a slot.
+    pub(crate) max_in_flight: u32,
     /// Position in the over-share heap, or `NIL`.
     pub(crate) heap_pos: u32,
     /// Index of this tenant's admission overrides, or `NIL` for the defaults.
@@ -115,6 +118,7 @@ impl<K> Tenant<K> {
             prev: NIL,
             next: NIL,
             in_flight: 0,
+            max_in_flight: u32::MAX,
             heap_pos: NIL,
             limits: NIL,
             tat: Nanos::ZERO,
@@ -123,6 +127,12 @@ impl<K> Tenant<K> {
             flags: 0,
             counters: TenantCounters::default(),
         }
+    }
+
+    /// Whether the tenant is on the DRR ring.
+    #[inline]
+    pub(crate) fn in_ring(&self) -> bool {
+        self.next != NIL
     }
 
     /// Whether nothing keeps this tenant's slot alive.
