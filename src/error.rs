@@ -116,6 +116,9 @@ pub enum RejectReason {
         /// How long the item had waited.
         sojourn: Nanos,
     },
+    /// The scheduler was closed; nothing new is accepted.
+    #[error("scheduler is closed")]
+    Closed,
     /// The item's deadline passed while it was queued; it was never dispatched.
     #[error("item deadline passed while queued")]
     DeadlineExpired {
@@ -147,6 +150,7 @@ impl RejectReason {
             | RejectReason::ZeroCost
             | RejectReason::StaleHandle
             | RejectReason::TooLarge { .. }
+            | RejectReason::Closed
             | RejectReason::DeadlineExpired { .. } => false,
         }
     }

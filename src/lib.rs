@@ -76,12 +76,16 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod adaptive;
 mod admission;
 mod clock;
 mod error;
 mod pressure;
 mod queue;
+mod shared;
+mod sync;
 
+pub use adaptive::{AdaptiveLimit, Aimd, Gradient, Outcome};
 pub use admission::{
     AdmissionCounters, Admitted, Capacity, Permit, PushOptions, QueueDelay, Quota, Scheduler,
     SchedulerConfig, ShedPolicy, TenantLimits,
@@ -93,6 +97,7 @@ pub use queue::{
     DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueConfig, QueueCounters, TenantCounters,
     TenantHandle, Ticket,
 };
+pub use shared::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

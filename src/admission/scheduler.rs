@@ -21,14 +21,19 @@ use crate::queue::{DefaultHashBuilder, Dispatch, FairQueue, TenantHandle, Ticket
 ///
 /// 1. the tenant is blocked → [`RejectReason::Blocked`];
 /// 2. the cost is zero → [`RejectReason::ZeroCost`];
-/// 3. the tenant's rate quota (cost-weighted GCRA): cost above the burst →
-///    [`RejectReason::TooLarge`] (never admissible), otherwise not yet →
-///    [`RejectReason::RateLimited`] with the earliest retry time;
-/// 4. the tenant's caps (items, cost) → [`RejectReason::TenantFull`] (or `TooLarge` if the
-///    cost alone exceeds the cost cap);
-/// 5. the global capacity → by [`ShedPolicy`]: refuse ([`RejectReason::CapacityFull`]) or
+/// 3. the cost is above what some limit can ever allow (the rate burst, the tenant's cost
+///    cap, the global cost capacity) → [`RejectReason::TooLarge`]: never admissible, so it
+///    is reported before any "not now";
+/// 4. the tenant's rate quota (cost-weighted GCRA) → [`RejectReason::RateLimited`] with the
+///    earliest time a retry can pass;
+/// 5. the tenant's caps (items, cost) → [`RejectReason::TenantFull`];
+/// 6. the global capacity → by [`ShedPolicy`]: refuse ([`RejectReason::CapacityFull`]) or
 ///    evict the oldest items of the tenant furthest over its fair share, handed back in
 ///    [`Admitted::evicted`].
+///
+/// Dispatch honours the global in-flight limit and each tenant's
+/// [`max_in_flight`](TenantLimits::with_max_in_flight): a tenant at its cap is skipped until
+/// one of its items completes.
 ///
 /// Time is read from the clock once per call; a clock that steps back counts as no time
 /// passed.
@@ -470,10 +475,6 @@ where
         let now = self.now();
         self.sweep_cooling(now);
         let cost = opts.get_cost();
-        if cost == 0 {
-            self.count_refusal(RejectReason::ZeroCost);
-            return Err(RejectReason::ZeroCost);
-        }
         let Some(idx) = self.queue.tenants_mut().find_or_insert(key) else {
             let reason = RejectReason::QueueFull {
                 capacity: u64::from(u32::MAX - 1),
@@ -511,16 +512,25 @@ where
         if let Some(reason) = t.blocked {
             return Err(RejectReason::Blocked { reason });
         }
+        if cost == 0 {
+            return Err(RejectReason::ZeroCost);
+        }
         let limits = self.limits_of(t.limits);
+        let cost64 = u64::from(cost);
+        // "Never" before "not now": a cost no limit can ever allow is reported as such.
+        let never = [
+            limits.quota().map(|q| u64::from(q.burst().get())),
+            limits.max_cost(),
+            self.config.capacity().max_cost(),
+        ];
+        if let Some(max) = never.into_iter().flatten().find(|&max| cost64 > max) {
+            return Err(RejectReason::TooLarge { cost: cost64, max });
+        }
         let new_tat = match limits.quota() {
             Some(quota) => Some(gcra::check(&quota, t.tat, now, cost)?),
             None => None,
         };
-        let cost64 = u64::from(cost);
         if let Some(max) = limits.max_cost() {
-            if cost64 > max {
-                return Err(RejectReason::TooLarge { cost: cost64, max });
-            }
             if t.queued_cost + cost64 > max {
                 return Err(RejectReason::TenantFull {
                     limit: Limit::Cost(max),
@@ -543,11 +553,6 @@ where
     #[inline]
     fn check_capacity(&self, idx: u32, cost: u64) -> Result<Option<u32>, RejectReason> {
         let cap = self.config.capacity();
-        if let Some(max) = cap.max_cost() {
-            if cost > max {
-                return Err(RejectReason::TooLarge { cost, max });
-            }
-        }
         let (need_items, need_cost) = self.shortfall(cost);
         if need_items == 0 && need_cost == 0 {
             return Ok(None);
@@ -831,6 +836,29 @@ where
     pub fn set_in_flight_limit(&mut self, limit: Option<u64>) {
         self.config = self.config.with_max_in_flight(limit);
         self.queue.set_in_flight_limit(limit);
+    }
+
+    /// The scheduler clock's current time (never earlier than a time it reported before).
+    pub(crate) fn clock_now(&mut self) -> Nanos {
+        self.now()
+    }
+
+    /// Removes every queued item regardless of in-flight limits, tenant by tenant (each in
+    /// FIFO order), for shutdown.
+    pub(crate) fn drain_all(&mut self) -> Vec<T> {
+        let backlogged: Vec<u32> = self
+            .queue
+            .tenants_ref()
+            .iter()
+            .filter(|(_, t)| t.len > 0)
+            .map(|(i, _)| i)
+            .collect();
+        let mut out = Vec::with_capacity(self.queue.len());
+        for idx in backlogged {
+            out.extend(self.queue.purge_slot(idx).0);
+            self.queue.tenants_mut().release_if_idle(idx);
+        }
+        out
     }
 
     /// Reports a dispatched item's completion and actual cost (see
