@@ -54,16 +54,56 @@
 //! served after at most one turn of each other tenant. See [`FairQueue`]'s `# Fairness`
 //! section for the exact statement; the property tests in `tests/` check both.
 //!
+//! # Admission control: refuse at the door
+//!
+//! The incident's post-mortem found the job type "did not have sufficient rate limit and
+//! validation protections". A [`Scheduler`] puts one pipeline of checks in front of the fair
+//! queue: blocked tenants, per-tenant rate quotas ([`Quota`], a cost-weighted GCRA with
+//! burst), per-tenant queue caps, a global [`Capacity`] with a [`ShedPolicy`], per-item
+//! deadlines and a CoDel-style [`QueueDelay`] target. Every refusal is a [`RejectReason`] that
+//! names the binding limit and, where a retry can succeed, when.
+//!
+//! ```
+//! use fairshare::{ManualClock, Quota, RejectReason, Scheduler, SchedulerConfig, TenantLimits};
+//! use std::num::NonZeroU32;
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let limits = TenantLimits::new()
+//!     .with_quota(Quota::per_second(NonZeroU32::new(100).unwrap()))
+//!     .with_max_items(1_000);
+//! let mut s: Scheduler<&str, u32, _> =
+//!     Scheduler::with_clock(SchedulerConfig::new().with_tenant_limits(limits), clock.clone());
+//!
+//! let refused = (0..140_000).filter(|&job| s.try_push("acme", job).is_err()).count();
+//! assert_eq!(refused, 140_000 - 100); // the burst passes; the flood is refused at the door
+//! let err = s.try_push("acme", 0).unwrap_err();
+//! assert!(matches!(err.reason(), RejectReason::RateLimited { .. }));
+//! clock.advance(Duration::from_millis(10)); // one unit replenished
+//! assert!(s.try_push("acme", 0).is_ok());
+//! ```
+//!
+//! # Sharing between threads and tasks
+//!
+//! [`SharedScheduler`] is a cloneable `Send + Sync` handle: producers push, workers wait with
+//! [`SharedScheduler::dispatch_timeout`] or await [`SharedScheduler::dispatch_async`] (no
+//! runtime dependency), and each dispatched item carries a [`Lease`] that frees its in-flight
+//! slot when completed or dropped. [`PressureLevel`]s with hysteresis tell the host when to
+//! answer 429 or 503, and an [`AdaptiveLimit`] (AIMD or gradient) can size the in-flight limit
+//! from observed latency.
+//!
 //! # Nothing is lost
 //!
 //! Every item handed to the crate comes back to the host exactly once: from `pop`/`dispatch`,
-//! inside a [`Rejected`] (see [`Rejected::into_inner`]), or from [`FairQueue::purge`],
-//! [`FairQueue::retain`] or [`FairQueue::drain`].
+//! inside a [`Rejected`] (see [`Rejected::into_inner`]), evicted inside [`Admitted`], expired
+//! or shed through [`Scheduler::take_expired`], or from `purge`, `retain`, `drain` and
+//! [`SharedScheduler::close`].
 //!
 //! # Time
 //!
 //! Time-based features take a [`Clock`]: [`StdClock`] is the only code that reads real time,
-//! and [`ManualClock`] lets tests and simulations drive time by hand.
+//! and [`ManualClock`] lets tests and simulations drive time by hand. A clock that steps
+//! backwards counts as no time passed.
 //!
 //! # Feature flags
 //!
