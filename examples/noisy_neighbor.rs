@@ -192,7 +192,9 @@ fn fmt_ms(ms: u64) -> String {
 }
 
 fn main() {
-    println!("Incident 1 replay: {NORMAL_TENANTS} normal tenants at ~{NORMAL_RATE_PER_S} jobs/s, capacity 1000 jobs/s;");
+    println!(
+        "Incident 1 replay: {NORMAL_TENANTS} normal tenants at ~{NORMAL_RATE_PER_S} jobs/s, capacity 1000 jobs/s;"
+    );
     println!(
         "at t={} s one tenant submits {FLOOD_JOBS} jobs within {} s.\n",
         FLOOD_START_MS / 1000,

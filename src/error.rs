@@ -86,7 +86,9 @@ pub enum RejectReason {
     },
     /// The item costs more than a limit can ever allow (a rate burst or a cost cap); it can
     /// never be admitted as it is.
-    #[error("item cost {cost} exceeds the largest a limit can ever allow ({max}); it can never be admitted")]
+    #[error(
+        "item cost {cost} exceeds the largest a limit can ever allow ({max}); it can never be admitted"
+    )]
     TooLarge {
         /// The item's cost.
         cost: u64,

@@ -251,11 +251,7 @@ impl PressureConfig {
     pub fn load_permille(&self, items: u64, cost: u64, delay: Nanos) -> u32 {
         fn ratio(x: u64, of: u64) -> u64 {
             if of == 0 {
-                if x == 0 {
-                    0
-                } else {
-                    u64::MAX
-                }
+                if x == 0 { 0 } else { u64::MAX }
             } else {
                 ((u128::from(x) * 1000) / u128::from(of)).min(u128::from(u64::MAX)) as u64
             }

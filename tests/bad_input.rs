@@ -7,7 +7,7 @@ mod common;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use common::{config, must_finish_within, nz, PopTrace};
+use common::{PopTrace, config, must_finish_within, nz};
 use fairshare::{BlockReason, ConfigError, FairQueue, QueueConfig, RejectReason};
 
 /// Generous: every call below finishes in microseconds unless it loops forever.

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
-use common::{config, nz, PopTrace};
+use common::{PopTrace, config, nz};
 use fairshare::{BlockReason, FairQueue, QueueConfig, QueueCounters, RejectReason, TenantHandle};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -164,7 +164,7 @@ impl TenantModel {
 
     fn handle_is_live(&self) -> Option<TenantHandle> {
         match self.handle {
-            Some((h, gen)) if gen == self.generation && self.alive() => Some(h),
+            Some((h, generation)) if generation == self.generation && self.alive() => Some(h),
             _ => None,
         }
     }

@@ -10,7 +10,7 @@ use super::gcra;
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{BlockReason, Limit, RejectReason, Rejected};
 use crate::pressure::{PressureGauge, PressureLevel};
-use crate::queue::{DefaultHashBuilder, Dispatch, FairQueue, TenantHandle, Ticket, COOLING, NIL};
+use crate::queue::{COOLING, DefaultHashBuilder, Dispatch, FairQueue, NIL, TenantHandle, Ticket};
 
 /// A [`FairQueue`] behind one admission pipeline: blocked tenants, per-tenant rate limits and
 /// queue caps, a global capacity with a shedding policy, item deadlines and a queue-delay

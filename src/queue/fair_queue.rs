@@ -7,9 +7,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::config::QueueConfig;
-use super::items::{ItemSlab, Taken, NIL};
+use super::items::{ItemSlab, NIL, Taken};
 use super::over_share::OverShare;
-use super::tenants::{TenantCounters, TenantHandle, Tenants, PINNED};
+use super::tenants::{PINNED, TenantCounters, TenantHandle, Tenants};
 use crate::clock::Nanos;
 use crate::error::{BlockReason, RejectReason, Rejected};
 
