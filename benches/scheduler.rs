@@ -17,7 +17,7 @@ mod queue {
 
     use criterion::{BenchmarkId, Criterion, Throughput};
     use crossbeam::queue::SegQueue;
-    use fairshare::FairQueue;
+    use fairshare::{FairQueue, TenantHandle};
 
     /// Backlogged tenant counts.
     const TENANTS: [u64; 4] = [1, 1_000, 100_000, 1_000_000];
@@ -38,8 +38,11 @@ mod queue {
 
     /// Closed-loop push+pop with `n` backlogged tenants. The popped item is pushed straight
     /// back (to the same tenant), so the backlog, and every tenant's place in it, is
-    /// unchanged between iterations. Each structure is built once per case, outside the
-    /// timed loop, and reused by every sample.
+    /// unchanged between iterations.
+    ///
+    /// Each structure is built once per case, outside the timed loop, on the case's first
+    /// call (so a filtered run never builds what it skips), and reused by every warm-up and
+    /// sample call; criterion calls the closure once per sample.
     pub(crate) fn push_pop(c: &mut Criterion) {
         let mut g = c.benchmark_group("push_pop");
         g.throughput(Throughput::Elements(1))
@@ -49,50 +52,70 @@ mod queue {
 
         for n in TENANTS {
             // Baseline: the same number of items in one lock-free FIFO.
-            {
-                let s = SegQueue::new();
-                for i in 0..n * DEPTH {
-                    s.push(i % n);
-                }
-                g.bench_with_input(BenchmarkId::new("segqueue", n), &n, |b, _| {
-                    b.iter(|| {
-                        let v = s.pop().unwrap();
-                        s.push(black_box(v));
-                    });
+            let mut seg: Option<SegQueue<u64>> = None;
+            g.bench_with_input(BenchmarkId::new("segqueue", n), &n, |b, &n| {
+                let s = seg.get_or_insert_with(|| {
+                    let s = SegQueue::new();
+                    for i in 0..n * DEPTH {
+                        s.push(i % n);
+                    }
+                    s
                 });
-            }
+                b.iter(|| {
+                    let v = s.pop().unwrap();
+                    s.push(black_box(v));
+                });
+            });
+            drop(seg);
 
             // Ours, hashing the key on every push.
-            {
-                let mut q = prefilled(n);
-                g.bench_with_input(BenchmarkId::new("fairqueue_key", n), &n, |b, _| {
-                    b.iter(|| {
-                        let k = q.pop().unwrap();
-                        q.try_push(black_box(k), k).unwrap();
-                    });
+            let mut fq: Option<FairQueue<u64, u64>> = None;
+            g.bench_with_input(BenchmarkId::new("fairqueue_key", n), &n, |b, &n| {
+                let q = fq.get_or_insert_with(|| prefilled(n));
+                b.iter(|| {
+                    let k = q.pop().unwrap();
+                    q.try_push(black_box(k), k).unwrap();
                 });
-                assert_eq!(q.len() as u64, n * DEPTH);
-                assert_eq!(q.active_tenants() as u64, n);
+            });
+            if let Some(q) = fq.take() {
+                assert_eq!((q.len() as u64, q.active_tenants() as u64), (n * DEPTH, n));
             }
 
             // Ours, pushing by pinned tenant handle (no hashing).
-            {
-                let mut q = prefilled(n);
-                let handles: Vec<_> = (0..n).map(|k| q.tenant(k)).collect();
-                g.bench_with_input(BenchmarkId::new("fairqueue_handle", n), &n, |b, _| {
-                    b.iter(|| {
-                        let k = q.pop().unwrap();
-                        q.try_push_to(handles[black_box(k) as usize], k, 1).unwrap();
-                    });
+            let mut fq: Option<(FairQueue<u64, u64>, Vec<TenantHandle>)> = None;
+            g.bench_with_input(BenchmarkId::new("fairqueue_handle", n), &n, |b, &n| {
+                let (q, handles) = fq.get_or_insert_with(|| {
+                    let mut q = prefilled(n);
+                    let handles = (0..n).map(|k| q.tenant(k)).collect();
+                    (q, handles)
                 });
-                assert_eq!(q.len() as u64, n * DEPTH);
-                assert_eq!(q.active_tenants() as u64, n);
+                b.iter(|| {
+                    let k = q.pop().unwrap();
+                    q.try_push_to(handles[black_box(k) as usize], k, 1).unwrap();
+                });
+            });
+            if let Some((q, _)) = fq.take() {
+                assert_eq!((q.len() as u64, q.active_tenants() as u64), (n * DEPTH, n));
             }
         }
         g.finish();
     }
 }
 
+/// Admission: rate-limit check beside governor; admit + push + pop + complete.
+#[path = "groups/admission.rs"]
+mod admission;
+
+/// The shared handle: producer/consumer throughput beside crossbeam-channel.
+#[path = "groups/shared.rs"]
+mod shared;
+
 // One group per area; add each new module's bench functions to `targets`.
-criterion_group!(benches, queue::push_pop);
+criterion_group!(
+    benches,
+    queue::push_pop,
+    admission::check,
+    admission::round_trip,
+    shared::throughput
+);
 criterion_main!(benches);

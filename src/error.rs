@@ -17,6 +17,7 @@ use crate::clock::Nanos;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum BlockReason {
     /// Blocked by an operator, no reason given.
@@ -321,6 +322,16 @@ pub enum ConfigError {
     #[error("invalid `{field}`: {problem}")]
     Invalid {
         /// The offending field, as spelled in the configuration.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        problem: &'static str,
+    },
+    /// A per-tenant field is out of its valid range.
+    #[error("invalid `tenants.{tenant}.{field}`: {problem}")]
+    InvalidTenant {
+        /// The tenant, as named in the configuration.
+        tenant: String,
+        /// The offending field of that tenant.
         field: &'static str,
         /// What is wrong and how to fix it.
         problem: &'static str,

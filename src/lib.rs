@@ -119,10 +119,13 @@
 mod adaptive;
 mod admission;
 mod clock;
+#[cfg(feature = "serde")]
+mod config;
 mod error;
 mod pressure;
 mod queue;
 mod shared;
+mod stats;
 mod sync;
 
 pub use adaptive::{AdaptiveLimit, Aimd, Gradient, Outcome};
@@ -131,6 +134,11 @@ pub use admission::{
     SchedulerConfig, ShedPolicy, TenantLimits,
 };
 pub use clock::{Clock, ManualClock, Nanos, StdClock};
+#[cfg(feature = "serde")]
+pub use config::{
+    CapacityConfig, Config, LimitsConfig, QueueDelayConfig, RateConfig, TenantConfig,
+    TenantSettings, ValidConfig,
+};
 pub use error::{BlockReason, ConfigError, Limit, RejectReason, Rejected};
 pub use pressure::{Band, PressureConfig, PressureGauge, PressureLevel};
 pub use queue::{
@@ -138,6 +146,7 @@ pub use queue::{
     TenantHandle, Ticket,
 };
 pub use shared::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError};
+pub use stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

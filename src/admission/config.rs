@@ -236,6 +236,7 @@ impl Capacity {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum ShedPolicy {
     /// Refuse the newcomer with [`RejectReason::CapacityFull`](crate::RejectReason::CapacityFull).

@@ -11,6 +11,7 @@ use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{BlockReason, Limit, RejectReason, Rejected};
 use crate::pressure::{PressureGauge, PressureLevel};
 use crate::queue::{COOLING, DefaultHashBuilder, Dispatch, FairQueue, NIL, TenantHandle, Ticket};
+use crate::stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
 
 /// A [`FairQueue`] behind one admission pipeline: blocked tenants, per-tenant rate limits and
 /// queue caps, a global capacity with a shedding policy, item deadlines and a queue-delay
@@ -86,6 +87,7 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     /// How long the last dispatched item waited (the pressure gauge's delay signal).
     last_sojourn: Nanos,
     gauge: Option<PressureGauge>,
+    waits: WaitHistogram,
     counters: AdmissionCounters,
 }
 
@@ -331,6 +333,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             last_now: Nanos::ZERO,
             last_sojourn: Nanos::ZERO,
             gauge: config.pressure().map(PressureGauge::new),
+            waits: WaitHistogram::new(),
             counters: AdmissionCounters::default(),
         }
     }
@@ -493,6 +496,7 @@ where
             }),
             Err(reason) => {
                 self.count_refusal(reason);
+                self.queue.count_rejected();
                 let tenants = self.queue.tenants_mut();
                 tenants.get_mut(idx).counters.rejected += 1;
                 tenants.release_if_idle(idx);
@@ -783,6 +787,7 @@ where
             }
             let ticket = self.queue.finish_pop(p.tenant, p.cost, track);
             self.last_sojourn = now.saturating_since(p.enqueued);
+            self.waits.record(self.last_sojourn);
             self.observe_pressure();
             return Some((p.item, ticket));
         }
@@ -836,6 +841,105 @@ where
     pub fn set_in_flight_limit(&mut self, limit: Option<u64>) {
         self.config = self.config.with_max_in_flight(limit);
         self.queue.set_in_flight_limit(limit);
+    }
+
+    /// A snapshot of totals, admission outcomes by reason, waiting times and every known
+    /// tenant (in slot order: deterministic, not hash order). O(known tenants).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
+    /// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new());
+    /// let _ = s.try_push("a", 1).unwrap();
+    /// s.block("b", BlockReason::Abuse);
+    /// let _ = s.try_push("b", 2).unwrap_err();
+    /// let stats = s.stats();
+    /// assert_eq!((stats.queued, stats.admission.blocked), (1, 1));
+    /// assert_eq!(stats.tenants.len(), 2);
+    /// ```
+    pub fn stats(&mut self) -> Stats<K> {
+        let at = self.now();
+        let pressure = self.pressure();
+        let tenants = self
+            .queue
+            .tenants_ref()
+            .iter()
+            .map(|(_, t)| TenantStats {
+                key: t.key.clone(),
+                queued: u64::from(t.len),
+                queued_cost: t.queued_cost,
+                in_flight: t.in_flight,
+                counters: t.counters,
+            })
+            .collect();
+        Stats {
+            at,
+            queued: self.queue.len() as u64,
+            queued_cost: self.queue.queued_cost(),
+            in_flight: self.queue.total_in_flight(),
+            pressure,
+            queue: self.queue.counters(),
+            admission: self.counters,
+            wait: WaitSummary::from(&self.waits),
+            tenants,
+        }
+    }
+
+    /// Waiting times (admission to dispatch) of every dispatched item so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s: fairshare::Scheduler<u8, u8> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// assert_eq!(s.wait_histogram().count(), 0);
+    /// ```
+    pub fn wait_histogram(&self) -> &WaitHistogram {
+        &self.waits
+    }
+
+    /// Applies a new configuration at runtime. Every queued and in-flight item stays where it
+    /// is; new limits apply from the next push, a new quantum or default weight from each
+    /// tenant's next turn, a new in-flight limit from the next dispatch. Per-tenant overrides
+    /// (weights, limits, blocks) are kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Capacity, Scheduler, SchedulerConfig};
+    /// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new());
+    /// for i in 0..3 { let _ = s.try_push("a", i).unwrap(); }
+    /// s.reconfigure(SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(2)));
+    /// assert_eq!(s.queue().len(), 3); // nothing queued is dropped
+    /// assert!(s.try_push("b", 9).is_err()); // but the new cap holds for newcomers
+    /// ```
+    pub fn reconfigure(&mut self, config: SchedulerConfig) {
+        let old = self.config;
+        self.config = config;
+        self.queue.set_queue_config(config.queue());
+        self.queue
+            .set_over_share_tracking(config.shed_policy() == ShedPolicy::EvictOverShare);
+        self.queue.set_in_flight_limit(config.max_in_flight());
+        if old.queue_delay() != config.queue_delay() {
+            self.codel = config.queue_delay().map(CoDel::new);
+        }
+        if old.pressure() != config.pressure() {
+            self.gauge = config.pressure().map(PressureGauge::new);
+        }
+        if old.tenant_limits().max_in_flight() != config.tenant_limits().max_in_flight() {
+            let default = config.tenant_limits().max_in_flight().unwrap_or(u32::MAX);
+            let with_defaults: Vec<u32> = self
+                .queue
+                .tenants_ref()
+                .iter()
+                .filter(|(_, t)| t.limits == NIL)
+                .map(|(i, _)| i)
+                .collect();
+            for idx in with_defaults {
+                self.queue.set_slot_in_flight_limit(idx, default);
+            }
+        }
     }
 
     /// The scheduler clock's current time (never earlier than a time it reported before).

@@ -801,9 +801,25 @@ where
         (item, taken.cost)
     }
 
+    /// Counts an item the scheduler's admission refused.
+    pub(crate) fn count_rejected(&mut self) {
+        self.counters.rejected += 1;
+    }
+
     /// Counts `n` items removed by the scheduler's shedding.
     pub(crate) fn count_removed(&mut self, n: u64) {
         self.counters.removed += n;
+    }
+
+    /// Replaces the queue settings; queued items stay. The over-share order is rebuilt when
+    /// the default weight changes.
+    pub(crate) fn set_queue_config(&mut self, config: QueueConfig) {
+        let reweighted = config.default_weight() != self.config.default_weight();
+        self.config = config;
+        if reweighted && self.over.is_some() {
+            self.set_over_share_tracking(false);
+            self.set_over_share_tracking(true);
+        }
     }
 
     /// Sets tenant `idx`'s in-flight limit (`u32::MAX`: none), bringing it back to the ring

@@ -1,0 +1,444 @@
+//! File configuration (feature `serde`): [`Config`] deserialises from any serde format
+//! (JSON, TOML, YAML, ...), and [`Config::validate`] turns it into the runtime types, naming
+//! the field of anything that can never work.
+//!
+//! ```json
+//! {
+//!   "quantum": 1,
+//!   "default_weight": 1,
+//!   "tenant_defaults": { "rate": { "per_second": 100, "burst": 200 }, "max_items": 10000 },
+//!   "capacity": { "max_items": 100000 },
+//!   "shed_policy": "evict_over_share",
+//!   "queue_delay": { "target_ms": 50, "interval_ms": 500 },
+//!   "max_in_flight": 64,
+//!   "tenants": {
+//!     "gold-customer": { "weight": 4 },
+//!     "acme": { "blocked": "abuse" }
+//!   }
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use serde::{Deserialize, Serialize};
+
+use crate::admission::{
+    Capacity, QueueDelay, Quota, Scheduler, SchedulerConfig, ShedPolicy, TenantLimits,
+};
+use crate::clock::{Clock, Nanos};
+use crate::error::{BlockReason, ConfigError};
+use crate::pressure::PressureConfig;
+use crate::queue::QueueConfig;
+
+/// A rate quota in a file: `per_second` units per second, up to `burst` at once (default:
+/// `per_second`).
+///
+/// # Examples
+///
+/// ```
+/// let r = fairshare::RateConfig { per_second: 10, burst: Some(20) };
+/// assert_eq!(r.burst, Some(20));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Units replenished per second (at least 1).
+    pub per_second: u32,
+    /// The burst (at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// Per-tenant limits in a file. Absent fields are unlimited.
+///
+/// # Examples
+///
+/// ```
+/// let l = fairshare::LimitsConfig { max_items: Some(5), ..Default::default() };
+/// assert_eq!(l.max_items, Some(5));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Rate quota.
+    pub rate: Option<RateConfig>,
+    /// Queued item cap.
+    pub max_items: Option<u32>,
+    /// Queued cost cap.
+    pub max_cost: Option<u64>,
+    /// In-flight cap.
+    pub max_in_flight: Option<u32>,
+}
+
+/// The global capacity in a file.
+///
+/// # Examples
+///
+/// ```
+/// let c = fairshare::CapacityConfig { max_items: Some(10), max_cost: None };
+/// assert_eq!(c.max_items, Some(10));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityConfig {
+    /// Queued item cap.
+    pub max_items: Option<u64>,
+    /// Queued cost cap.
+    pub max_cost: Option<u64>,
+}
+
+/// The queue-delay target in a file, in milliseconds.
+///
+/// # Examples
+///
+/// ```
+/// let d = fairshare::QueueDelayConfig { target_ms: 5, interval_ms: 100 };
+/// assert_eq!(d.interval_ms, 100);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDelayConfig {
+    /// Delay target (at least 1 ms).
+    pub target_ms: u64,
+    /// Interval the target must be exceeded for (at least 1 ms).
+    pub interval_ms: u64,
+}
+
+/// One tenant's settings in a file.
+///
+/// # Examples
+///
+/// ```
+/// let t = fairshare::TenantConfig { weight: Some(3), ..Default::default() };
+/// assert_eq!(t.weight, Some(3));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// Weight override (at least 1).
+    pub weight: Option<u32>,
+    /// Limits override (replaces the defaults as a whole).
+    pub limits: Option<LimitsConfig>,
+    /// Block the tenant with this reason.
+    pub blocked: Option<BlockReason>,
+}
+
+/// A whole scheduler configuration as read from a file.
+///
+/// # Examples
+///
+/// ```
+/// let cfg: fairshare::Config = Default::default();
+/// assert_eq!(cfg.quantum, 1);
+/// assert!(cfg.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Cost per round per unit of weight (at least 1).
+    pub quantum: u32,
+    /// Weight of tenants without an override (at least 1).
+    pub default_weight: u32,
+    /// Debt bound of cost correction, in rounds.
+    pub max_debt_rounds: u32,
+    /// Limits of every tenant without an override.
+    pub tenant_defaults: LimitsConfig,
+    /// Global capacity.
+    pub capacity: CapacityConfig,
+    /// What happens when the capacity is full.
+    pub shed_policy: ShedPolicy,
+    /// Queue-delay target.
+    pub queue_delay: Option<QueueDelayConfig>,
+    /// Global in-flight limit.
+    pub max_in_flight: Option<u64>,
+    /// Pressure gauge.
+    pub pressure: Option<PressureConfig>,
+    /// Per-tenant settings, by tenant name.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            quantum: 1,
+            default_weight: 1,
+            max_debt_rounds: 4,
+            tenant_defaults: LimitsConfig::default(),
+            capacity: CapacityConfig::default(),
+            shed_policy: ShedPolicy::RejectNew,
+            queue_delay: None,
+            max_in_flight: None,
+            pressure: None,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+/// One tenant's validated settings.
+///
+/// # Examples
+///
+/// ```
+/// let t = fairshare::TenantSettings::default();
+/// assert!(t.weight.is_none() && t.limits.is_none() && t.blocked.is_none());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TenantSettings {
+    /// Weight override.
+    pub weight: Option<NonZeroU32>,
+    /// Limits override.
+    pub limits: Option<TenantLimits>,
+    /// Block reason.
+    pub blocked: Option<BlockReason>,
+}
+
+/// A [`Config`] checked and converted into the runtime types.
+///
+/// # Examples
+///
+/// ```
+/// let valid = fairshare::Config::default().validate().unwrap();
+/// assert!(valid.tenants.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ValidConfig {
+    /// The scheduler settings.
+    pub scheduler: SchedulerConfig,
+    /// Per-tenant settings, by name, in name order.
+    pub tenants: Vec<(String, TenantSettings)>,
+}
+
+fn nonzero(v: u32, field: &'static str, problem: &'static str) -> Result<NonZeroU32, ConfigError> {
+    NonZeroU32::new(v).ok_or(ConfigError::Invalid { field, problem })
+}
+
+fn limits(
+    l: &LimitsConfig,
+    field: impl Fn(&'static str, &'static str) -> ConfigError,
+) -> Result<TenantLimits, ConfigError> {
+    let mut out = TenantLimits::new();
+    if let Some(rate) = l.rate {
+        let per_second = NonZeroU32::new(rate.per_second).ok_or_else(|| {
+            field(
+                "rate.per_second",
+                "must be at least 1; block the tenant to stop it",
+            )
+        })?;
+        let mut quota = Quota::per_second(per_second);
+        if let Some(burst) = rate.burst {
+            let burst = NonZeroU32::new(burst)
+                .ok_or_else(|| field("rate.burst", "must be at least 1 (the largest item cost)"))?;
+            quota = quota.allow_burst(burst);
+        }
+        out = out.with_quota(quota);
+    }
+    if let Some(m) = l.max_items {
+        if m == 0 {
+            return Err(field(
+                "max_items",
+                "must be at least 1; block the tenant instead",
+            ));
+        }
+        out = out.with_max_items(m);
+    }
+    if let Some(m) = l.max_cost {
+        if m == 0 {
+            return Err(field(
+                "max_cost",
+                "must be at least 1; block the tenant instead",
+            ));
+        }
+        out = out.with_max_cost(m);
+    }
+    if let Some(m) = l.max_in_flight {
+        if m == 0 {
+            return Err(field(
+                "max_in_flight",
+                "must be at least 1; block the tenant instead",
+            ));
+        }
+        out = out.with_max_in_flight(m);
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Checks every field and converts to the runtime types.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the field (with a dotted path such as
+    /// `tenant_defaults.rate.burst`), or [`ConfigError::InvalidTenant`] for a tenant's field.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Config, ConfigError};
+    /// let mut cfg = Config::default();
+    /// cfg.quantum = 0;
+    /// let err = cfg.validate().unwrap_err();
+    /// assert!(matches!(err, ConfigError::Invalid { field: "quantum", .. }));
+    /// ```
+    pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+        let quantum = nonzero(
+            self.quantum,
+            "quantum",
+            "must be at least 1 (about the typical item cost)",
+        )?;
+        let default_weight = nonzero(
+            self.default_weight,
+            "default_weight",
+            "must be at least 1; block a tenant instead of giving it weight 0",
+        )?;
+        let queue = QueueConfig::new()
+            .with_quantum(quantum)
+            .with_default_weight(default_weight)
+            .with_max_debt_rounds(self.max_debt_rounds);
+        let defaults = limits(&self.tenant_defaults, |f, problem| ConfigError::Invalid {
+            field: match f {
+                "rate.per_second" => "tenant_defaults.rate.per_second",
+                "rate.burst" => "tenant_defaults.rate.burst",
+                "max_items" => "tenant_defaults.max_items",
+                "max_cost" => "tenant_defaults.max_cost",
+                _ => "tenant_defaults.max_in_flight",
+            },
+            problem,
+        })?;
+        let mut capacity = Capacity::new();
+        if let Some(m) = self.capacity.max_items {
+            if m == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "capacity.max_items",
+                    problem: "must be at least 1; omit it for no cap",
+                });
+            }
+            capacity = capacity.with_max_items(m);
+        }
+        if let Some(m) = self.capacity.max_cost {
+            if m == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "capacity.max_cost",
+                    problem: "must be at least 1; omit it for no cap",
+                });
+            }
+            capacity = capacity.with_max_cost(m);
+        }
+        let queue_delay = match self.queue_delay {
+            None => None,
+            Some(d) if d.target_ms == 0 => {
+                return Err(ConfigError::Invalid {
+                    field: "queue_delay.target_ms",
+                    problem: "must be at least 1 ms; omit queue_delay to turn it off",
+                });
+            }
+            Some(d) if d.interval_ms == 0 => {
+                return Err(ConfigError::Invalid {
+                    field: "queue_delay.interval_ms",
+                    problem: "must be at least 1 ms (100 is typical)",
+                });
+            }
+            Some(d) => Some(QueueDelay::new(
+                Nanos::from_millis(d.target_ms),
+                Nanos::from_millis(d.interval_ms),
+            )),
+        };
+        if self.max_in_flight == Some(0) {
+            return Err(ConfigError::Invalid {
+                field: "max_in_flight",
+                problem: "must be at least 1; omit it for no limit",
+            });
+        }
+        let scheduler = SchedulerConfig::new()
+            .with_queue(queue)
+            .with_tenant_limits(defaults)
+            .with_capacity(capacity)
+            .with_shed_policy(self.shed_policy)
+            .with_queue_delay(queue_delay)
+            .with_max_in_flight(self.max_in_flight)
+            .with_pressure(self.pressure);
+        let mut tenants = Vec::with_capacity(self.tenants.len());
+        for (name, t) in &self.tenants {
+            let invalid = |field: &'static str, problem: &'static str| ConfigError::InvalidTenant {
+                tenant: name.clone(),
+                field,
+                problem,
+            };
+            let weight = match t.weight {
+                None => None,
+                Some(w) => Some(NonZeroU32::new(w).ok_or_else(|| {
+                    invalid("weight", "must be at least 1; block the tenant instead")
+                })?),
+            };
+            let limits = match &t.limits {
+                None => None,
+                Some(l) => Some(limits(l, |f, problem| {
+                    invalid(
+                        match f {
+                            "rate.per_second" => "limits.rate.per_second",
+                            "rate.burst" => "limits.rate.burst",
+                            "max_items" => "limits.max_items",
+                            "max_cost" => "limits.max_cost",
+                            _ => "limits.max_in_flight",
+                        },
+                        problem,
+                    )
+                })?),
+            };
+            tenants.push((
+                name.clone(),
+                TenantSettings {
+                    weight,
+                    limits,
+                    blocked: t.blocked,
+                },
+            ));
+        }
+        Ok(ValidConfig { scheduler, tenants })
+    }
+}
+
+impl ValidConfig {
+    /// Applies this configuration to a running scheduler: [`Scheduler::reconfigure`] plus
+    /// every tenant's settings. Queued and in-flight items are kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Config, Scheduler, SchedulerConfig, TenantConfig};
+    /// let mut cfg = Config::default();
+    /// cfg.tenants.insert("gold".into(), TenantConfig { weight: Some(4), ..Default::default() });
+    /// let mut s: Scheduler<String, u8> = Scheduler::new(SchedulerConfig::new());
+    /// let _ = s.try_push("gold".into(), 1).unwrap();
+    /// cfg.validate().unwrap().apply(&mut s);
+    /// assert_eq!(s.queue().weight(&"gold".to_string()).get(), 4);
+    /// assert_eq!(s.queue().len(), 1);
+    /// ```
+    pub fn apply<K, T, C, S>(&self, scheduler: &mut Scheduler<K, T, C, S>)
+    where
+        K: std::hash::Hash + Eq + Clone + From<String>,
+        C: Clock,
+        S: std::hash::BuildHasher,
+    {
+        scheduler.reconfigure(self.scheduler);
+        for (name, t) in &self.tenants {
+            let key = K::from(name.clone());
+            match t.weight {
+                Some(w) => scheduler.set_weight(key.clone(), w),
+                None => scheduler.clear_weight(&key),
+            }
+            match t.limits {
+                Some(l) => scheduler.set_limits(key.clone(), l),
+                None => scheduler.clear_limits(&key),
+            }
+            match t.blocked {
+                Some(reason) => scheduler.block(key, reason),
+                None => {
+                    scheduler.unblock(&key);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Observability: a fixed-size [`WaitHistogram`] and the [`Stats`] snapshot a
+//! [`Scheduler`](crate::Scheduler) reports (serde-serialisable with the `serde` feature).
+
+use crate::admission::AdmissionCounters;
+use crate::clock::Nanos;
+use crate::pressure::PressureLevel;
+use crate::queue::{QueueCounters, TenantCounters};
+
+/// Sub-buckets per power of two: relative error of a reported percentile is at most 1/4.
+const SUB: usize = 4;
+const BUCKETS: usize = 64 * SUB;
+
+/// Waiting times in a fixed number of log-linear buckets (powers of two, each split in four):
+/// recording is O(1) and allocation-free, memory is 2 KiB whatever the traffic, and a
+/// reported percentile is the upper edge of its bucket (at most 25% above the true value).
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{Nanos, WaitHistogram};
+/// let mut h = WaitHistogram::new();
+/// for ms in 1..=100 {
+///     h.record(Nanos::from_millis(ms));
+/// }
+/// assert_eq!(h.count(), 100);
+/// let p50 = h.percentile(50.0);
+/// assert!(p50 >= Nanos::from_millis(50) && p50 <= Nanos::from_millis(63));
+/// assert!(h.max() >= Nanos::from_millis(100));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct WaitHistogram {
+    counts: Box<[u64; BUCKETS]>,
+    total: u64,
+}
+
+impl std::fmt::Debug for WaitHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitHistogram")
+            .field("count", &self.total)
+            .field("p50", &self.percentile(50.0))
+            .field("p99", &self.percentile(99.0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WaitHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WaitHistogram {
+    /// An empty histogram.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::WaitHistogram::new().count(), 0);
+    /// ```
+    pub fn new() -> Self {
+        WaitHistogram {
+            counts: Box::new([0; BUCKETS]),
+            total: 0,
+        }
+    }
+
+    fn bucket(ns: u64) -> usize {
+        if ns < SUB as u64 {
+            return ns as usize;
+        }
+        let log = 63 - ns.leading_zeros() as usize; // >= 2
+        let sub = ((ns >> (log - 2)) & (SUB as u64 - 1)) as usize;
+        (log - 1) * SUB + sub
+    }
+
+    /// The largest value that falls in bucket `b`.
+    fn upper(b: usize) -> u64 {
+        if b < SUB {
+            return b as u64;
+        }
+        let log = b / SUB + 1;
+        let sub = (b % SUB) as u64;
+        let base = 1u64 << log;
+        let width = 1u64 << (log - 2);
+        base.saturating_add((sub + 1) * width).saturating_sub(1)
+    }
+
+    /// Records one waiting time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut h = fairshare::WaitHistogram::new();
+    /// h.record(fairshare::Nanos::new(7));
+    /// assert_eq!(h.count(), 1);
+    /// ```
+    pub fn record(&mut self, wait: Nanos) {
+        self.counts[Self::bucket(wait.as_u64())] += 1;
+        self.total += 1;
+    }
+
+    /// Number of recorded values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::WaitHistogram::new().count(), 0);
+    /// ```
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The `p`-th percentile (0..=100), as the upper edge of its bucket; zero when empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut h = fairshare::WaitHistogram::new();
+    /// h.record(fairshare::Nanos::new(3));
+    /// assert_eq!(h.percentile(99.0), fairshare::Nanos::new(3));
+    /// ```
+    pub fn percentile(&self, p: f64) -> Nanos {
+        if self.total == 0 {
+            return Nanos::ZERO;
+        }
+        let rank = ((p.clamp(0.0, 100.0) / 100.0) * self.total as f64).ceil() as u64;
+        let rank = rank.max(1);
+        let mut seen = 0;
+        for (b, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Nanos::new(Self::upper(b));
+            }
+        }
+        Nanos::new(Self::upper(BUCKETS - 1))
+    }
+
+    /// The upper edge of the highest non-empty bucket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::WaitHistogram::new().max(), fairshare::Nanos::ZERO);
+    /// ```
+    pub fn max(&self) -> Nanos {
+        self.percentile(100.0)
+    }
+}
+
+/// Waiting-time percentiles, as reported in a [`Stats`] snapshot.
+///
+/// # Examples
+///
+/// ```
+/// let mut h = fairshare::WaitHistogram::new();
+/// h.record(fairshare::Nanos::from_millis(1));
+/// let w = fairshare::WaitSummary::from(&h);
+/// assert_eq!(w.count, 1);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct WaitSummary {
+    /// Items measured.
+    pub count: u64,
+    /// Median wait.
+    pub p50: Nanos,
+    /// 90th percentile.
+    pub p90: Nanos,
+    /// 99th percentile.
+    pub p99: Nanos,
+    /// Longest wait (bucket upper edge).
+    pub max: Nanos,
+}
+
+impl From<&WaitHistogram> for WaitSummary {
+    fn from(h: &WaitHistogram) -> Self {
+        WaitSummary {
+            count: h.count(),
+            p50: h.percentile(50.0),
+            p90: h.percentile(90.0),
+            p99: h.percentile(99.0),
+            max: h.max(),
+        }
+    }
+}
+
+/// One tenant's line in a [`Stats`] snapshot.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{Scheduler, SchedulerConfig};
+/// let mut s: Scheduler<String, u8> = Scheduler::new(SchedulerConfig::new());
+/// let _ = s.try_push("a".into(), 1).unwrap();
+/// let stats = s.stats();
+/// assert_eq!(stats.tenants[0].key, "a");
+/// assert_eq!(stats.tenants[0].queued, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct TenantStats<K> {
+    /// The tenant.
+    pub key: K,
+    /// Items queued.
+    pub queued: u64,
+    /// Cost queued.
+    pub queued_cost: u64,
+    /// Items in flight.
+    pub in_flight: u32,
+    /// Lifetime counters (kept while the tenant is known).
+    pub counters: TenantCounters,
+}
+
+/// A point-in-time snapshot of a scheduler: totals, admission outcomes by reason, waiting
+/// times and the known tenants (in a deterministic order).
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{Scheduler, SchedulerConfig};
+/// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new());
+/// let _ = s.try_push("a", 1).unwrap();
+/// s.pop();
+/// let stats = s.stats();
+/// assert_eq!((stats.admission.admitted, stats.queue.dispatched), (1, 1));
+/// assert_eq!(stats.wait.count, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct Stats<K> {
+    /// When the snapshot was taken, on the scheduler's clock.
+    pub at: Nanos,
+    /// Items queued.
+    pub queued: u64,
+    /// Cost queued.
+    pub queued_cost: u64,
+    /// Items in flight.
+    pub in_flight: u64,
+    /// The pressure level.
+    pub pressure: PressureLevel,
+    /// Queue counters (pushed, rejected, dispatched, removed).
+    pub queue: QueueCounters,
+    /// Admission outcomes by reason.
+    pub admission: AdmissionCounters,
+    /// Waiting time of dispatched items, from admission to dispatch.
+    pub wait: WaitSummary,
+    /// Every known tenant.
+    pub tenants: Vec<TenantStats<K>>,
+}
