@@ -756,11 +756,14 @@ proptest! {
                             prop_assert_eq!(*e.item(), id);
                             let returned_kind = matches!(
                                 e.reason(),
-                                RejectReason::Evicted
-                                    | RejectReason::DeadlineExpired { .. }
-                                    | RejectReason::QueueDelay { .. }
+                                RejectReason::Evicted | RejectReason::QueueDelay { .. }
                             );
                             prop_assert!(!returned_kind, "refused at push with {:?}", e.reason());
+                            // Only a deadline that has already passed is refused at the door.
+                            if let RejectReason::DeadlineExpired { deadline: d } = e.reason() {
+                                prop_assert_eq!(Some(d), deadline);
+                                prop_assert!(d <= ledger.now, "deadline {} refused at {}", d, ledger.now);
+                            }
                             // Blocked is checked first, then zero cost.
                             if blocked.contains(&tenant) {
                                 prop_assert!(

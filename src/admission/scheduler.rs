@@ -24,7 +24,8 @@ use crate::stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
 /// 2. the cost is zero → [`RejectReason::ZeroCost`];
 /// 3. the cost is above what some limit can ever allow (the rate burst, the tenant's cost
 ///    cap, the global cost capacity) → [`RejectReason::TooLarge`]: never admissible, so it
-///    is reported before any "not now";
+///    is reported before any "not now"; likewise an item whose deadline has already passed
+///    → [`RejectReason::DeadlineExpired`];
 /// 4. the tenant's rate quota (cost-weighted GCRA) → [`RejectReason::RateLimited`] with the
 ///    earliest time a retry can pass;
 /// 5. the tenant's caps (items, cost) → [`RejectReason::TenantFull`];
@@ -485,7 +486,8 @@ where
             self.count_refusal(reason);
             return Err(reason);
         };
-        match self.check(idx, cost, now) {
+        let checked = self.check(idx, cost, opts.get_deadline(), now);
+        match checked {
             Ok((new_tat, evict_from)) => Ok(Plan {
                 idx,
                 cost,
@@ -510,6 +512,7 @@ where
         &self,
         idx: u32,
         cost: u32,
+        deadline: Option<Nanos>,
         now: Nanos,
     ) -> Result<(Option<Nanos>, Option<u32>), RejectReason> {
         let t = self.queue.tenants_ref().get(idx);
@@ -518,6 +521,10 @@ where
         }
         if cost == 0 {
             return Err(RejectReason::ZeroCost);
+        }
+        if let Some(deadline) = deadline.filter(|&d| d <= now) {
+            // A deadline already passed can never be met: refuse it at the door.
+            return Err(RejectReason::DeadlineExpired { deadline });
         }
         let limits = self.limits_of(t.limits);
         let cost64 = u64::from(cost);

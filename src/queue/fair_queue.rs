@@ -635,8 +635,15 @@ where
     #[inline]
     fn take_head(&mut self, idx: u32) -> (T, Taken) {
         let head = self.tenants.get(idx).head;
-        let (item, taken) = self.items.take_item(head);
-        self.skip_tombstones(idx);
+        let (item, taken, next) = self.items.take_and_free(head);
+        let t = self.tenants.get_mut(idx);
+        t.head = next;
+        if next == NIL {
+            t.tail = NIL;
+        } else if self.items.has_tombstones() {
+            // Only deadlines make tombstones; without them the next node is not touched.
+            self.skip_tombstones(idx);
+        }
         self.after_removal(idx, taken.cost);
         (item, taken)
     }
@@ -662,8 +669,8 @@ where
                 continue;
             }
             if t.deficit > 0 {
-                let head = t.head;
-                let cost = self.items.cost(head);
+                // Charge before taking: a tenant the item empties keeps only its debt.
+                let cost = self.items.cost(t.head);
                 t.deficit = t.deficit.saturating_sub(i64::from(cost));
                 let (item, taken) = self.take_head(front);
                 return Some(Popped {

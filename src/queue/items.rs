@@ -151,6 +151,32 @@ impl<T> ItemSlab<T> {
         (item, taken)
     }
 
+    /// Takes the item out of live node `idx` and frees the node at once, returning the item,
+    /// what the node held and the next node of its list.
+    #[inline]
+    pub(crate) fn take_and_free(&mut self, idx: u32) -> (T, Taken, u32) {
+        let node = &mut self.nodes[idx as usize];
+        let Some(item) = node.item.take() else {
+            unreachable!("fairshare: node {idx} holds no item")
+        };
+        let taken = Taken {
+            cost: node.cost,
+            enqueued: node.enqueued,
+        };
+        let next = node.next;
+        node.next = self.free;
+        self.free = idx;
+        self.len -= 1;
+        self.used -= 1;
+        (item, taken, next)
+    }
+
+    /// Whether any node is a tombstone (a deadline took its item out of a FIFO's middle).
+    #[inline]
+    pub(crate) fn has_tombstones(&self) -> bool {
+        self.used != self.len
+    }
+
     /// Frees tombstone `idx`, returning the next node of its list.
     #[inline]
     pub(crate) fn free(&mut self, idx: u32) -> u32 {
