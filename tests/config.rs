@@ -58,6 +58,9 @@ fn unknown_and_mistyped_fields_are_named_by_serde() {
     assert!(err.to_string().contains("drop_everything"), "{err}");
 }
 
+/// A way to break one field of a valid config.
+type Breaker = Box<dyn Fn(&mut Config)>;
+
 fn field_of(cfg: &Config) -> String {
     match cfg.validate().unwrap_err() {
         ConfigError::Invalid { field, .. } => field.to_string(),
@@ -69,7 +72,7 @@ fn field_of(cfg: &Config) -> String {
 #[test]
 fn values_that_can_never_work_name_their_field() {
     let base: Config = serde_json::from_str(FULL).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         ("quantum", Box::new(|c| c.quantum = 0)),
         ("default_weight", Box::new(|c| c.default_weight = 0)),
         (
