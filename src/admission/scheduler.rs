@@ -366,6 +366,21 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
         &self.config
     }
 
+    /// The clock this scheduler reads (to turn a `retry_at` into a wait, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{Clock, ManualClock, Nanos, Scheduler, SchedulerConfig};
+    /// let clock = ManualClock::new();
+    /// clock.set(Nanos::from_secs(3));
+    /// let s: Scheduler<u8, u8, _> = Scheduler::with_clock(SchedulerConfig::new(), clock);
+    /// assert_eq!(s.clock().now(), Nanos::from_secs(3));
+    /// ```
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
     /// Admission outcomes so far.
     ///
     /// # Examples
@@ -1092,6 +1107,44 @@ where
         self.refund_slot(idx, cost, now);
         self.queue.tenants_mut().release_if_idle(idx);
         out
+    }
+
+    /// Pins `key` so the scheduler keeps its state and counters while it is idle (see
+    /// [`FairQueue::tenant`]); undo with [`release`](Self::release).
+    ///
+    /// # Panics
+    ///
+    /// If the scheduler already holds `u32::MAX - 1` tenants.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<&str, u8> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let h = s.tenant("acme");
+    /// let _ = s.try_push("acme", 1).unwrap();
+    /// s.pop();
+    /// assert_eq!(s.queue().tenant_counters(&"acme").unwrap().dispatched, 1);
+    /// assert!(s.release(h));
+    /// ```
+    #[track_caller]
+    pub fn tenant(&mut self, key: K) -> TenantHandle {
+        self.queue.tenant(key)
+    }
+
+    /// Unpins a tenant pinned by [`tenant`](Self::tenant); see [`FairQueue::release`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s: fairshare::Scheduler<&str, u8> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// let h = s.tenant("acme");
+    /// assert!(s.release(h));
+    /// assert_eq!(s.queue().known_tenants(), 0);
+    /// ```
+    pub fn release(&mut self, handle: TenantHandle) -> bool {
+        self.queue.release(handle)
     }
 
     /// Blocks `key`: later pushes are refused with the reason (see [`FairQueue::block`]).
