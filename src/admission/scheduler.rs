@@ -90,6 +90,9 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     gauge: Option<PressureGauge>,
     waits: WaitHistogram,
     counters: AdmissionCounters,
+    /// Bumped by every change that can make queued items dispatchable or free room without
+    /// a push or pop (limits, blocks, reconfiguration): the shared handle wakes waiters on it.
+    version: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -336,6 +339,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             gauge: config.pressure().map(PressureGauge::new),
             waits: WaitHistogram::new(),
             counters: AdmissionCounters::default(),
+            version: 0,
         }
     }
 
@@ -430,6 +434,11 @@ where
     C: Clock,
     S: BuildHasher,
 {
+    /// Changes so far that can let work through without a push or pop (see the field).
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
     /// The clock's time, never earlier than any time this scheduler saw before.
     #[inline]
     fn now(&mut self) -> Nanos {
@@ -861,6 +870,7 @@ where
     /// assert_eq!(s.queue().in_flight_limit(), Some(4));
     /// ```
     pub fn set_in_flight_limit(&mut self, limit: Option<u64>) {
+        self.version += 1;
         self.config = self.config.with_max_in_flight(limit);
         self.queue.set_in_flight_limit(limit);
     }
@@ -937,6 +947,7 @@ where
     /// assert!(s.try_push("b", 9).is_err()); // but the new cap holds for newcomers
     /// ```
     pub fn reconfigure(&mut self, config: SchedulerConfig) {
+        self.version += 1;
         let old = self.config;
         self.config = config;
         self.queue.set_queue_config(config.queue());
@@ -1177,6 +1188,7 @@ where
     /// assert_eq!(s.unblock(&"a"), Some(BlockReason::Abuse));
     /// ```
     pub fn unblock(&mut self, key: &K) -> Option<BlockReason> {
+        self.version += 1;
         self.queue.unblock(key)
     }
 
@@ -1235,6 +1247,7 @@ where
     /// ```
     #[track_caller]
     pub fn set_limits(&mut self, key: K, limits: TenantLimits) {
+        self.version += 1;
         let idx = self
             .queue
             .tenants_mut()
@@ -1272,6 +1285,7 @@ where
     /// assert_eq!(s.limits(&"a"), TenantLimits::UNLIMITED);
     /// ```
     pub fn clear_limits(&mut self, key: &K) {
+        self.version += 1;
         let Some(idx) = self.queue.tenants_ref().find(key) else {
             return;
         };

@@ -278,12 +278,25 @@ where
     /// ```
     pub fn with_scheduler<R>(&self, f: impl FnOnce(&mut Scheduler<K, T, C, S>) -> R) -> R {
         let mut state = self.lock();
-        let before = state.scheduler.queue().len();
+        let (len, version) = (state.scheduler.queue().len(), state.scheduler.version());
         let out = f(&mut state.scheduler);
-        let after = state.scheduler.queue().len();
-        if after > before {
-            let plan = state.waiters.plan_wake(after - before);
+        let (after, changed) = (
+            state.scheduler.queue().len(),
+            state.scheduler.version() != version,
+        );
+        // New items wake that many workers; a changed limit may let any queued item through.
+        let wake = if changed {
+            after
+        } else {
+            after.saturating_sub(len)
+        };
+        if wake > 0 {
+            let plan = state.waiters.plan_wake(wake);
             self.apply(plan);
+        }
+        // Removed items or changed limits may make room for any waiting producer.
+        if (after < len || changed) && state.producers_waiting > 0 {
+            self.inner.room.notify_all();
         }
         out
     }
@@ -454,9 +467,12 @@ where
         Some(item)
     }
 
+    /// Producers wait for different things (global room, their tenant's room, a rate
+    /// limit), so one freed slot may serve a producer behind another: wake them all and let
+    /// each re-check. Workers, who all wait for the same thing, are woken one per item.
     fn made_room(&self, state: &State<K, T, C, S>, n: usize) {
-        for _ in 0..n.min(state.producers_waiting) {
-            self.inner.room.notify_one();
+        if n > 0 && state.producers_waiting > 0 {
+            self.inner.room.notify_all();
         }
     }
 
