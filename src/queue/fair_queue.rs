@@ -81,8 +81,9 @@ const MAX_QUANTUM: i64 = 1 << 60;
 pub struct FairQueue<K, T, S = DefaultHashBuilder> {
     tenants: Tenants<K, S>,
     items: ItemSlab<T>,
-    /// The DRR ring of backlogged tenants: `ring_tail` is the last; the front is its `next`.
-    ring_tail: u32,
+    /// The DRR ring of backlogged tenants, by its front (the tenant served next); the last
+    /// is the front's `prev`. Keeping the front saves pop a load of the last tenant's slot.
+    ring_front: u32,
     ring_len: u32,
     queued_cost: u64,
     config: QueueConfig,
@@ -253,7 +254,7 @@ impl<K, T, S> FairQueue<K, T, S> {
         FairQueue {
             tenants: Tenants::with_hasher(hasher),
             items: ItemSlab::new(),
-            ring_tail: NIL,
+            ring_front: NIL,
             ring_len: 0,
             queued_cost: 0,
             config,
@@ -457,7 +458,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     }
 
     /// Re-ranks tenant `idx` in the over-share heap, if one is kept.
-    #[inline]
+    #[inline(always)]
     fn touch(&mut self, idx: u32) {
         if let Some(over) = &mut self.over {
             over.update(&mut self.tenants, idx, self.config.default_weight());
@@ -499,7 +500,7 @@ impl<K, T, S> FairQueue<K, T, S> {
 
     // ----- the DRR ring -----
 
-    #[inline]
+    #[inline(always)]
     fn quantum_of(&self, weight: Option<NonZeroU32>) -> i64 {
         let w = weight.unwrap_or(self.config.default_weight());
         let q = u64::from(self.config.quantum().get()) * u64::from(w.get());
@@ -507,15 +508,16 @@ impl<K, T, S> FairQueue<K, T, S> {
     }
 
     /// Appends tenant `idx` behind every backlogged tenant.
-    #[inline]
+    #[inline(always)]
     fn ring_push_back(&mut self, idx: u32) {
-        if self.ring_tail == NIL {
+        if self.ring_front == NIL {
             let t = self.tenants.get_mut(idx);
             t.prev = idx;
             t.next = idx;
+            self.ring_front = idx;
         } else {
-            let tail = self.ring_tail;
-            let front = self.tenants.get(tail).next;
+            let front = self.ring_front;
+            let tail = self.tenants.get(front).prev;
             {
                 let t = self.tenants.get_mut(idx);
                 t.prev = tail;
@@ -524,14 +526,13 @@ impl<K, T, S> FairQueue<K, T, S> {
             self.tenants.get_mut(tail).next = idx;
             self.tenants.get_mut(front).prev = idx;
         }
-        self.ring_tail = idx;
         self.ring_len += 1;
     }
 
-    #[inline]
+    #[inline(always)]
     fn ring_unlink(&mut self, idx: u32) {
         if self.ring_len == 1 {
-            self.ring_tail = NIL;
+            self.ring_front = NIL;
         } else {
             let (prev, next) = {
                 let t = self.tenants.get(idx);
@@ -539,8 +540,8 @@ impl<K, T, S> FairQueue<K, T, S> {
             };
             self.tenants.get_mut(prev).next = next;
             self.tenants.get_mut(next).prev = prev;
-            if self.ring_tail == idx {
-                self.ring_tail = prev;
+            if self.ring_front == idx {
+                self.ring_front = next;
             }
         }
         let t = self.tenants.get_mut(idx);
@@ -556,7 +557,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     #[cold]
     fn skip_dead_rounds(&mut self) {
         let mut rounds = i64::MAX;
-        let mut idx = self.ring_tail;
+        let mut idx = self.ring_front;
         for _ in 0..self.ring_len {
             let t = self.tenants.get(idx);
             let q = self.quantum_of(t.weight);
@@ -589,7 +590,7 @@ where
     S: BuildHasher,
 {
     /// Counts an item handed to the host by `pop` or `dispatch`.
-    #[inline]
+    #[inline(always)]
     fn count_dispatch(&mut self, idx: u32, cost: u32) {
         let c = &mut self.tenants.get_mut(idx).counters;
         c.dispatched += 1;
@@ -599,7 +600,7 @@ where
 
     /// Restores "the head node is live, or the list is empty" for tenant `idx` by freeing the
     /// tombstones at its head.
-    #[inline]
+    #[inline(always)]
     fn skip_tombstones(&mut self, idx: u32) {
         let mut head = self.tenants.get(idx).head;
         while head != NIL && !self.items.is_live(head) {
@@ -613,7 +614,7 @@ where
     }
 
     /// Bookkeeping after an item of cost `cost` left tenant `idx`'s FIFO (whatever the way).
-    #[inline]
+    #[inline(always)]
     fn after_removal(&mut self, idx: u32, cost: u32) {
         let t = self.tenants.get_mut(idx);
         t.len -= 1;
@@ -632,7 +633,7 @@ where
 
     /// Takes the head item of backlogged tenant `idx`. Leaves the deficit to the caller and
     /// does not free the tenant slot.
-    #[inline]
+    #[inline(always)]
     fn take_head(&mut self, idx: u32) -> (T, Taken) {
         let head = self.tenants.get(idx).head;
         let (item, taken, next) = self.items.take_and_free(head);
@@ -650,17 +651,17 @@ where
 
     /// The DRR step: the next item in fair order. Counts nothing and frees no tenant slot:
     /// [`finish_pop`](Self::finish_pop) does.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop_inner(&mut self) -> Option<Popped<T>> {
         if self.in_flight >= self.max_in_flight {
             return None;
         }
         let mut rotations = 0u32;
         loop {
-            if self.ring_tail == NIL {
+            let front = self.ring_front;
+            if front == NIL {
                 return None;
             }
-            let front = self.tenants.get(self.ring_tail).next;
             let t = self.tenants.get_mut(front);
             if t.in_flight >= t.max_in_flight {
                 // At its in-flight limit: park it (off the ring) so it blocks nobody; a
@@ -684,7 +685,8 @@ where
             let q = self.quantum_of(weight);
             let t = self.tenants.get_mut(front);
             t.deficit = t.deficit.saturating_add(q);
-            self.ring_tail = front;
+            // Rotate: the front goes to the back of the ring.
+            self.ring_front = t.next;
             rotations += 1;
             if rotations >= self.ring_len {
                 self.skip_dead_rounds();
@@ -695,7 +697,7 @@ where
 
     /// Counts a popped item as dispatched; with `track`, marks it in flight and returns its
     /// ticket, otherwise frees the tenant slot if nothing else keeps it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn finish_pop(&mut self, idx: u32, cost: u32, track: bool) -> Option<Ticket> {
         self.count_dispatch(idx, cost);
         if track {
@@ -712,7 +714,7 @@ where
     }
 
     /// Appends `item` to tenant `idx`'s FIFO. The caller checked the block and the room.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn link(
         &mut self,
         idx: u32,
@@ -754,7 +756,7 @@ where
     }
 
     /// Refuses `item` if tenant `idx` is blocked or the slab is full.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn check_open(&mut self, idx: u32, item: T) -> Result<T, Rejected<T>> {
         let t = self.tenants.get_mut(idx);
         let reason = match t.blocked {
@@ -974,7 +976,7 @@ where
     /// q.try_push("acme", 1).unwrap();
     /// assert_eq!(q.tenant_len(&"acme"), 1);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_push(&mut self, key: K, item: T) -> Result<(), Rejected<T>> {
         self.try_push_with_cost(key, item, 1)
     }
@@ -1000,7 +1002,7 @@ where
     /// q.try_push_with_cost("acme", "export", 50).unwrap();
     /// assert_eq!(q.tenant_queued_cost(&"acme"), 50);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_push_with_cost(&mut self, key: K, item: T, cost: u32) -> Result<(), Rejected<T>> {
         if cost == 0 {
             if let Some(idx) = self.tenants.find(&key) {
@@ -1102,7 +1104,7 @@ where
     /// q.release(h);
     /// assert_eq!(q.try_push_to(h, 2, 1).unwrap_err().reason(), RejectReason::StaleHandle);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_push_to(
         &mut self,
         handle: TenantHandle,
@@ -1143,7 +1145,7 @@ where
     /// let order: Vec<u32> = std::iter::from_fn(|| q.pop()).collect();
     /// assert_eq!(order, [1, 3, 2]);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self) -> Option<T> {
         let p = self.pop_inner()?;
         self.finish_pop(p.tenant, p.cost, false);
@@ -1162,7 +1164,7 @@ where
     /// assert_eq!((d.item, q.in_flight(&"a")), (1, 1));
     /// q.complete(d.ticket, 1);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn dispatch(&mut self) -> Option<Dispatch<T>> {
         let p = self.pop_inner()?;
         let ticket = self.finish_pop(p.tenant, p.cost, true)?;

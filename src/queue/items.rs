@@ -60,12 +60,13 @@ impl<T> ItemSlab<T> {
         self.len
     }
 
+    #[inline(always)]
     pub(crate) fn is_full(&self) -> bool {
         self.used >= MAX_ITEMS
     }
 
     /// Stores `item` as an unlinked node and returns its index. The caller checks `is_full`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&mut self, item: T, cost: u32, enqueued: Nanos) -> u32 {
         debug_assert!(!self.is_full());
         self.len += 1;
@@ -94,7 +95,7 @@ impl<T> ItemSlab<T> {
     }
 
     /// Links node `after` to node `idx`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set_next(&mut self, after: u32, idx: u32) {
         self.nodes[after as usize].next = idx;
     }
@@ -153,7 +154,7 @@ impl<T> ItemSlab<T> {
 
     /// Takes the item out of live node `idx` and frees the node at once, returning the item,
     /// what the node held and the next node of its list.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_and_free(&mut self, idx: u32) -> (T, Taken, u32) {
         let node = &mut self.nodes[idx as usize];
         let Some(item) = node.item.take() else {
@@ -172,7 +173,7 @@ impl<T> ItemSlab<T> {
     }
 
     /// Whether any node is a tombstone (a deadline took its item out of a FIFO's middle).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn has_tombstones(&self) -> bool {
         self.used != self.len
     }

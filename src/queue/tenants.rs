@@ -130,13 +130,13 @@ impl<K> Tenant<K> {
     }
 
     /// Whether the tenant is on the DRR ring.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn in_ring(&self) -> bool {
         self.next != NIL
     }
 
     /// Whether nothing keeps this tenant's slot alive.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_idle(&self) -> bool {
         self.len == 0
             && self.in_flight == 0
@@ -184,7 +184,7 @@ impl<K, S> Tenants<K, S> {
         self.live
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, idx: u32) -> &Tenant<K> {
         match &self.entries[idx as usize].slot {
             Slot::Live(t) => t,
@@ -192,7 +192,7 @@ impl<K, S> Tenants<K, S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Tenant<K> {
         match &mut self.entries[idx as usize].slot {
             Slot::Live(t) => t,
@@ -201,7 +201,7 @@ impl<K, S> Tenants<K, S> {
     }
 
     /// The live slot a handle names, if it is not stale.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn resolve(&self, h: TenantHandle) -> Option<u32> {
         match self.entries.get(h.index as usize) {
             Some(Entry {
@@ -212,7 +212,7 @@ impl<K, S> Tenants<K, S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn handle(&self, idx: u32) -> TenantHandle {
         TenantHandle {
             index: idx,
@@ -243,7 +243,7 @@ impl<K, S> Tenants<K, S> {
 }
 
 impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, key: &K) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
         let entries = &self.entries;
@@ -257,7 +257,7 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
 
     /// The slot of `key`, creating a fresh tenant if it has none. Returns `None` only if the
     /// table holds `u32::MAX - 1` tenants.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find_or_insert(&mut self, key: K) -> Option<u32> {
         let hash = self.hasher.hash_one(&key);
         let entries = &self.entries;
@@ -302,7 +302,7 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
     }
 
     /// Frees the slot if nothing keeps it alive. Returns whether it was freed.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release_if_idle(&mut self, idx: u32) -> bool {
         if !self.get(idx).is_idle() {
             return false;
