@@ -897,8 +897,8 @@ where
             .queue
             .tenants_ref()
             .iter()
-            .map(|(_, t)| TenantStats {
-                key: t.key.clone(),
+            .map(|(_, key, t)| TenantStats {
+                key: key.clone(),
                 queued: u64::from(t.len),
                 queued_cost: t.queued_cost,
                 in_flight: t.in_flight,
@@ -966,8 +966,8 @@ where
                 .queue
                 .tenants_ref()
                 .iter()
-                .filter(|(_, t)| t.limits == NIL)
-                .map(|(i, _)| i)
+                .filter(|(_, _, t)| t.limits == NIL)
+                .map(|(i, _, _)| i)
                 .collect();
             for idx in with_defaults {
                 self.queue.set_slot_in_flight_limit(idx, default);
@@ -987,8 +987,8 @@ where
             .queue
             .tenants_ref()
             .iter()
-            .filter(|(_, t)| t.len > 0)
-            .map(|(i, _)| i)
+            .filter(|(_, _, t)| t.len > 0)
+            .map(|(i, _, _)| i)
             .collect();
         let mut out = Vec::with_capacity(self.queue.len());
         for idx in backlogged {

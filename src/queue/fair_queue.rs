@@ -423,9 +423,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// assert_eq!(q.key(h), None);
     /// ```
     pub fn key(&self, handle: TenantHandle) -> Option<&K> {
-        self.tenants
-            .resolve(handle)
-            .map(|i| &self.tenants.get(i).key)
+        self.tenants.resolve(handle).map(|i| self.tenants.key(i))
     }
 
     /// Bytes of heap memory the queue holds for tenants and items (capacities, not lengths).
@@ -476,8 +474,8 @@ impl<K, T, S> FairQueue<K, T, S> {
                 let backlogged: Vec<u32> = self
                     .tenants
                     .iter()
-                    .filter(|(_, t)| t.len > 0)
-                    .map(|(i, _)| i)
+                    .filter(|(_, _, t)| t.len > 0)
+                    .map(|(i, _, _)| i)
                     .collect();
                 for idx in backlogged {
                     over.update(&mut self.tenants, idx, dw);
@@ -1291,7 +1289,7 @@ where
     pub fn tenants(&self) -> impl Iterator<Item = (&K, usize, TenantCounters)> + '_ {
         self.tenants
             .iter()
-            .map(|(_, t)| (&t.key, t.len as usize, t.counters))
+            .map(|(_, k, t)| (k, t.len as usize, t.counters))
     }
 
     /// The weight in force for `key` (its override, or the default).

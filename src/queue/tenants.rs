@@ -78,8 +78,9 @@ pub(crate) const PINNED: u8 = 1;
 pub(crate) const COOLING: u8 = 2;
 
 #[derive(Debug)]
-pub(crate) struct Tenant<K> {
-    pub(crate) key: K,
+pub(crate) struct Tenant {
+    /// Bumped when the slot is freed, so stale handles are detected.
+    pub(crate) generation: u32,
     /// DRR deficit: positive = may be served now; carried debt while idle is <= 0.
     pub(crate) deficit: i64,
     pub(crate) queued_cost: u64,
@@ -106,10 +107,10 @@ pub(crate) struct Tenant<K> {
     pub(crate) counters: TenantCounters,
 }
 
-impl<K> Tenant<K> {
-    fn new(key: K) -> Self {
+impl Tenant {
+    fn new(generation: u32) -> Self {
         Tenant {
-            key,
+            generation,
             deficit: 0,
             queued_cost: 0,
             head: NIL,
@@ -147,24 +148,15 @@ impl<K> Tenant<K> {
     }
 }
 
-#[derive(Debug)]
-enum Slot<K> {
-    Live(Tenant<K>),
-    Free { next_free: u32 },
-}
-
-#[derive(Debug)]
-struct Entry<K> {
-    generation: u32,
-    slot: Slot<K>,
-}
-
-/// Key -> slot table plus the slot slab.
+/// Key -> slot table plus the slot slab. Keys live in their own dense array (a lookup's key
+/// comparison touches 8-16 bytes per tenant, not a whole slot), and a slot is free exactly
+/// when its key is `None`; free slots are chained through their `next` field.
 #[derive(Debug)]
 pub(crate) struct Tenants<K, S> {
     table: HashTable<u32>,
     hasher: S,
-    entries: Vec<Entry<K>>,
+    keys: Vec<Option<K>>,
+    slots: Vec<Tenant>,
     free: u32,
     live: u32,
 }
@@ -174,7 +166,8 @@ impl<K, S> Tenants<K, S> {
         Tenants {
             table: HashTable::new(),
             hasher,
-            entries: Vec::new(),
+            keys: Vec::new(),
+            slots: Vec::new(),
             free: NIL,
             live: 0,
         }
@@ -185,29 +178,39 @@ impl<K, S> Tenants<K, S> {
     }
 
     #[inline(always)]
-    pub(crate) fn get(&self, idx: u32) -> &Tenant<K> {
-        match &self.entries[idx as usize].slot {
-            Slot::Live(t) => t,
-            Slot::Free { .. } => unreachable!("fairshare: tenant slot {idx} is free"),
-        }
+    pub(crate) fn get(&self, idx: u32) -> &Tenant {
+        debug_assert!(
+            self.keys[idx as usize].is_some(),
+            "tenant slot {idx} is free"
+        );
+        &self.slots[idx as usize]
     }
 
     #[inline(always)]
-    pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Tenant<K> {
-        match &mut self.entries[idx as usize].slot {
-            Slot::Live(t) => t,
-            Slot::Free { .. } => unreachable!("fairshare: tenant slot {idx} is free"),
+    pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Tenant {
+        debug_assert!(
+            self.keys[idx as usize].is_some(),
+            "tenant slot {idx} is free"
+        );
+        &mut self.slots[idx as usize]
+    }
+
+    /// The key of live slot `idx`.
+    #[inline]
+    pub(crate) fn key(&self, idx: u32) -> &K {
+        match &self.keys[idx as usize] {
+            Some(k) => k,
+            None => unreachable!("fairshare: tenant slot {idx} is free"),
         }
     }
 
     /// The live slot a handle names, if it is not stale.
     #[inline(always)]
     pub(crate) fn resolve(&self, h: TenantHandle) -> Option<u32> {
-        match self.entries.get(h.index as usize) {
-            Some(Entry {
-                generation,
-                slot: Slot::Live(_),
-            }) if *generation == h.generation => Some(h.index),
+        match self.slots.get(h.index as usize) {
+            Some(t) if t.generation == h.generation && self.keys[h.index as usize].is_some() => {
+                Some(h.index)
+            }
             _ => None,
         }
     }
@@ -216,29 +219,30 @@ impl<K, S> Tenants<K, S> {
     pub(crate) fn handle(&self, idx: u32) -> TenantHandle {
         TenantHandle {
             index: idx,
-            generation: self.entries[idx as usize].generation,
+            generation: self.slots[idx as usize].generation,
         }
     }
 
     /// Live slots in index order (deterministic; never hash order).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Tenant<K>)> {
-        self.entries
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &K, &Tenant)> {
+        self.keys
             .iter()
+            .zip(&self.slots)
             .enumerate()
-            .filter_map(|(i, e)| match &e.slot {
-                Slot::Live(t) => Some((i as u32, t)),
-                Slot::Free { .. } => None,
-            })
+            .filter_map(|(i, (k, t))| k.as_ref().map(|k| (i as u32, k, t)))
     }
 
-    /// Bytes held by the table and the slots (capacity, not length).
+    /// Bytes held by the table, the keys and the slots (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry<K>>()
+        self.keys.capacity() * std::mem::size_of::<Option<K>>()
+            + self.slots.capacity() * std::mem::size_of::<Tenant>()
             + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 
+    /// Bytes per known tenant: its slot, its key and its table entry (before load-factor
+    /// slack).
     pub(crate) const fn slot_size() -> usize {
-        std::mem::size_of::<Entry<K>>()
+        std::mem::size_of::<Tenant>() + std::mem::size_of::<Option<K>>() + 5
     }
 }
 
@@ -246,12 +250,9 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
     #[inline(always)]
     pub(crate) fn find(&self, key: &K) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
-        let entries = &self.entries;
+        let keys = &self.keys;
         self.table
-            .find(hash, |&i| match &entries[i as usize].slot {
-                Slot::Live(t) => t.key == *key,
-                Slot::Free { .. } => false,
-            })
+            .find(hash, |&i| keys[i as usize].as_ref() == Some(key))
             .copied()
     }
 
@@ -260,11 +261,11 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
     #[inline(always)]
     pub(crate) fn find_or_insert(&mut self, key: K) -> Option<u32> {
         let hash = self.hasher.hash_one(&key);
-        let entries = &self.entries;
-        if let Some(&i) = self.table.find(hash, |&i| match &entries[i as usize].slot {
-            Slot::Live(t) => t.key == key,
-            Slot::Free { .. } => false,
-        }) {
+        let keys = &self.keys;
+        if let Some(&i) = self
+            .table
+            .find(hash, |&i| keys[i as usize].as_ref() == Some(&key))
+        {
             return Some(i);
         }
         self.insert_new(hash, key)
@@ -274,29 +275,23 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
     fn insert_new(&mut self, hash: u64, key: K) -> Option<u32> {
         let idx = if self.free != NIL {
             let idx = self.free;
-            let entry = &mut self.entries[idx as usize];
-            let Slot::Free { next_free } = entry.slot else {
-                unreachable!("fairshare: free list names live slot {idx}")
-            };
-            self.free = next_free;
-            entry.slot = Slot::Live(Tenant::new(key));
+            let slot = &mut self.slots[idx as usize];
+            self.free = slot.next;
+            *slot = Tenant::new(slot.generation);
+            self.keys[idx as usize] = Some(key);
             idx
         } else {
-            let idx = u32::try_from(self.entries.len())
-                .ok()
-                .filter(|&i| i != NIL)?;
-            self.entries.push(Entry {
-                generation: 0,
-                slot: Slot::Live(Tenant::new(key)),
-            });
+            let idx = u32::try_from(self.slots.len()).ok().filter(|&i| i != NIL)?;
+            self.slots.push(Tenant::new(0));
+            self.keys.push(Some(key));
             idx
         };
         self.live += 1;
-        let (entries, hasher) = (&self.entries, &self.hasher);
+        let (keys, hasher) = (&self.keys, &self.hasher);
         self.table
-            .insert_unique(hash, idx, |&i| match &entries[i as usize].slot {
-                Slot::Live(t) => hasher.hash_one(&t.key),
-                Slot::Free { .. } => unreachable!("fairshare: table names free slot {i}"),
+            .insert_unique(hash, idx, |&i| match &keys[i as usize] {
+                Some(k) => hasher.hash_one(k),
+                None => unreachable!("fairshare: table names free slot {i}"),
             });
         Some(idx)
     }
@@ -313,15 +308,14 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
 
     #[cold]
     fn remove(&mut self, idx: u32) {
-        let hash = self.hasher.hash_one(&self.get(idx).key);
+        let hash = self.hasher.hash_one(self.key(idx));
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
         }
-        let e = &mut self.entries[idx as usize];
-        e.slot = Slot::Free {
-            next_free: self.free,
-        };
-        e.generation = e.generation.wrapping_add(1);
+        self.keys[idx as usize] = None;
+        let slot = &mut self.slots[idx as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.next = self.free;
         self.free = idx;
         self.live -= 1;
     }
