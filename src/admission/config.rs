@@ -503,6 +503,10 @@ impl SchedulerConfig {
         self.tenant
     }
 
+    pub(crate) const fn tenant_limits_ref(&self) -> &TenantLimits {
+        &self.tenant
+    }
+
     /// The global capacity.
     ///
     /// # Examples

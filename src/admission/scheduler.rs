@@ -220,6 +220,16 @@ struct Plan {
     deadline: Option<Nanos>,
     new_tat: Option<Nanos>,
     evict_from: Option<u32>,
+    /// The tenant's in-flight cap under the limits in force.
+    max_in_flight: u32,
+}
+
+/// What the checks decided for an admissible item.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    new_tat: Option<Nanos>,
+    evict_from: Option<u32>,
+    max_in_flight: u32,
 }
 
 impl<K, T, C, S> Permit<'_, K, T, C, S>
@@ -448,11 +458,11 @@ where
     }
 
     #[inline]
-    fn limits_of(&self, limits_idx: u32) -> TenantLimits {
+    fn limits_of(&self, limits_idx: u32) -> &TenantLimits {
         if limits_idx == NIL {
-            self.config.tenant_limits()
+            self.config.tenant_limits_ref()
         } else {
-            self.overrides[limits_idx as usize]
+            &self.overrides[limits_idx as usize]
         }
     }
 
@@ -501,6 +511,12 @@ where
     /// table (a fresh tenant's slot, released again on refusal).
     fn plan(&mut self, key: K, opts: PushOptions) -> Result<Plan, RejectReason> {
         let now = self.now();
+        self.plan_at(key, opts, now)
+    }
+
+    /// [`plan`](Self::plan) at a time the caller read (once for a whole batch).
+    #[inline]
+    fn plan_at(&mut self, key: K, opts: PushOptions, now: Nanos) -> Result<Plan, RejectReason> {
         self.sweep_cooling(now);
         let cost = opts.get_cost();
         let Some(idx) = self.queue.tenants_mut().find_or_insert(key) else {
@@ -512,13 +528,14 @@ where
         };
         let checked = self.check(idx, cost, opts.get_deadline(), now);
         match checked {
-            Ok((new_tat, evict_from)) => Ok(Plan {
+            Ok(c) => Ok(Plan {
                 idx,
                 cost,
                 now,
                 deadline: opts.get_deadline(),
-                new_tat,
-                evict_from,
+                new_tat: c.new_tat,
+                evict_from: c.evict_from,
+                max_in_flight: c.max_in_flight,
             }),
             Err(reason) => {
                 self.count_refusal(reason);
@@ -538,7 +555,7 @@ where
         cost: u32,
         deadline: Option<Nanos>,
         now: Nanos,
-    ) -> Result<(Option<Nanos>, Option<u32>), RejectReason> {
+    ) -> Result<Checked, RejectReason> {
         let t = self.queue.tenants_ref().get(idx);
         if let Some(reason) = t.blocked {
             return Err(RejectReason::Blocked { reason });
@@ -580,7 +597,11 @@ where
             }
         }
         let evict_from = self.check_capacity(idx, cost64)?;
-        Ok((new_tat, evict_from))
+        Ok(Checked {
+            new_tat,
+            evict_from,
+            max_in_flight: limits.max_in_flight().unwrap_or(u32::MAX),
+        })
     }
 
     /// The global capacity check: `Ok(None)` if there is room, `Ok(Some(v))` to evict from
@@ -652,12 +673,9 @@ where
             }
             self.queue.tenants_mut().release_if_idle(v);
         }
-        let max_in_flight = self
-            .limits_of(self.queue.tenants_ref().get(plan.idx).limits)
-            .max_in_flight()
-            .unwrap_or(u32::MAX);
-        if self.queue.tenants_ref().get(plan.idx).max_in_flight != max_in_flight {
-            self.queue.set_slot_in_flight_limit(plan.idx, max_in_flight);
+        if self.queue.tenants_ref().get(plan.idx).max_in_flight != plan.max_in_flight {
+            self.queue
+                .set_slot_in_flight_limit(plan.idx, plan.max_in_flight);
         }
         if let Some(tat) = plan.new_tat {
             let tenants = self.queue.tenants_mut();
@@ -798,6 +816,28 @@ where
     #[inline]
     fn next(&mut self, track: bool) -> Option<(T, Option<Ticket>)> {
         let now = self.now();
+        self.next_at(track, now)
+    }
+
+    /// Pushes at a time the caller read once for a whole batch (the shared handle's batch
+    /// calls); `now` must come from [`clock_now`](Self::clock_now).
+    #[inline]
+    pub(crate) fn try_push_with_at(
+        &mut self,
+        key: K,
+        item: T,
+        opts: PushOptions,
+        now: Nanos,
+    ) -> Result<Admitted<T>, Rejected<T>> {
+        match self.plan_at(key, opts, now) {
+            Ok(plan) => Ok(self.commit(plan, item)),
+            Err(reason) => Err(Rejected::new(item, reason)),
+        }
+    }
+
+    /// Pops (or with `track`, dispatches) at a time the caller read once for a whole batch.
+    #[inline]
+    pub(crate) fn next_at(&mut self, track: bool, now: Nanos) -> Option<(T, Option<Ticket>)> {
         if self.queue.next_deadline().is_some_and(|d| d <= now) {
             let before = self.outbox.len();
             self.queue.expire_due(now, &mut self.outbox);
@@ -1064,8 +1104,10 @@ where
     }
 
     fn refund_slot(&mut self, idx: u32, cost: u64, now: Nanos) {
-        let limits = self.limits_of(self.queue.tenants_ref().get(idx).limits);
-        if let Some(quota) = limits.quota() {
+        let quota = self
+            .limits_of(self.queue.tenants_ref().get(idx).limits)
+            .quota();
+        if let Some(quota) = quota {
             let t = self.queue.tenants_mut().get_mut(idx);
             t.tat = gcra::refund(&quota, t.tat, now, cost);
         }
@@ -1319,6 +1361,6 @@ where
             .tenants_ref()
             .find(key)
             .map_or(NIL, |i| self.queue.tenants_ref().get(i).limits);
-        self.limits_of(idx)
+        *self.limits_of(idx)
     }
 }

@@ -374,14 +374,17 @@ where
     where
         I: IntoIterator<Item = (K, T, PushOptions)>,
     {
+        let items = items.into_iter();
+        let mut out = Vec::with_capacity(items.size_hint().0);
         let mut state = self.lock();
-        let mut out = Vec::new();
+        // One clock read for the whole batch: the batch is admitted at one instant.
+        let now = state.scheduler.clock_now();
         let mut admitted = 0;
         for (key, item, opts) in items {
             let result = if state.closed {
                 Err(Rejected::new(item, RejectReason::Closed))
             } else {
-                state.scheduler.try_push_with(key, item, opts)
+                state.scheduler.try_push_with_at(key, item, opts, now)
             };
             admitted += usize::from(result.is_ok());
             out.push(result);
@@ -493,15 +496,21 @@ where
     }
 
     fn dispatch_locked(&self, state: &mut State<K, T, C, S>) -> Option<Job<K, T, C, S>> {
-        let dispatch = state.scheduler.dispatch()?;
-        let dispatched_at = state.scheduler.clock_now();
+        let now = state.scheduler.clock_now();
+        let job = self.dispatch_at(state, now)?;
         self.made_room(state, 1);
+        Some(job)
+    }
+
+    /// Dispatches one item at `now` (read once per batch); the caller wakes producers.
+    fn dispatch_at(&self, state: &mut State<K, T, C, S>, now: Nanos) -> Option<Job<K, T, C, S>> {
+        let (item, ticket) = state.scheduler.next_at(true, now)?;
         Some(Job {
-            item: dispatch.item,
+            item,
             lease: Lease {
                 handle: self.clone(),
-                ticket: Some(dispatch.ticket),
-                dispatched_at,
+                ticket,
+                dispatched_at: now,
             },
         })
     }
@@ -519,9 +528,10 @@ where
     pub fn pop_batch(&self, max: usize) -> Vec<T> {
         let mut state = self.lock();
         let mut out = Vec::with_capacity(max.min(state.scheduler.queue().len()));
+        let now = state.scheduler.clock_now();
         while out.len() < max {
-            match state.scheduler.pop() {
-                Some(item) => out.push(item),
+            match state.scheduler.next_at(false, now) {
+                Some((item, _)) => out.push(item),
                 None => break,
             }
         }
@@ -543,12 +553,14 @@ where
     pub fn dispatch_batch(&self, max: usize) -> Vec<Job<K, T, C, S>> {
         let mut state = self.lock();
         let mut out = Vec::new();
+        let now = state.scheduler.clock_now();
         while out.len() < max {
-            match self.dispatch_locked(&mut state) {
+            match self.dispatch_at(&mut state, now) {
                 Some(job) => out.push(job),
                 None => break,
             }
         }
+        self.made_room(&state, out.len());
         out
     }
 
