@@ -148,12 +148,14 @@ impl Tenant {
     }
 }
 
-/// Key -> slot table plus the slot slab. Keys live in their own dense array (a lookup's key
-/// comparison touches 8-16 bytes per tenant, not a whole slot), and a slot is free exactly
-/// when its key is `None`; free slots are chained through their `next` field.
+/// Key -> slot table plus the slot slab. The table holds each key beside its slot index, so
+/// a lookup compares keys without touching any other memory (at a million tenants every extra
+/// place touched is a cache miss). `keys` answers the reverse question (slot -> key) for
+/// handles, iteration and removal; a slot is free exactly when its key there is `None`; free
+/// slots are chained through their `next` field.
 #[derive(Debug)]
 pub(crate) struct Tenants<K, S> {
-    table: HashTable<u32>,
+    table: HashTable<(K, u32)>,
     hasher: S,
     keys: Vec<Option<K>>,
     slots: Vec<Tenant>,
@@ -236,24 +238,24 @@ impl<K, S> Tenants<K, S> {
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.keys.capacity() * std::mem::size_of::<Option<K>>()
             + self.slots.capacity() * std::mem::size_of::<Tenant>()
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.table.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
     }
 
     /// Bytes per known tenant: its slot, its key and its table entry (before load-factor
     /// slack).
     pub(crate) const fn slot_size() -> usize {
-        std::mem::size_of::<Tenant>() + std::mem::size_of::<Option<K>>() + 5
+        std::mem::size_of::<Tenant>()
+            + std::mem::size_of::<Option<K>>()
+            + std::mem::size_of::<(K, u32)>()
+            + 1
     }
 }
 
-impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
+impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
     #[inline(always)]
     pub(crate) fn find(&self, key: &K) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
-        let keys = &self.keys;
-        self.table
-            .find(hash, |&i| keys[i as usize].as_ref() == Some(key))
-            .copied()
+        self.table.find(hash, |(k, _)| k == key).map(|&(_, i)| i)
     }
 
     /// The slot of `key`, creating a fresh tenant if it has none. Returns `None` only if the
@@ -261,11 +263,7 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
     #[inline(always)]
     pub(crate) fn find_or_insert(&mut self, key: K) -> Option<u32> {
         let hash = self.hasher.hash_one(&key);
-        let keys = &self.keys;
-        if let Some(&i) = self
-            .table
-            .find(hash, |&i| keys[i as usize].as_ref() == Some(&key))
-        {
+        if let Some(&(_, i)) = self.table.find(hash, |(k, _)| *k == key) {
             return Some(i);
         }
         self.insert_new(hash, key)
@@ -278,21 +276,18 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
             let slot = &mut self.slots[idx as usize];
             self.free = slot.next;
             *slot = Tenant::new(slot.generation);
-            self.keys[idx as usize] = Some(key);
+            self.keys[idx as usize] = Some(key.clone());
             idx
         } else {
             let idx = u32::try_from(self.slots.len()).ok().filter(|&i| i != NIL)?;
             self.slots.push(Tenant::new(0));
-            self.keys.push(Some(key));
+            self.keys.push(Some(key.clone()));
             idx
         };
         self.live += 1;
-        let (keys, hasher) = (&self.keys, &self.hasher);
+        let hasher = &self.hasher;
         self.table
-            .insert_unique(hash, idx, |&i| match &keys[i as usize] {
-                Some(k) => hasher.hash_one(k),
-                None => unreachable!("fairshare: table names free slot {i}"),
-            });
+            .insert_unique(hash, (key, idx), |(k, _)| hasher.hash_one(k));
         Some(idx)
     }
 
@@ -309,7 +304,7 @@ impl<K: Hash + Eq, S: BuildHasher> Tenants<K, S> {
     #[cold]
     fn remove(&mut self, idx: u32) {
         let hash = self.hasher.hash_one(self.key(idx));
-        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
+        if let Ok(entry) = self.table.find_entry(hash, |(_, i)| *i == idx) {
             entry.remove();
         }
         self.keys[idx as usize] = None;
