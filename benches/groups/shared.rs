@@ -10,7 +10,8 @@ use fairshare::{PushOptions, SchedulerConfig, SharedScheduler};
 
 /// Items moved per measured iteration.
 const ITEMS: u64 = 20_000;
-const BATCH: usize = 64;
+/// Batch sizes measured for the handle (the channel moves items one by one).
+const BATCHES: [usize; 2] = [64, 256];
 const TENANTS: u64 = 64;
 
 fn run_channel(producers: u64) -> Duration {
@@ -39,7 +40,7 @@ fn run_channel(producers: u64) -> Duration {
     elapsed
 }
 
-fn run_shared(producers: u64) -> Duration {
+fn run_shared(producers: u64, batch: usize) -> Duration {
     let h: SharedScheduler<u64, u64> = SharedScheduler::new(SchedulerConfig::new());
     let per = ITEMS / producers;
     let start = Instant::now();
@@ -49,7 +50,7 @@ fn run_shared(producers: u64) -> Duration {
             thread::spawn(move || {
                 let mut i = 0;
                 while i < per {
-                    let end = (i + BATCH as u64).min(per);
+                    let end = (i + batch as u64).min(per);
                     let batch = (i..end).map(|j| {
                         let id = p * per + j;
                         (id % TENANTS, id, PushOptions::new())
@@ -64,8 +65,8 @@ fn run_shared(producers: u64) -> Duration {
         .collect();
     let mut got = 0;
     while got < per * producers {
-        let batch = h.pop_batch(BATCH);
-        if batch.is_empty() {
+        let got_batch = h.pop_batch(batch);
+        if got_batch.is_empty() {
             match h.pop_timeout(Duration::from_millis(100)) {
                 Ok(item) => {
                     black_box(item);
@@ -74,8 +75,8 @@ fn run_shared(producers: u64) -> Duration {
                 Err(e) => panic!("consumer starved: {e}"),
             }
         } else {
-            got += batch.len() as u64;
-            black_box(batch);
+            got += got_batch.len() as u64;
+            black_box(got_batch);
         }
     }
     let elapsed = start.elapsed();
@@ -97,11 +98,13 @@ pub(crate) fn throughput(c: &mut Criterion) {
             &producers,
             |b, &p| b.iter_custom(|iters| (0..iters).map(|_| run_channel(p)).sum()),
         );
-        g.bench_with_input(
-            BenchmarkId::new("shared_batch", format!("{producers}p1c")),
-            &producers,
-            |b, &p| b.iter_custom(|iters| (0..iters).map(|_| run_shared(p)).sum()),
-        );
+        for batch in BATCHES {
+            g.bench_with_input(
+                BenchmarkId::new(format!("shared_batch{batch}"), format!("{producers}p1c")),
+                &producers,
+                |b, &p| b.iter_custom(|iters| (0..iters).map(|_| run_shared(p, batch)).sum()),
+            );
+        }
     }
     g.finish();
 }
