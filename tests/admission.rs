@@ -1004,3 +1004,45 @@ fn a_tenant_still_recovering_is_remembered() {
         }
     );
 }
+
+#[test]
+fn queue_delay_sheds_a_flood_while_a_light_tenant_is_served_promptly() {
+    // Target 5 ms over a 50 ms interval. One dispatch every 10 ms; a light tenant pushes one
+    // item right before each of its turns, so its items never wait and never count.
+    let cfg = SchedulerConfig::new().with_queue_delay(Some(QueueDelay::new(ms(5), ms(50))));
+    let (mut s, clock): (Sched, _) = sched(cfg);
+    for i in 0..200 {
+        admitted(s.try_push("flood", i));
+    }
+    let (mut light_served, mut flood_served) = (0, 0);
+    for step in 0..100u32 {
+        clock.advance(Duration::from_millis(10));
+        admitted(s.try_push("light", 1_000 + step));
+        // Two dispatch opportunities per step: the light item and one flood item.
+        for _ in 0..2 {
+            match s.pop() {
+                Some(i) if i >= 1_000 => light_served += 1,
+                Some(_) => flood_served += 1,
+                None => {}
+            }
+        }
+    }
+    let shed = s.take_expired();
+    assert_eq!(light_served, 100, "no light item is ever shed");
+    assert!(
+        !shed.is_empty(),
+        "the flood's standing queue was never shed"
+    );
+    for r in &shed {
+        assert!(*r.item() < 1_000, "a light item was shed");
+        match r.reason() {
+            RejectReason::QueueDelay { sojourn } => assert!(sojourn >= ms(5)),
+            other => panic!("unexpected reason {other:?}"),
+        }
+    }
+    // Nothing lost: every flood item is served, shed or still queued.
+    assert_eq!(
+        flood_served + shed.len() + s.queue().tenant_len(&"flood"),
+        200
+    );
+}

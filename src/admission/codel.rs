@@ -5,7 +5,9 @@
 //! stayed at or above `target` for a whole `interval`, and then sheds items at a rate that
 //! grows with the square root of the number shed (`interval / sqrt(count)` apart) until an
 //! item's sojourn drops below `target`. Only items that themselves waited at least `target`
-//! are ever shed; under the fair queue those belong to the tenants with standing backlogs.
+//! are ever shed. The scheduler feeds it only items whose tenant still has a standing queue
+//! behind them (in the spirit of FQ-CoDel's per-flow control), so a light tenant served
+//! promptly can neither end a flood's shedding episode nor lose an item to it.
 
 use super::config::QueueDelay;
 use crate::clock::Nanos;

@@ -250,10 +250,12 @@ pub enum ShedPolicy {
     EvictOverShare,
 }
 
-/// A CoDel-style queueing-delay target: when the waiting time of dispatched items stays at or
-/// above `target` for a whole `interval`, items that waited that long are shed (handed back
-/// through [`Scheduler::take_expired`](crate::Scheduler::take_expired)) at a growing rate until
-/// the delay falls below target.
+/// A CoDel-style queueing-delay target: when the waiting time of items dispatched from
+/// tenants with a standing queue stays at or above `target` for a whole `interval`, such items
+/// that waited that long are shed (handed back through
+/// [`Scheduler::take_expired`](crate::Scheduler::take_expired)) at a growing rate until the
+/// delay falls below target. A tenant's last queued item is never shed and never counts, so a
+/// flooding tenant's standing queue is shed while light tenants are untouched.
 ///
 /// # Examples
 ///

@@ -845,9 +845,13 @@ where
         }
         loop {
             let p = self.queue.pop_inner()?;
-            if let Some(codel) = &mut self.codel {
+            // Only a tenant with a standing queue (items left after this one) feeds the
+            // queue-delay controller or is shed: a light tenant's lone item neither hides a
+            // flood's standing queue nor is ever dropped for it.
+            let standing = self.queue.tenants_ref().get(p.tenant).len > 0;
+            if let (Some(codel), true) = (&mut self.codel, standing) {
                 let sojourn = now.saturating_since(p.enqueued);
-                if codel.should_shed(now, sojourn, self.queue.is_empty()) {
+                if codel.should_shed(now, sojourn, false) {
                     self.queue.count_removed(1);
                     self.queue.tenants_mut().release_if_idle(p.tenant);
                     self.outbox
