@@ -145,7 +145,7 @@ pub use queue::{
     DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueConfig, QueueCounters, TenantCounters,
     TenantHandle, Ticket,
 };
-pub use shared::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError};
+pub use shared::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError, Waiting};
 pub use stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
 
 #[cfg(doctest)]

@@ -652,9 +652,10 @@ where
     /// }
     /// ```
     pub fn dispatch_async(&self) -> Dispatching<'_, K, T, C, S> {
-        Dispatching {
+        Waiting {
             handle: self,
             id: None,
+            take: |h, state| h.dispatch_locked(state),
         }
     }
 
@@ -678,9 +679,10 @@ where
     /// assert_eq!(pin!(h.pop_async()).poll(&mut cx), Poll::Ready(Ok(3)));
     /// ```
     pub fn pop_async(&self) -> Popping<'_, K, T, C, S> {
-        Popping {
+        Waiting {
             handle: self,
             id: None,
+            take: |h, state| h.pop_locked(state),
         }
     }
 
@@ -903,17 +905,22 @@ where
 
 // ===== futures =====
 
-/// Future returned by [`SharedScheduler::dispatch_async`].
+/// How a waiting future takes its result under the lock.
+type Take<K, T, C, S, R> = fn(&SharedScheduler<K, T, C, S>, &mut State<K, T, C, S>) -> Option<R>;
+
+/// A future that waits for the next item: [`Dispatching`] (with a lease) or [`Popping`].
+/// It registers its task's [`Waker`](std::task::Waker) while pending, and if it is dropped
+/// after being woken but before taking the item, it passes the wake-up on.
 ///
 /// # Examples
 ///
 /// ```
 /// let h: fairshare::SharedScheduler<u8, u8> =
 ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-/// let _fut = h.dispatch_async();
+/// let _fut: fairshare::Popping<'_, u8, u8, _, _> = h.pop_async();
 /// ```
 #[must_use = "futures do nothing unless polled"]
-pub struct Dispatching<'a, K, T, C, S>
+pub struct Waiting<'a, K, T, C, S, R>
 where
     K: Hash + Eq + Clone,
     C: Clock,
@@ -921,83 +928,30 @@ where
 {
     handle: &'a SharedScheduler<K, T, C, S>,
     id: Option<u64>,
+    take: Take<K, T, C, S, R>,
 }
 
-impl<K, T, C, S> Future for Dispatching<'_, K, T, C, S>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    type Output = Result<Job<K, T, C, S>, WaitError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.handle
-            .poll_take(&mut this.id, cx, |h, state| h.dispatch_locked(state))
-    }
-}
-
-impl<K, T, C, S> Drop for Dispatching<'_, K, T, C, S>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            self.handle.cancel_wait(id);
-        }
-    }
-}
-
-impl<K, T, C, S> fmt::Debug for Dispatching<'_, K, T, C, S>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dispatching").field("id", &self.id).finish()
-    }
-}
+/// Future returned by [`SharedScheduler::dispatch_async`].
+pub type Dispatching<'a, K, T, C, S> = Waiting<'a, K, T, C, S, Job<K, T, C, S>>;
 
 /// Future returned by [`SharedScheduler::pop_async`].
-///
-/// # Examples
-///
-/// ```
-/// let h: fairshare::SharedScheduler<u8, u8> =
-///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-/// let _fut = h.pop_async();
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct Popping<'a, K, T, C, S>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    handle: &'a SharedScheduler<K, T, C, S>,
-    id: Option<u64>,
-}
+pub type Popping<'a, K, T, C, S> = Waiting<'a, K, T, C, S, T>;
 
-impl<K, T, C, S> Future for Popping<'_, K, T, C, S>
+impl<K, T, C, S, R> Future for Waiting<'_, K, T, C, S, R>
 where
     K: Hash + Eq + Clone,
     C: Clock,
     S: BuildHasher,
 {
-    type Output = Result<T, WaitError>;
+    type Output = Result<R, WaitError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.handle
-            .poll_take(&mut this.id, cx, |h, state| h.pop_locked(state))
+        this.handle.poll_take(&mut this.id, cx, this.take)
     }
 }
 
-impl<K, T, C, S> Drop for Popping<'_, K, T, C, S>
+impl<K, T, C, S, R> Drop for Waiting<'_, K, T, C, S, R>
 where
     K: Hash + Eq + Clone,
     C: Clock,
@@ -1010,13 +964,13 @@ where
     }
 }
 
-impl<K, T, C, S> fmt::Debug for Popping<'_, K, T, C, S>
+impl<K, T, C, S, R> fmt::Debug for Waiting<'_, K, T, C, S, R>
 where
     K: Hash + Eq + Clone,
     C: Clock,
     S: BuildHasher,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Popping").field("id", &self.id).finish()
+        f.debug_struct("Waiting").field("id", &self.id).finish()
     }
 }

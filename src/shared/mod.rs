@@ -5,4 +5,4 @@
 mod handle;
 mod waiters;
 
-pub use handle::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError};
+pub use handle::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError, Waiting};
