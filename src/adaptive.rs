@@ -196,6 +196,9 @@ impl AdaptiveLimit {
     /// assert_eq!(AdaptiveLimit::aimd(Aimd::new(2, 8, Nanos::ZERO), 100).current(), 8);
     /// ```
     pub fn aimd(cfg: Aimd, initial: u32) -> Self {
+        // Re-run the constructor's clamps: a deserialised value skipped them.
+        let cfg = Aimd::new(cfg.min, cfg.max, cfg.latency_threshold)
+            .with_backoff_permille(cfg.backoff_permille);
         AdaptiveLimit {
             limit: initial.clamp(cfg.min, cfg.max),
             algo: Algo::Aimd { cfg, successes: 0 },
@@ -211,6 +214,21 @@ impl AdaptiveLimit {
     /// assert_eq!(AdaptiveLimit::gradient(Gradient::new(1, 50), 20).current(), 20);
     /// ```
     pub fn gradient(cfg: Gradient, initial: u32) -> Self {
+        // Re-run the constructor's clamps: a deserialised value skipped them.
+        let defaults = Gradient::new(cfg.min, cfg.max);
+        let cfg = Gradient {
+            tolerance: if cfg.tolerance.is_finite() && cfg.tolerance >= 1.0 {
+                cfg.tolerance
+            } else {
+                defaults.tolerance
+            },
+            smoothing: if cfg.smoothing.is_finite() && cfg.smoothing > 0.0 && cfg.smoothing <= 1.0 {
+                cfg.smoothing
+            } else {
+                defaults.smoothing
+            },
+            ..defaults
+        };
         let limit = initial.clamp(cfg.min, cfg.max);
         AdaptiveLimit {
             limit,

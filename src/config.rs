@@ -402,7 +402,9 @@ impl Config {
 
 impl ValidConfig {
     /// Applies this configuration to a running scheduler: [`Scheduler::reconfigure`] plus
-    /// every tenant's settings. Queued and in-flight items are kept.
+    /// the settings of every tenant the file names. Queued and in-flight items are kept.
+    /// Tenants the file does not name keep their settings: removing a tenant from the file
+    /// does not unblock it or clear its overrides; name it with empty settings to do that.
     ///
     /// # Examples
     ///

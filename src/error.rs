@@ -85,8 +85,8 @@ pub enum RejectReason {
         /// The earliest time the same push can pass the rate limit.
         retry_at: Nanos,
     },
-    /// The item costs more than a limit can ever allow (a rate burst or a cost cap); it can
-    /// never be admitted as it is.
+    /// The item costs more than a limit can ever allow (a rate burst or a cost cap, or a cap
+    /// of zero items); it can never be admitted as it is.
     #[error(
         "item cost {cost} exceeds the largest a limit can ever allow ({max}); it can never be admitted"
     )]

@@ -93,7 +93,12 @@ impl Band {
     /// assert_eq!(fairshare::Band::new(5, 4).exit(), 4);
     /// ```
     pub const fn exit(&self) -> u32 {
-        self.exit
+        // Never above `enter`, even for a deserialised value that skipped `new`.
+        if self.exit < self.enter {
+            self.exit
+        } else {
+            self.enter
+        }
     }
 }
 

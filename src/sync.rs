@@ -34,15 +34,23 @@ mod imp {
             Condvar(parking_lot::Condvar::new())
         }
 
-        /// Waits for a notification or until `deadline`; returns the guard and whether the
-        /// deadline passed.
+        /// Waits for a notification or until `deadline` (`None`: no deadline); returns the
+        /// guard and whether the deadline passed.
         pub(crate) fn wait_until<'a, T>(
             &self,
             mut guard: MutexGuard<'a, T>,
-            deadline: Instant,
+            deadline: Option<Instant>,
         ) -> (MutexGuard<'a, T>, bool) {
-            let timed_out = self.0.wait_until(&mut guard, deadline).timed_out();
-            (guard, timed_out)
+            match deadline {
+                Some(deadline) => {
+                    let timed_out = self.0.wait_until(&mut guard, deadline).timed_out();
+                    (guard, timed_out)
+                }
+                None => {
+                    self.0.wait(&mut guard);
+                    (guard, false)
+                }
+            }
         }
 
         #[inline]
@@ -90,7 +98,7 @@ mod imp {
         pub(crate) fn wait_until<'a, T>(
             &self,
             guard: MutexGuard<'a, T>,
-            _deadline: Instant,
+            _deadline: Option<Instant>,
         ) -> (MutexGuard<'a, T>, bool) {
             let guard = self.0.wait(guard).expect("fairshare: loom mutex poisoned");
             (guard, false)

@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 
 use fairshare::{
-    BlockReason, Config, ConfigError, LimitsConfig, ManualClock, PushOptions, QueueDelayConfig,
-    RateConfig, RejectReason, Scheduler, SchedulerConfig, ShedPolicy, Stats, TenantConfig,
+    BlockReason, Config, ConfigError, LimitsConfig, ManualClock, Nanos, PushOptions,
+    QueueDelayConfig, RateConfig, RejectReason, Scheduler, SchedulerConfig, ShedPolicy, Stats,
+    TenantConfig,
 };
 
 const FULL: &str = r#"{
@@ -214,4 +215,25 @@ fn stats_serialise_and_round_trip() {
 fn tenant_config_defaults_mean_no_override() {
     let t: TenantConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(t, TenantConfig::default());
+}
+
+/// Review 8: a deserialised value that skipped its constructor's clamps is clamped on use.
+#[test]
+fn deserialised_adaptive_limits_with_bad_bounds_stay_sane() {
+    use fairshare::{AdaptiveLimit, Aimd, Gradient, Outcome};
+    let aimd: Aimd = serde_json::from_str(
+        r#"{ "min": 5, "max": 1, "latency_threshold": 1000, "backoff_permille": 5000 }"#,
+    )
+    .unwrap();
+    let mut l = AdaptiveLimit::aimd(aimd, 3);
+    assert_eq!(l.current(), 5);
+    assert_eq!(l.on_sample(Nanos::new(1), Outcome::Failure), 5);
+    let gradient: Gradient =
+        serde_json::from_str(r#"{ "min": 0, "max": 10, "tolerance": -1.0, "smoothing": 7.0 }"#)
+            .unwrap();
+    let mut g = AdaptiveLimit::gradient(gradient, 4);
+    for _ in 0..100 {
+        let v = g.on_sample(Nanos::from_millis(5), Outcome::Success);
+        assert!((1..=10).contains(&v));
+    }
 }

@@ -135,7 +135,12 @@ impl Quota {
         self.interval.into()
     }
 
+    /// At least 1 ns, even for a deserialised value that skipped the constructors.
     pub(crate) const fn interval(&self) -> Nanos {
-        self.interval
+        if self.interval.as_u64() == 0 {
+            Nanos::new(1)
+        } else {
+            self.interval
+        }
     }
 }

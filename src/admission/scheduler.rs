@@ -1,6 +1,7 @@
 //! [`Scheduler`]: the fair queue behind one admission pipeline.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
@@ -22,13 +23,13 @@ use crate::stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
 ///
 /// 1. the tenant is blocked → [`RejectReason::Blocked`];
 /// 2. the cost is zero → [`RejectReason::ZeroCost`];
-/// 3. the cost is above what some limit can ever allow (the rate burst, the tenant's cost
-///    cap, the global cost capacity) → [`RejectReason::TooLarge`]: never admissible, so it
-///    is reported before any "not now"; likewise an item whose deadline has already passed
-///    → [`RejectReason::DeadlineExpired`];
+/// 3. never admissible, reported before any "not now": a deadline already passed →
+///    [`RejectReason::DeadlineExpired`]; a cost above what some limit can ever allow (the
+///    rate burst, the tenant's cost cap, the global cost capacity) or a cap of zero items →
+///    [`RejectReason::TooLarge`];
 /// 4. the tenant's rate quota (cost-weighted GCRA) → [`RejectReason::RateLimited`] with the
 ///    earliest time a retry can pass;
-/// 5. the tenant's caps (items, cost) → [`RejectReason::TenantFull`];
+/// 5. the tenant's caps (queued cost, then queued items) → [`RejectReason::TenantFull`];
 /// 6. the global capacity → by [`ShedPolicy`]: refuse ([`RejectReason::CapacityFull`]) or
 ///    evict the oldest items of the tenant furthest over its fair share, handed back in
 ///    [`Admitted::evicted`].
@@ -49,7 +50,8 @@ use crate::stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
 ///
 /// A tenant's state is kept while it has queued or in-flight items or custom settings, and
 /// while its rate limit is still recovering (its state differs from a fresh tenant's); after
-/// that it is forgotten. Forgotten tenants are swept a few per push, in order.
+/// that it is forgotten. Recovered tenants are swept a few per push, soonest first (a
+/// min-heap, O(log n) per tenant that starts recovering).
 ///
 /// # Examples
 ///
@@ -81,7 +83,8 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     config: SchedulerConfig,
     overrides: Vec<TenantLimits>,
     free_overrides: Vec<u32>,
-    cooling: VecDeque<Cooling>,
+    /// Tenants kept only while their rate limit recovers, soonest recovery first.
+    cooling: BinaryHeap<Reverse<Cooling>>,
     codel: Option<CoDel>,
     outbox: Vec<Rejected<T>>,
     last_now: Nanos,
@@ -95,10 +98,11 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     version: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Cooling {
     until: Nanos,
-    tenant: TenantHandle,
+    index: u32,
+    generation: u64,
 }
 
 /// How many admissions were decided, by outcome.
@@ -341,7 +345,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             config,
             overrides: Vec::new(),
             free_overrides: Vec::new(),
-            cooling: VecDeque::new(),
+            cooling: BinaryHeap::new(),
             codel: config.queue_delay().map(CoDel::new),
             outbox: Vec::new(),
             last_now: Nanos::ZERO,
@@ -470,24 +474,22 @@ where
     #[inline]
     fn sweep_cooling(&mut self, now: Nanos) {
         for _ in 0..4 {
-            match self.cooling.front() {
-                Some(c) if c.until <= now => {}
+            match self.cooling.peek() {
+                Some(Reverse(c)) if c.until <= now => {}
                 _ => return,
             }
-            let Some(c) = self.cooling.pop_front() else {
+            let Some(Reverse(c)) = self.cooling.pop() else {
                 return;
             };
             let tenants = self.queue.tenants_mut();
-            let Some(idx) = tenants.resolve(c.tenant) else {
+            let handle = TenantHandle::from_parts(c.index, c.generation);
+            let Some(idx) = tenants.resolve(handle) else {
                 continue;
             };
             let t = tenants.get_mut(idx);
             if t.tat > now {
                 let until = t.tat;
-                self.cooling.push_back(Cooling {
-                    until,
-                    tenant: c.tenant,
-                });
+                self.cooling.push(Reverse(Cooling { until, ..c }));
             } else {
                 t.flags &= !COOLING;
                 tenants.release_if_idle(idx);
@@ -570,10 +572,15 @@ where
         let limits = self.limits_of(t.limits);
         let cost64 = u64::from(cost);
         // "Never" before "not now": a cost no limit can ever allow is reported as such.
+        // A cap of zero items (queued or in flight) admits nothing, ever.
+        let zero_cap = limits.max_items() == Some(0)
+            || limits.max_in_flight() == Some(0)
+            || self.config.capacity().max_items() == Some(0);
         let never = [
             limits.quota().map(|q| u64::from(q.burst().get())),
             limits.max_cost(),
             self.config.capacity().max_cost(),
+            zero_cap.then_some(0),
         ];
         if let Some(max) = never.into_iter().flatten().find(|&max| cost64 > max) {
             return Err(RejectReason::TooLarge { cost: cost64, max });
@@ -684,16 +691,17 @@ where
             t.tat = tat;
             if tat > plan.now && t.flags & COOLING == 0 {
                 t.flags |= COOLING;
-                self.cooling.push_back(Cooling {
+                self.cooling.push(Reverse(Cooling {
                     until: tat,
-                    tenant: handle,
-                });
+                    index: handle.index,
+                    generation: handle.generation,
+                }));
             }
         }
         self.queue
             .link(plan.idx, item, plan.cost, plan.now, plan.deadline);
         self.counters.admitted += 1;
-        self.observe_pressure();
+        self.observe_pressure(plan.now);
         Admitted { evicted }
     }
 
@@ -863,19 +871,31 @@ where
             let ticket = self.queue.finish_pop(p.tenant, p.cost, track);
             self.last_sojourn = now.saturating_since(p.enqueued);
             self.waits.record(self.last_sojourn);
-            self.observe_pressure();
+            self.observe_pressure(now);
             return Some((p.item, ticket));
         }
     }
 
     /// Feeds the pressure gauge the current load, if one is configured.
     #[inline]
-    fn observe_pressure(&mut self) {
+    fn observe_pressure(&mut self, now: Nanos) {
         if let Some(gauge) = &mut self.gauge {
+            // The delay signal: nothing waits in an empty queue; otherwise the longer of the
+            // last dispatched item's wait and the age of the item at the front of the ring, so
+            // stalled workers show up as growing delay.
+            let delay = if self.queue.is_empty() {
+                Nanos::ZERO
+            } else {
+                let front_age = self
+                    .queue
+                    .front_enqueued()
+                    .map_or(Nanos::ZERO, |t| now.saturating_since(t));
+                self.last_sojourn.max(front_age)
+            };
             let load = gauge.config().load_permille(
                 self.queue.len() as u64,
                 self.queue.queued_cost(),
-                self.last_sojourn,
+                delay,
             );
             gauge.update(load);
         }
@@ -883,8 +903,10 @@ where
 
     /// The current pressure level (always `Normal` without a
     /// [`PressureConfig`](crate::PressureConfig)). The gauge is fed on every admission and
-    /// dispatch with the queued items, queued cost and the last dispatched item's wait, and on
-    /// this call; hysteresis keeps it from flapping.
+    /// dispatch, and on this call, with the queued items, the queued cost and the queueing
+    /// delay (zero when nothing is queued; otherwise the longer of the last dispatched item's
+    /// wait and the age of the oldest item of the tenant served next); hysteresis keeps it
+    /// from flapping.
     ///
     /// # Examples
     ///
@@ -896,7 +918,8 @@ where
     /// assert_eq!(s.pressure(), PressureLevel::Shedding); // 900 per mille
     /// ```
     pub fn pressure(&mut self) -> PressureLevel {
-        self.observe_pressure();
+        let now = self.now();
+        self.observe_pressure(now);
         self.gauge
             .as_ref()
             .map_or(PressureLevel::Normal, PressureGauge::level)
@@ -1055,7 +1078,10 @@ where
     /// assert!(s.complete(d.ticket, 3));
     /// ```
     pub fn complete(&mut self, ticket: Ticket, actual_cost: u32) -> bool {
-        self.queue.complete(ticket, actual_cost)
+        let done = self.queue.complete(ticket, actual_cost);
+        // A freed in-flight slot can let queued work through.
+        self.version += u64::from(done);
+        done
     }
 
     /// Hands back every item whose deadline has passed (as
@@ -1101,6 +1127,7 @@ where
     /// assert!(s.try_push("a", 2).is_ok());
     /// ```
     pub fn refund(&mut self, key: &K, cost: u32) {
+        self.version += 1;
         let now = self.now();
         if let Some(idx) = self.queue.tenants_ref().find(key) {
             self.refund_slot(idx, u64::from(cost), now);

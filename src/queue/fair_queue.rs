@@ -35,8 +35,8 @@ const MAX_QUANTUM: i64 = 1 << 60;
 ///
 /// Let `Q` be the quantum, `M` the largest cost among the items served, and `w_i`, `w_j` the
 /// weights of two tenants `i` and `j`. Over any stretch of pops during which both tenants stay
-/// backlogged (never empty), their weights do not change and no cost correction is reported
-/// for them, the cost `S_i`, `S_j` served to each satisfies
+/// backlogged (never empty) and below their in-flight limits, their weights do not change and
+/// no cost correction is reported for them, the cost `S_i`, `S_j` served to each satisfies
 ///
 /// ```text
 /// | S_i / w_i  -  S_j / w_j |  <  3·Q + M / w_i + M / w_j
@@ -119,7 +119,8 @@ pub struct QueueCounters {
     pub rejected: u64,
     /// Items handed out by `pop` or `dispatch`.
     pub dispatched: u64,
-    /// Items handed back by `purge`, `retain` or `drain`.
+    /// Items removed without being dispatched: purged, retained out, drained, evicted,
+    /// expired or shed.
     pub removed: u64,
 }
 
@@ -439,11 +440,14 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// assert!(q.heap_bytes() > before);
     /// ```
     pub fn heap_bytes(&self) -> usize {
-        self.tenants.allocated_bytes() + self.items.allocated_bytes()
+        self.tenants.allocated_bytes()
+            + self.items.allocated_bytes()
+            + self.deadlines.capacity() * std::mem::size_of::<Reverse<DeadlineEntry>>()
+            + self.over.as_ref().map_or(0, OverShare::allocated_bytes)
     }
 
-    /// Bytes of one tenant slot and one item node, the per-tenant and per-item footprints
-    /// (the tenant table adds 5 bytes per tenant before load-factor slack).
+    /// Bytes per known tenant (its slot, its key twice, its table entry; load-factor slack
+    /// not included) and per queued item (its node, `T` included).
     ///
     /// # Examples
     ///
@@ -651,7 +655,14 @@ where
     /// [`finish_pop`](Self::finish_pop) does.
     #[inline(always)]
     pub(crate) fn pop_inner(&mut self) -> Option<Popped<T>> {
-        if self.in_flight >= self.max_in_flight {
+        self.pop_in_order(true)
+    }
+
+    /// The DRR step; with `respect_limits` false (draining), in-flight limits neither stop it
+    /// nor park anyone.
+    #[inline(always)]
+    fn pop_in_order(&mut self, respect_limits: bool) -> Option<Popped<T>> {
+        if respect_limits && self.in_flight >= self.max_in_flight {
             return None;
         }
         let mut rotations = 0u32;
@@ -661,7 +672,7 @@ where
                 return None;
             }
             let t = self.tenants.get_mut(front);
-            if t.in_flight >= t.max_in_flight {
+            if respect_limits && t.in_flight >= t.max_in_flight {
                 // At its in-flight limit: park it (off the ring) so it blocks nobody; a
                 // completion brings it back.
                 self.ring_unlink(front);
@@ -743,11 +754,20 @@ where
             self.ring_push_back(idx);
         }
         if let Some(at) = deadline {
+            // Entries of items that left before their deadline stay until it passes; compact
+            // when they outnumber the live items, so the heap follows the backlog (amortised
+            // O(1) per push).
+            if self.deadlines.len() > 2 * self.items.len() as usize + 64 {
+                let items = &self.items;
+                self.deadlines
+                    .retain(|Reverse(e)| items.holds(e.node, e.generation, e.enqueued));
+            }
             self.deadlines.push(Reverse(DeadlineEntry {
                 at,
                 node,
                 generation: self.items.generation(node),
                 tenant: idx,
+                enqueued: now,
             }));
         }
         self.touch(idx);
@@ -781,7 +801,7 @@ where
                 break;
             }
             self.deadlines.pop();
-            if !self.items.holds(e.node, e.generation) {
+            if !self.items.holds(e.node, e.generation, e.enqueued) {
                 continue; // dispatched or removed since
             }
             let (item, taken) = self.items.take_item(e.node);
@@ -827,6 +847,15 @@ where
             self.set_over_share_tracking(false);
             self.set_over_share_tracking(true);
         }
+    }
+
+    /// When the oldest item of the tenant served next was queued, if any tenant is on the ring.
+    pub(crate) fn front_enqueued(&self) -> Option<Nanos> {
+        if self.ring_front == NIL {
+            return None;
+        }
+        let head = self.tenants.get(self.ring_front).head;
+        (head != NIL).then(|| self.items.enqueued(head))
     }
 
     /// Sets tenant `idx`'s in-flight limit (`u32::MAX`: none), bringing it back to the ring
@@ -950,8 +979,11 @@ pub(crate) struct Popped<T> {
 struct DeadlineEntry {
     at: Nanos,
     node: u32,
+    /// The node's allocation count and the item's enqueue time: together they tell this
+    /// item from any later occupant of the node.
     generation: u32,
     tenant: u32,
+    enqueued: Nanos,
 }
 
 // ===== impl FairQueue: keyed operations =====
@@ -1123,8 +1155,9 @@ where
 
     /// Takes the next item in fair order, or `None` if nothing is queued.
     ///
-    /// Work-conserving: returns an item whenever any is queued. The item is not tracked as in
-    /// flight; use [`dispatch`](Self::dispatch) to report actual costs.
+    /// Work-conserving: returns an item whenever a queued item may be dispatched (its tenant
+    /// is below its in-flight limit and the global limit is not reached). The item is not
+    /// tracked as in flight; use [`dispatch`](Self::dispatch) to report actual costs.
     ///
     /// # Performance
     ///
@@ -1176,7 +1209,8 @@ where
     /// future share is corrected by `actual_cost - estimate`: debt is capped at
     /// `max_debt_rounds` rounds of its quantum and credit at one quantum, so one bad estimate
     /// can neither starve nor flood. Returns `false` (and changes nothing) if the ticket's
-    /// tenant is unknown, which only happens for a ticket from another queue.
+    /// tenant is no longer known. A ticket belongs to the queue that issued it: passing it to
+    /// another queue is a programming error that may credit an unrelated tenant there.
     ///
     /// # Examples
     ///
@@ -1486,8 +1520,8 @@ where
         out
     }
 
-    /// Removes and yields every queued item in fair order. Items not taken from the iterator
-    /// stay queued.
+    /// Removes and yields every queued item in fair order, in-flight limits notwithstanding.
+    /// Items not taken from the iterator stay queued.
     ///
     /// # Examples
     ///
@@ -1500,6 +1534,17 @@ where
     /// assert!(q.is_empty());
     /// ```
     pub fn drain(&mut self) -> Drain<'_, K, T, S> {
+        // Tenants parked at their in-flight limit rejoin the ring: draining serves everyone.
+        // (A later pop parks them again when they reach the front.)
+        let parked: Vec<u32> = self
+            .tenants
+            .iter()
+            .filter(|(_, _, t)| t.len > 0 && !t.in_ring())
+            .map(|(i, _, _)| i)
+            .collect();
+        for idx in parked {
+            self.ring_push_back(idx);
+        }
         Drain { queue: self }
     }
 }
@@ -1526,7 +1571,7 @@ where
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        let p = self.queue.pop_inner()?;
+        let p = self.queue.pop_in_order(false)?;
         self.queue.counters.removed += 1;
         self.queue.tenants.release_if_idle(p.tenant);
         Some(p.item)

@@ -110,12 +110,17 @@ impl<T> ItemSlab<T> {
         self.nodes[idx as usize].item.is_some()
     }
 
-    /// Whether node `idx` still holds the item that was allocated as `generation`.
+    /// Whether node `idx` still holds the item allocated as `generation` at `enqueued`.
     #[inline]
-    pub(crate) fn holds(&self, idx: u32, generation: u32) -> bool {
-        self.nodes
-            .get(idx as usize)
-            .is_some_and(|n| n.item.is_some() && n.generation == generation)
+    pub(crate) fn holds(&self, idx: u32, generation: u32, enqueued: Nanos) -> bool {
+        self.nodes.get(idx as usize).is_some_and(|n| {
+            n.item.is_some() && n.generation == generation && n.enqueued == enqueued
+        })
+    }
+
+    #[inline]
+    pub(crate) fn enqueued(&self, idx: u32) -> Nanos {
+        self.nodes[idx as usize].enqueued
     }
 
     #[inline]

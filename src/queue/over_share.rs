@@ -17,6 +17,10 @@ pub(crate) struct OverShare {
 }
 
 impl OverShare {
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.heap.capacity() * std::mem::size_of::<u32>()
+    }
+
     pub(crate) fn top(&self) -> Option<u32> {
         self.heap.first().copied()
     }

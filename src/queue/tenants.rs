@@ -1,7 +1,8 @@
 //! # Implementation details
 //!
-//! The tenant table: a slab of tenant slots indexed by `u32`, and a `hashbrown::HashTable<u32>`
-//! from key to slot that stores only the slot index (the key lives once, in the slot). A slot is
+//! The tenant table: a slab of tenant slots indexed by `u32`, and a
+//! `hashbrown::HashTable<(K, u32)>` from key to slot (the key beside the index, so a lookup
+//! compares keys inside the table's bucket), plus a dense slot -> key array. A slot is
 //! live while its tenant has queued or in-flight work or custom settings (a weight override, a
 //! block, a pinned handle); the moment none is left the slot is freed, its generation bumped
 //! (so stale [`TenantHandle`]s are detected) and its index reused. Order never depends on the
@@ -39,7 +40,13 @@ use crate::error::BlockReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TenantHandle {
     pub(crate) index: u32,
-    pub(crate) generation: u32,
+    pub(crate) generation: u64,
+}
+
+impl TenantHandle {
+    pub(crate) const fn from_parts(index: u32, generation: u64) -> Self {
+        TenantHandle { index, generation }
+    }
 }
 
 /// Lifetime counters of one tenant, kept while the tenant is known (see [`FairQueue::tenant`]
@@ -79,8 +86,9 @@ pub(crate) const COOLING: u8 = 2;
 
 #[derive(Debug)]
 pub(crate) struct Tenant {
-    /// Bumped when the slot is freed, so stale handles are detected.
-    pub(crate) generation: u32,
+    /// Bumped when the slot is freed, so stale handles are detected (64 bits: it cannot wrap
+    /// in the life of a process).
+    pub(crate) generation: u64,
     /// DRR deficit: positive = may be served now; carried debt while idle is <= 0.
     pub(crate) deficit: i64,
     pub(crate) queued_cost: u64,
@@ -108,7 +116,7 @@ pub(crate) struct Tenant {
 }
 
 impl Tenant {
-    fn new(generation: u32) -> Self {
+    fn new(generation: u64) -> Self {
         Tenant {
             generation,
             deficit: 0,
@@ -309,7 +317,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
         }
         self.keys[idx as usize] = None;
         let slot = &mut self.slots[idx as usize];
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.generation += 1;
         slot.next = self.free;
         self.free = idx;
         self.live -= 1;

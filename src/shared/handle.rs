@@ -422,7 +422,8 @@ where
         opts: PushOptions,
         timeout: Duration,
     ) -> Result<Admitted<T>, Rejected<T>> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to represent (Duration::MAX, say) means no deadline.
+        let deadline = Instant::now().checked_add(timeout);
         let mut state = self.lock();
         let mut item = item;
         loop {
@@ -434,11 +435,15 @@ where
                 RejectReason::CapacityFull { .. } | RejectReason::TenantFull { .. } => deadline,
                 RejectReason::RateLimited { retry_at } => {
                     let wait = retry_at.saturating_since(state.scheduler.clock_now());
-                    deadline.min(Instant::now() + Duration::from(wait))
+                    let retry = Instant::now().checked_add(Duration::from(wait));
+                    match (deadline, retry) {
+                        (Some(d), Some(r)) => Some(d.min(r)),
+                        (d, r) => d.or(r),
+                    }
                 }
                 _ => return Err(rejected),
             };
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(rejected);
             }
             item = rejected.into_inner();
@@ -465,9 +470,11 @@ where
     }
 
     fn pop_locked(&self, state: &mut State<K, T, C, S>) -> Option<T> {
-        let item = state.scheduler.pop()?;
-        self.made_room(state, 1);
-        Some(item)
+        let before = state.scheduler.queue().len();
+        let item = state.scheduler.pop();
+        // Expired or shed items leave too: wake producers for every item that left.
+        self.made_room(state, before - state.scheduler.queue().len());
+        item
     }
 
     /// Producers wait for different things (global room, their tenant's room, a rate
@@ -496,10 +503,11 @@ where
     }
 
     fn dispatch_locked(&self, state: &mut State<K, T, C, S>) -> Option<Job<K, T, C, S>> {
+        let before = state.scheduler.queue().len();
         let now = state.scheduler.clock_now();
-        let job = self.dispatch_at(state, now)?;
-        self.made_room(state, 1);
-        Some(job)
+        let job = self.dispatch_at(state, now);
+        self.made_room(state, before - state.scheduler.queue().len());
+        job
     }
 
     /// Dispatches one item at `now` (read once per batch); the caller wakes producers.
@@ -527,7 +535,8 @@ where
     /// ```
     pub fn pop_batch(&self, max: usize) -> Vec<T> {
         let mut state = self.lock();
-        let mut out = Vec::with_capacity(max.min(state.scheduler.queue().len()));
+        let before = state.scheduler.queue().len();
+        let mut out = Vec::with_capacity(max.min(before));
         let now = state.scheduler.clock_now();
         while out.len() < max {
             match state.scheduler.next_at(false, now) {
@@ -535,7 +544,7 @@ where
                 None => break,
             }
         }
-        self.made_room(&state, out.len());
+        self.made_room(&state, before - state.scheduler.queue().len());
         out
     }
 
@@ -552,6 +561,7 @@ where
     /// ```
     pub fn dispatch_batch(&self, max: usize) -> Vec<Job<K, T, C, S>> {
         let mut state = self.lock();
+        let before = state.scheduler.queue().len();
         let mut out = Vec::new();
         let now = state.scheduler.clock_now();
         while out.len() < max {
@@ -560,7 +570,7 @@ where
                 None => break,
             }
         }
-        self.made_room(&state, out.len());
+        self.made_room(&state, before - state.scheduler.queue().len());
         out
     }
 
@@ -608,7 +618,8 @@ where
         timeout: Duration,
         mut take: impl FnMut(&Self, &mut State<K, T, C, S>) -> Option<R>,
     ) -> Result<R, WaitError> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to represent (Duration::MAX, say) means no deadline.
+        let deadline = Instant::now().checked_add(timeout);
         let mut state = self.lock();
         loop {
             if let Some(out) = take(self, &mut state) {
@@ -617,7 +628,7 @@ where
             if state.closed && state.scheduler.queue().is_empty() {
                 return Err(WaitError::Closed);
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(WaitError::Timeout);
             }
             state.waiters.sleep();

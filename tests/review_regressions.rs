@@ -1,0 +1,185 @@
+//! Regressions for the findings of the first code review (each test names the finding).
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use fairshare::{
+    Capacity, FairQueue, ManualClock, Nanos, PressureConfig, PressureLevel, PushOptions, Quota,
+    RejectReason, Scheduler, SchedulerConfig, SharedScheduler, TenantLimits,
+};
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap()
+}
+
+/// Review 1: deadline entries of items that left early no longer pile up.
+#[test]
+fn deadline_heap_follows_the_backlog_not_the_throughput() {
+    let clock = ManualClock::new();
+    let mut s: Scheduler<u32, u32, _> = Scheduler::with_clock(SchedulerConfig::new(), clock);
+    let far = Nanos::from_secs(3600);
+    for i in 0..100_000 {
+        let _ = s
+            .try_push_with(i % 7, i, PushOptions::new().deadline(far))
+            .unwrap();
+        assert_eq!(s.pop(), Some(i));
+    }
+    assert!(s.queue().is_empty());
+    // 100,000 stale entries would be over 3 MB; compaction keeps the heap near the backlog.
+    assert!(
+        s.queue().heap_bytes() < 64 * 1024,
+        "{} bytes",
+        s.queue().heap_bytes()
+    );
+}
+
+/// Review 2: completing through `with_scheduler` frees a slot and wakes a waiting worker.
+#[test]
+fn completion_inside_with_scheduler_wakes_a_waiting_worker() {
+    let h: SharedScheduler<&'static str, u32> =
+        SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(1)));
+    let _ = h.try_push("a", 1).unwrap();
+    let d = h.with_scheduler(|s| s.dispatch()).unwrap();
+    let _ = h.try_push("b", 2).unwrap();
+    let worker = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let job = h.dispatch_timeout(Duration::from_secs(20)).unwrap();
+            let item = job.item;
+            job.lease.complete(1);
+            (item, start.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(h.with_scheduler(|s| s.complete(d.ticket, 1)));
+    let (item, waited) = worker.join().unwrap();
+    assert_eq!(item, 2);
+    assert!(waited < Duration::from_secs(10), "worker slept {waited:?}");
+}
+
+/// Review 3: the delay signal falls back when nothing waits any more.
+#[test]
+fn pressure_recovers_when_the_queue_empties() {
+    let clock = ManualClock::new();
+    let cfg = SchedulerConfig::new().with_pressure(Some(
+        PressureConfig::new().with_target_delay(Nanos::from_millis(100)),
+    ));
+    let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(cfg, clock.clone());
+    let _ = s.try_push("a", 1).unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(s.pressure(), PressureLevel::Critical); // one item waited 10x the target
+    s.pop();
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(s.pressure(), PressureLevel::Normal);
+}
+
+/// Review 3: stalled workers show up as growing delay even with no dispatch at all.
+#[test]
+fn pressure_rises_while_workers_stall() {
+    let clock = ManualClock::new();
+    let cfg = SchedulerConfig::new().with_pressure(Some(
+        PressureConfig::new().with_target_delay(Nanos::from_millis(100)),
+    ));
+    let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(cfg, clock.clone());
+    let _ = s.try_push("a", 1).unwrap();
+    assert_eq!(s.pressure(), PressureLevel::Normal);
+    clock.advance(Duration::from_millis(90));
+    assert_eq!(s.pressure(), PressureLevel::Shedding); // 900 per mille
+}
+
+/// Review 4: "wait forever" is a timeout too, not a panic.
+#[test]
+fn huge_timeouts_do_not_panic() {
+    let h: SharedScheduler<&'static str, u32> = SharedScheduler::new(SchedulerConfig::new());
+    let _ = h
+        .push_timeout("a", 1, PushOptions::new(), Duration::MAX)
+        .unwrap();
+    let _ = h.try_push("a", 2).unwrap();
+    assert_eq!(h.pop_timeout(Duration::MAX), Ok(1));
+    let job = h.dispatch_timeout(Duration::MAX).unwrap();
+    assert_eq!(job.item, 2);
+    job.lease.complete(1);
+    // A waiter with no deadline is still woken by a push.
+    let waiter = {
+        let h = h.clone();
+        std::thread::spawn(move || h.pop_timeout(Duration::MAX))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = h.try_push("b", 3).unwrap();
+    assert_eq!(waiter.join().unwrap(), Ok(3));
+}
+
+/// Review 5: a tenant with a long recovery no longer holds up forgetting everyone else.
+#[test]
+fn recovered_tenants_are_forgotten_whatever_their_order() {
+    let clock = ManualClock::new();
+    let defaults = TenantLimits::new().with_quota(Quota::per_second(nz(10)));
+    let mut s: Scheduler<u32, u32, _> = Scheduler::with_clock(
+        SchedulerConfig::new().with_tenant_limits(defaults),
+        clock.clone(),
+    );
+    // Tenant 0 drains an hour-long burst: it recovers in an hour.
+    s.set_limits(0, TenantLimits::new().with_quota(Quota::per_hour(nz(3600))));
+    for i in 0..3600 {
+        let _ = s.try_push(0, i).unwrap();
+    }
+    while s.pop().is_some() {}
+    s.clear_limits(&0);
+    s.set_limits(0, TenantLimits::new().with_quota(Quota::per_hour(nz(3600))));
+    // A thousand tenants push once and are served; each recovers within 100 ms.
+    for k in 1..=1000 {
+        let _ = s.try_push(k, k).unwrap();
+    }
+    while s.pop().is_some() {}
+    clock.advance(Duration::from_secs(60));
+    // Later pushes sweep a few recovered tenants each.
+    for i in 0..300 {
+        let _ = s.try_push(5000, i).unwrap();
+        s.pop();
+        clock.advance(Duration::from_millis(200));
+    }
+    let known = s.queue().known_tenants();
+    assert!(known <= 3, "{known} tenants still known");
+}
+
+/// Review 6: drain hands back every item, in-flight limits notwithstanding.
+#[test]
+fn drain_ignores_in_flight_limits() {
+    let mut q: FairQueue<&str, u32> = FairQueue::new();
+    q.set_in_flight_limit(Some(1));
+    q.try_push("a", 1).unwrap();
+    q.try_push("a", 2).unwrap();
+    q.try_push("b", 3).unwrap();
+    let d = q.dispatch().unwrap();
+    assert!(q.dispatch().is_none());
+    let drain = q.drain();
+    assert_eq!(drain.size_hint(), (2, Some(2)));
+    let mut rest: Vec<u32> = drain.collect();
+    rest.sort_unstable();
+    assert_eq!(rest, [2, 3]);
+    assert!(q.is_empty());
+    assert!(q.complete(d.ticket, 1));
+}
+
+/// Review 7: a cap of zero can never admit anything, so it is not "retryable".
+#[test]
+fn zero_caps_are_never_admissible() {
+    let cases = [
+        SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_items(0)),
+        SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_in_flight(0)),
+        SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(0)),
+    ];
+    for cfg in cases {
+        let mut s: Scheduler<&str, u32> = Scheduler::new(cfg);
+        let err = s.try_push("a", 1).unwrap_err();
+        assert_eq!(
+            err.reason(),
+            RejectReason::TooLarge { cost: 1, max: 0 },
+            "{cfg:?}"
+        );
+        assert!(!err.is_retryable());
+        assert!(s.queue().is_empty());
+    }
+}
