@@ -102,7 +102,7 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
 struct Cooling {
     until: Nanos,
     index: u32,
-    generation: u64,
+    generation: u32,
 }
 
 /// How many admissions were decided, by outcome.

@@ -40,11 +40,11 @@ use crate::error::BlockReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TenantHandle {
     pub(crate) index: u32,
-    pub(crate) generation: u64,
+    pub(crate) generation: u32,
 }
 
 impl TenantHandle {
-    pub(crate) const fn from_parts(index: u32, generation: u64) -> Self {
+    pub(crate) const fn from_parts(index: u32, generation: u32) -> Self {
         TenantHandle { index, generation }
     }
 }
@@ -86,9 +86,9 @@ pub(crate) const COOLING: u8 = 2;
 
 #[derive(Debug)]
 pub(crate) struct Tenant {
-    /// Bumped when the slot is freed, so stale handles are detected (64 bits: it cannot wrap
-    /// in the life of a process).
-    pub(crate) generation: u64,
+    /// Bumped when the slot is freed, so stale handles are detected. A slot whose generation
+    /// reaches `u32::MAX` is retired, never reused, so a generation never wraps.
+    pub(crate) generation: u32,
     /// DRR deficit: positive = may be served now; carried debt while idle is <= 0.
     pub(crate) deficit: i64,
     pub(crate) queued_cost: u64,
@@ -116,7 +116,7 @@ pub(crate) struct Tenant {
 }
 
 impl Tenant {
-    fn new(generation: u64) -> Self {
+    fn new(generation: u32) -> Self {
         Tenant {
             generation,
             deficit: 0,
@@ -317,9 +317,14 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
         }
         self.keys[idx as usize] = None;
         let slot = &mut self.slots[idx as usize];
+        self.live -= 1;
+        if slot.generation == u32::MAX {
+            // Retired: reusing it would let a stale handle alias a new tenant. Costs one
+            // slot per 2^32 reuses of the same index.
+            return;
+        }
         slot.generation += 1;
         slot.next = self.free;
         self.free = idx;
-        self.live -= 1;
     }
 }
