@@ -11,7 +11,7 @@
 //! timing out is never lost: that thread takes the item. An async waiter that was woken and
 //! then dropped before it polled passes its wake-up on.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::task::Waker;
 
 #[derive(Debug, Default)]
@@ -20,8 +20,9 @@ pub(crate) struct Waiters {
     pub(crate) sleeping: usize,
     /// Notifications sent to sleeping threads and not yet consumed by a waking thread.
     pub(crate) notified: usize,
-    /// Async waiters, oldest first.
-    tasks: VecDeque<(u64, Waker)>,
+    /// Async waiters by id; ids only grow, so the map's order is oldest first and every
+    /// operation is O(log waiters).
+    tasks: BTreeMap<u64, Waker>,
     next_id: u64,
 }
 
@@ -41,7 +42,7 @@ impl Waiters {
             if self.sleeping > self.notified {
                 self.notified += 1;
                 plan.threads += 1;
-            } else if let Some((_, waker)) = self.tasks.pop_front() {
+            } else if let Some((_, waker)) = self.tasks.pop_first() {
                 plan.tasks.push(waker);
             } else {
                 break;
@@ -64,34 +65,28 @@ impl Waiters {
     /// Registers (or refreshes) an async waiter; returns its id.
     pub(crate) fn register(&mut self, id: Option<u64>, waker: &Waker) -> u64 {
         if let Some(id) = id {
-            if let Some(entry) = self.tasks.iter_mut().find(|(i, _)| *i == id) {
-                if !entry.1.will_wake(waker) {
-                    entry.1 = waker.clone();
+            if let Some(known) = self.tasks.get_mut(&id) {
+                if !known.will_wake(waker) {
+                    *known = waker.clone();
                 }
                 return id;
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.tasks.push_back((id, waker.clone()));
+        self.tasks.insert(id, waker.clone());
         id
     }
 
     /// Removes an async waiter; returns `false` if it was already woken (and so may owe a
     /// wake-up to someone else).
     pub(crate) fn deregister(&mut self, id: u64) -> bool {
-        match self.tasks.iter().position(|(i, _)| *i == id) {
-            Some(pos) => {
-                self.tasks.remove(pos);
-                true
-            }
-            None => false,
-        }
+        self.tasks.remove(&id).is_some()
     }
 
     /// Every async waiter, for shutdown.
     pub(crate) fn take_all_tasks(&mut self) -> Vec<Waker> {
-        self.tasks.drain(..).map(|(_, w)| w).collect()
+        std::mem::take(&mut self.tasks).into_values().collect()
     }
 
     #[cfg(test)]
