@@ -2,8 +2,10 @@
 //! Compile-time checks of the public types' auto traits and trait impls, and a smoke test.
 
 use fairshare::{
-    BlockReason, ConfigError, Dispatch, FairQueue, QueueConfig, QueueCounters, RejectReason,
-    Rejected, TenantCounters, TenantHandle, Ticket,
+    AdaptiveLimit, Admitted, BlockReason, ConfigError, Dispatch, FairQueue, Job, Lease,
+    ManualClock, PressureGauge, QueueConfig, QueueCounters, RejectReason, Rejected, Scheduler,
+    SchedulerConfig, SharedScheduler, StdClock, TenantCounters, TenantHandle, Ticket, WaitError,
+    WaitHistogram,
 };
 
 fn send_sync<T: Send + Sync>() {}
@@ -25,6 +27,37 @@ fn public_types_are_send_and_sync() {
     send_sync::<RejectReason>();
     send_sync::<BlockReason>();
     send_sync::<ConfigError>();
+    send_sync::<Scheduler<u64, String>>();
+    send_sync::<Scheduler<u64, String, ManualClock>>();
+    send_sync::<SchedulerConfig>();
+    send_sync::<Admitted<String>>();
+    send_sync::<SharedScheduler<u64, String>>();
+    send_sync::<SharedScheduler<u64, String, ManualClock>>();
+    send_sync::<Job<u64, String>>();
+    send_sync::<Lease<u64, String, StdClock>>();
+    send_sync::<WaitError>();
+    send_sync::<AdaptiveLimit>();
+    send_sync::<PressureGauge>();
+    send_sync::<WaitHistogram>();
+}
+
+/// A lease can move to the thread that does the work, and the handle's futures can move
+/// between the threads of a work-stealing runtime.
+#[test]
+fn leases_and_futures_move_between_threads() {
+    fn send<T: Send>(_: &T) {}
+    let h: SharedScheduler<u64, String> = SharedScheduler::new(SchedulerConfig::new());
+    let _ = h.try_push(1, "job".to_string()).unwrap();
+    let job = h.try_dispatch().unwrap();
+    send(&job);
+    std::thread::spawn(move || job.lease.complete(1))
+        .join()
+        .unwrap();
+    let fut = h.dispatch_async();
+    send(&fut);
+    let fut = h.pop_async();
+    send(&fut);
+    assert_eq!(h.with_scheduler(|s| s.queue().total_in_flight()), 0);
 }
 
 #[test]
