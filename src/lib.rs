@@ -2,8 +2,10 @@
 //!
 //! `fairshare` sits between the producers and the workers of a host service (a job queue, an
 //! API server, a worker pool) and decides which tenant's work runs next, so that one tenant's
-//! load never hurts the others. It reads no clock, spawns no thread and does no IO: time, where
-//! it matters, is a value the host passes in, so every decision is deterministic and testable.
+//! load never hurts the others. Its core spawns no thread, does no IO and reads no clock: time,
+//! where it matters, is a value the host passes in (through a [`Clock`]), so every decision is
+//! deterministic and testable. Only [`StdClock`] and the shared handle's blocking timeouts read
+//! real time.
 //!
 //! It exists because of a real incident: one customer of a help desk submitted 140,000 jobs in
 //! a short time, every other customer shared the same FIFO queue, and everyone else's work
