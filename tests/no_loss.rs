@@ -384,7 +384,10 @@ fn scheduler_paths_drop_each_item_exactly_once() {
     assert_eq!(drops.load(Ordering::SeqCst), handed_back);
     // Every path was exercised.
     let c = s.counters();
-    assert!(c.evicted > 0 && c.expired > 0 && c.capacity_full > 0, "{c:?}");
+    assert!(
+        c.evicted > 0 && c.expired > 0 && c.capacity_full > 0,
+        "{c:?}"
+    );
     assert!(c.shed > 0, "{c:?}");
     // The rest comes back through the shared handle's close, or waits to be taken.
     let queued = s.queue().len();
