@@ -1,0 +1,127 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
+//! Shares match an oracle: on uniform demand over simulated time, each tenant's achieved share
+//! of a saturated server is within 1% of its weighted max-min fair share, computed by a
+//! reference water-filling (DESIGN: "Shares match an oracle").
+
+use std::num::NonZeroU32;
+
+use fairshare::{FairQueue, QueueConfig};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+/// Weighted max-min fair (water-filling) allocation of `capacity` among tenants with the given
+/// weights and demands: every tenant gets min(demand, weight * level), with the level chosen so
+/// the allocations sum to the capacity (or every demand is met).
+fn max_min_fair(capacity: f64, weights: &[f64], demands: &[f64]) -> Vec<f64> {
+    let n = weights.len();
+    let mut alloc = vec![0.0; n];
+    let mut active: Vec<usize> = (0..n).collect();
+    let mut left = capacity;
+    while !active.is_empty() && left > 1e-12 {
+        let total_w: f64 = active.iter().map(|&i| weights[i]).sum();
+        let level = left / total_w;
+        // Tenants whose remaining demand fits under this level are satisfied.
+        let (sated, hungry): (Vec<usize>, Vec<usize>) = active
+            .iter()
+            .partition(|&&i| demands[i] - alloc[i] <= weights[i] * level);
+        if sated.is_empty() {
+            for &i in &hungry {
+                alloc[i] += weights[i] * level;
+            }
+            break;
+        }
+        for &i in &sated {
+            left -= demands[i] - alloc[i];
+            alloc[i] = demands[i];
+        }
+        active = hungry;
+    }
+    alloc
+}
+
+#[test]
+fn oracle_sanity() {
+    let a = max_min_fair(10.0, &[1.0, 1.0, 2.0], &[1.0, 100.0, 100.0]);
+    assert!((a[0] - 1.0).abs() < 1e-9 && (a[1] - 3.0).abs() < 1e-9 && (a[2] - 6.0).abs() < 1e-9);
+}
+
+#[derive(Debug, Clone)]
+struct Workload {
+    /// Per tenant: weight, demand in cost units per tick, item cost.
+    tenants: Vec<(u32, u32, u32)>,
+    /// Cost the server completes per tick.
+    capacity: u32,
+}
+
+fn workload() -> impl Strategy<Value = Workload> {
+    (
+        prop::collection::vec((1u32..=4, 1u32..=40, 1u32..=4), 2..=6),
+        20u32..=60,
+    )
+        .prop_map(|(tenants, capacity)| Workload { tenants, capacity })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn achieved_shares_match_weighted_max_min(w in workload()) {
+        const TICKS: u64 = 6_000;
+        const WARMUP: u64 = 1_000;
+        let mut q: FairQueue<usize, u32> = FairQueue::with_config(
+            QueueConfig::new().with_quantum(NonZeroU32::new(4).unwrap()),
+        );
+        for (i, &(weight, _, _)) in w.tenants.iter().enumerate() {
+            q.set_weight(i, NonZeroU32::new(weight).unwrap());
+        }
+        let n = w.tenants.len();
+        let mut offered = vec![0u64; n]; // cost units offered so far
+        let mut served = vec![0u64; n]; // cost served after warm-up
+        // Server capacity this tick; an item that overdraws it is paid from the next tick, and
+        // capacity left while nothing is queued is lost (the server idles).
+        let mut budget = 0i64;
+        for tick in 0..TICKS {
+            // Uniform demand: each tenant offers `demand` cost units per tick, in items of
+            // its fixed cost.
+            for (i, &(_, demand, cost)) in w.tenants.iter().enumerate() {
+                offered[i] += u64::from(demand);
+                while offered[i] >= u64::from(cost) {
+                    offered[i] -= u64::from(cost);
+                    q.try_push_with_cost(i, cost, cost).unwrap();
+                }
+            }
+            budget += i64::from(w.capacity);
+            while budget > 0 {
+                let Some(d) = q.dispatch() else { budget = 0; break };
+                let i = q.key(d.ticket.tenant()).copied().unwrap();
+                let cost = u64::from(d.item);
+                budget -= i64::from(d.item);
+                if tick >= WARMUP {
+                    served[i] += cost;
+                }
+                q.complete(d.ticket, d.item);
+            }
+        }
+        let window = (TICKS - WARMUP) as f64;
+        let weights: Vec<f64> = w.tenants.iter().map(|t| f64::from(t.0)).collect();
+        let demands: Vec<f64> = w.tenants.iter().map(|t| f64::from(t.1)).collect();
+        let fair = max_min_fair(f64::from(w.capacity), &weights, &demands);
+        for i in 0..n {
+            let achieved = served[i] as f64 / window;
+            // Within 1% of the fair share, plus the service that can straddle the two edges of
+            // the measured window (at most one turn, quantum * weight + an item, at each edge),
+            // spread over the window.
+            let edge = f64::from(4 * w.tenants[i].0 + w.tenants[i].2);
+            let tolerance = 0.01 * fair[i] + 2.0 * edge / window;
+            prop_assert!(
+                (achieved - fair[i]).abs() <= tolerance,
+                "tenant {} (w={}, demand={}, cost={}): achieved {:.3}, fair {:.3}, tolerance {:.3}; all fair {:?}",
+                i, w.tenants[i].0, w.tenants[i].1, w.tenants[i].2, achieved, fair[i], tolerance, fair
+            );
+        }
+    }
+}
