@@ -215,22 +215,45 @@ fn nonzero(v: u32, field: &'static str, problem: &'static str) -> Result<NonZero
     NonZeroU32::new(v).ok_or(ConfigError::Invalid { field, problem })
 }
 
+/// The dotted names of a [`LimitsConfig`]'s fields where it appears in a file: rate per
+/// second, rate burst, max items, max cost, max in flight.
+type LimitFields = [&'static str; 5];
+
+const DEFAULT_LIMIT_FIELDS: LimitFields = [
+    "tenant_defaults.rate.per_second",
+    "tenant_defaults.rate.burst",
+    "tenant_defaults.max_items",
+    "tenant_defaults.max_cost",
+    "tenant_defaults.max_in_flight",
+];
+
+const TENANT_LIMIT_FIELDS: LimitFields = [
+    "limits.rate.per_second",
+    "limits.rate.burst",
+    "limits.max_items",
+    "limits.max_cost",
+    "limits.max_in_flight",
+];
+
+/// Converts `l`, reporting a bad value through `field(names[i], problem)`.
 fn limits(
     l: &LimitsConfig,
+    names: &LimitFields,
     field: impl Fn(&'static str, &'static str) -> ConfigError,
 ) -> Result<TenantLimits, ConfigError> {
+    let [per_second_f, burst_f, items_f, cost_f, in_flight_f] = *names;
     let mut out = TenantLimits::new();
     if let Some(rate) = l.rate {
         let per_second = NonZeroU32::new(rate.per_second).ok_or_else(|| {
             field(
-                "rate.per_second",
+                per_second_f,
                 "must be at least 1; block the tenant to stop it",
             )
         })?;
         let mut quota = Quota::per_second(per_second);
         if let Some(burst) = rate.burst {
             let burst = NonZeroU32::new(burst)
-                .ok_or_else(|| field("rate.burst", "must be at least 1 (the largest item cost)"))?;
+                .ok_or_else(|| field(burst_f, "must be at least 1 (the largest item cost)"))?;
             quota = quota.allow_burst(burst);
         }
         out = out.with_quota(quota);
@@ -238,7 +261,7 @@ fn limits(
     if let Some(m) = l.max_items {
         if m == 0 {
             return Err(field(
-                "max_items",
+                items_f,
                 "must be at least 1; block the tenant instead",
             ));
         }
@@ -247,7 +270,7 @@ fn limits(
     if let Some(m) = l.max_cost {
         if m == 0 {
             return Err(field(
-                "max_cost",
+                cost_f,
                 "must be at least 1; block the tenant instead",
             ));
         }
@@ -256,7 +279,7 @@ fn limits(
     if let Some(m) = l.max_in_flight {
         if m == 0 {
             return Err(field(
-                "max_in_flight",
+                in_flight_f,
                 "must be at least 1; block the tenant instead",
             ));
         }
@@ -297,16 +320,11 @@ impl Config {
             .with_quantum(quantum)
             .with_default_weight(default_weight)
             .with_max_debt_rounds(self.max_debt_rounds);
-        let defaults = limits(&self.tenant_defaults, |f, problem| ConfigError::Invalid {
-            field: match f {
-                "rate.per_second" => "tenant_defaults.rate.per_second",
-                "rate.burst" => "tenant_defaults.rate.burst",
-                "max_items" => "tenant_defaults.max_items",
-                "max_cost" => "tenant_defaults.max_cost",
-                _ => "tenant_defaults.max_in_flight",
-            },
-            problem,
-        })?;
+        let defaults = limits(
+            &self.tenant_defaults,
+            &DEFAULT_LIMIT_FIELDS,
+            |field, problem| ConfigError::Invalid { field, problem },
+        )?;
         let mut capacity = Capacity::new();
         if let Some(m) = self.capacity.max_items {
             if m == 0 {
@@ -374,18 +392,7 @@ impl Config {
             };
             let limits = match &t.limits {
                 None => None,
-                Some(l) => Some(limits(l, |f, problem| {
-                    invalid(
-                        match f {
-                            "rate.per_second" => "limits.rate.per_second",
-                            "rate.burst" => "limits.rate.burst",
-                            "max_items" => "limits.max_items",
-                            "max_cost" => "limits.max_cost",
-                            _ => "limits.max_in_flight",
-                        },
-                        problem,
-                    )
-                })?),
+                Some(l) => Some(limits(l, &TENANT_LIMIT_FIELDS, invalid)?),
             };
             tenants.push((
                 name.clone(),
