@@ -856,10 +856,10 @@ where
             // Only a tenant with a standing queue (items left after this one) feeds the
             // queue-delay controller or is shed: a light tenant's lone item neither hides a
             // flood's standing queue nor is ever dropped for it.
-            let standing = self.queue.tenants_ref().get(p.tenant).len > 0;
-            if let (Some(codel), true) = (&mut self.codel, standing) {
+            if let Some(codel) = &mut self.codel {
+                let standing = self.queue.tenants_ref().get(p.tenant).len > 0;
                 let sojourn = now.saturating_since(p.enqueued);
-                if codel.should_shed(now, sojourn, false) {
+                if standing && codel.should_shed(now, sojourn, false) {
                     self.queue.count_removed(1);
                     self.queue.tenants_mut().release_if_idle(p.tenant);
                     self.outbox
