@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::clock::Nanos;
+use crate::queue::ClassId;
 
 /// Why an operator blocked a tenant. Carried back in [`RejectReason::Blocked`] so a host can
 /// tell the tenant's client what happened.
@@ -122,6 +123,20 @@ pub enum RejectReason {
     /// The scheduler was closed; nothing new is accepted.
     #[error("scheduler is closed")]
     Closed,
+    /// The push named a class the queue does not have.
+    #[error("no such class ({class})")]
+    UnknownClass {
+        /// The class the push named.
+        class: ClassId,
+    },
+    /// The tenant is over the per-tenant rate quota of the class it pushed to.
+    #[error("tenant is over its rate quota in {class} (retry at {retry_at})")]
+    ClassRateLimited {
+        /// The class whose `tenant_quota` refused the item.
+        class: ClassId,
+        /// The earliest time at which the same push can succeed.
+        retry_at: Nanos,
+    },
     /// The item's deadline passed while it was queued; it was never dispatched.
     #[error("item deadline passed while queued")]
     DeadlineExpired {
@@ -145,6 +160,7 @@ impl RejectReason {
         match self {
             RejectReason::QueueFull { .. }
             | RejectReason::RateLimited { .. }
+            | RejectReason::ClassRateLimited { .. }
             | RejectReason::TenantFull { .. }
             | RejectReason::CapacityFull { .. }
             | RejectReason::Evicted
@@ -154,6 +170,7 @@ impl RejectReason {
             | RejectReason::StaleHandle
             | RejectReason::TooLarge { .. }
             | RejectReason::Closed
+            | RejectReason::UnknownClass { .. }
             | RejectReason::DeadlineExpired { .. } => false,
         }
     }
@@ -167,7 +184,8 @@ impl RejectReason {
     /// ```
     pub fn retry_at(&self) -> Option<Nanos> {
         match self {
-            RejectReason::RateLimited { retry_at } => Some(*retry_at),
+            RejectReason::RateLimited { retry_at }
+            | RejectReason::ClassRateLimited { retry_at, .. } => Some(*retry_at),
             _ => None,
         }
     }
@@ -332,6 +350,16 @@ pub enum ConfigError {
         /// The tenant, as named in the configuration.
         tenant: String,
         /// The offending field of that tenant.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        problem: &'static str,
+    },
+    /// A field of one class is out of its valid range.
+    #[error("invalid `classes.{class}.{field}`: {problem}")]
+    InvalidClass {
+        /// The class, by name.
+        class: String,
+        /// The offending field of that class.
         field: &'static str,
         /// What is wrong and how to fix it.
         problem: &'static str,

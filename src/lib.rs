@@ -144,8 +144,8 @@ pub use config::{
 pub use error::{BlockReason, ConfigError, Limit, RejectReason, Rejected};
 pub use pressure::{Band, PressureConfig, PressureGauge, PressureLevel};
 pub use queue::{
-    DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueConfig, QueueCounters, TenantCounters,
-    TenantHandle, Ticket,
+    ClassCounters, ClassId, ClassSpec, Classes, DefaultHashBuilder, Dispatch, Drain, FairQueue,
+    MAX_CLASSES, QueueConfig, QueueCounters, TenantCounters, TenantHandle, Ticket,
 };
 pub use shared::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError, Waiting};
 pub use stats::{Stats, TenantStats, WaitHistogram, WaitSummary};

@@ -324,9 +324,10 @@ impl Harness {
                     "work conservation: pop returned {popped:?}"
                 );
                 if let Some(id) = popped {
-                    let (tenant, _) = self.took_head(id, Fate::Dispatched);
+                    let (tenant, cost) = self.took_head(id, Fate::Dispatched);
                     self.tenants[tenant as usize].dispatched += 1;
                     self.counters.dispatched += 1;
+                    self.counters.served_cost += u64::from(cost);
                 }
             }
             Op::Dispatch => {
@@ -349,12 +350,16 @@ impl Harness {
                     t.dispatched += 1;
                     t.in_flight += 1;
                     self.counters.dispatched += 1;
+                    self.counters.served_cost += u64::from(cost);
                     self.in_flight.push((tenant, d.ticket));
                 }
             }
             Op::Complete { which, actual } => {
                 if !self.in_flight.is_empty() {
                     let (tenant, ticket) = self.in_flight.remove(which % self.in_flight.len());
+                    // served cost is corrected from the estimate to the actual cost
+                    let served = self.counters.served_cost + u64::from(actual);
+                    self.counters.served_cost = served.saturating_sub(u64::from(ticket.cost()));
                     assert!(
                         self.q.complete(ticket, actual),
                         "complete of a live ticket of tenant {tenant} returned false"

@@ -4,6 +4,7 @@
 use super::quota::Quota;
 use crate::clock::Nanos;
 use crate::pressure::PressureConfig;
+use crate::queue::ClassId;
 use crate::queue::QueueConfig;
 
 /// Per-tenant admission limits: a rate quota and queue caps. `None` means unlimited.
@@ -557,6 +558,7 @@ impl SchedulerConfig {
 pub struct PushOptions {
     cost: u32,
     deadline: Option<Nanos>,
+    class: ClassId,
 }
 
 impl PushOptions {
@@ -571,6 +573,7 @@ impl PushOptions {
         PushOptions {
             cost: 1,
             deadline: None,
+            class: ClassId::DEFAULT,
         }
     }
 
@@ -598,6 +601,30 @@ impl PushOptions {
     pub const fn deadline(mut self, at: Nanos) -> Self {
         self.deadline = Some(at);
         self
+    }
+
+    /// Puts the item in `class` (default: [`ClassId::DEFAULT`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ClassId, PushOptions};
+    /// assert_eq!(PushOptions::new().class(ClassId::new(2)).get_class(), ClassId::new(2));
+    /// ```
+    pub const fn class(mut self, class: ClassId) -> Self {
+        self.class = class;
+        self
+    }
+
+    /// The class.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::PushOptions::default().get_class(), fairshare::ClassId::DEFAULT);
+    /// ```
+    pub const fn get_class(&self) -> ClassId {
+        self.class
     }
 
     /// The cost.

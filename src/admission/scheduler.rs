@@ -11,7 +11,9 @@ use super::gcra;
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{BlockReason, Limit, RejectReason, Rejected};
 use crate::pressure::{PressureGauge, PressureLevel};
-use crate::queue::{COOLING, DefaultHashBuilder, Dispatch, FairQueue, NIL, TenantHandle, Ticket};
+use crate::queue::{
+    COOLING, ClassId, Classes, DefaultHashBuilder, Dispatch, FairQueue, NIL, TenantHandle, Ticket,
+};
 use crate::stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
 
 /// A [`FairQueue`] behind one admission pipeline: blocked tenants, per-tenant rate limits and
@@ -219,10 +221,13 @@ where
 #[derive(Debug, Clone, Copy)]
 struct Plan {
     idx: u32,
+    class: u16,
     cost: u32,
     now: Nanos,
     deadline: Option<Nanos>,
     new_tat: Option<Nanos>,
+    /// The new TAT of the class's per-tenant quota.
+    new_class_tat: Option<Nanos>,
     evict_from: Option<u32>,
     /// The tenant's in-flight cap under the limits in force.
     max_in_flight: u32,
@@ -231,7 +236,9 @@ struct Plan {
 /// What the checks decided for an admissible item.
 #[derive(Debug, Clone, Copy)]
 struct Checked {
+    class: u16,
     new_tat: Option<Nanos>,
+    new_class_tat: Option<Nanos>,
     evict_from: Option<u32>,
     max_in_flight: u32,
 }
@@ -486,9 +493,9 @@ where
             let Some(idx) = tenants.resolve(handle) else {
                 continue;
             };
+            let until = tenants.latest_tat(idx);
             let t = tenants.get_mut(idx);
-            if t.tat > now {
-                let until = t.tat;
+            if until > now {
                 self.cooling.push(Reverse(Cooling { until, ..c }));
             } else {
                 t.flags &= !COOLING;
@@ -501,7 +508,9 @@ where
         let c = &mut self.counters;
         match reason {
             RejectReason::Blocked { .. } => c.blocked += 1,
-            RejectReason::RateLimited { .. } => c.rate_limited += 1,
+            RejectReason::RateLimited { .. } | RejectReason::ClassRateLimited { .. } => {
+                c.rate_limited += 1
+            }
             RejectReason::TooLarge { .. } => c.too_large += 1,
             RejectReason::TenantFull { .. } => c.tenant_full += 1,
             RejectReason::CapacityFull { .. } => c.capacity_full += 1,
@@ -528,10 +537,12 @@ where
             self.count_refusal(reason);
             return Err(reason);
         };
-        let checked = self.check(idx, cost, opts.get_deadline(), now);
+        let checked = self.check(idx, cost, opts.get_class(), opts.get_deadline(), now);
         match checked {
             Ok(c) => Ok(Plan {
                 idx,
+                class: c.class,
+                new_class_tat: c.new_class_tat,
                 cost,
                 now,
                 deadline: opts.get_deadline(),
@@ -555,6 +566,7 @@ where
         &self,
         idx: u32,
         cost: u32,
+        class: ClassId,
         deadline: Option<Nanos>,
         now: Nanos,
     ) -> Result<Checked, RejectReason> {
@@ -565,6 +577,10 @@ where
         if cost == 0 {
             return Err(RejectReason::ZeroCost);
         }
+        let Some(spec) = self.queue.classes().get(class) else {
+            return Err(RejectReason::UnknownClass { class });
+        };
+        let class_idx = class.index() as u16;
         if let Some(deadline) = deadline.filter(|&d| d <= now) {
             // A deadline already passed can never be met: refuse it at the door.
             return Err(RejectReason::DeadlineExpired { deadline });
@@ -580,6 +596,7 @@ where
             limits.quota().map(|q| u64::from(q.burst().get())),
             limits.max_cost(),
             self.config.capacity().max_cost(),
+            spec.tenant_quota().map(|q| u64::from(q.burst().get())),
             zero_cap.then_some(0),
         ];
         if let Some(max) = never.into_iter().flatten().find(|&max| cost64 > max) {
@@ -587,6 +604,19 @@ where
         }
         let new_tat = match limits.quota() {
             Some(quota) => Some(gcra::check(&quota, t.tat, now, cost)?),
+            None => None,
+        };
+        let new_class_tat = match spec.tenant_quota() {
+            Some(quota) => {
+                let tat = self.queue.tenants_ref().class_tat(idx, class_idx);
+                match gcra::check(&quota, tat, now, cost) {
+                    Ok(tat) => Some(tat),
+                    Err(RejectReason::RateLimited { retry_at }) => {
+                        return Err(RejectReason::ClassRateLimited { class, retry_at });
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
             None => None,
         };
         if let Some(max) = limits.max_cost() {
@@ -605,7 +635,9 @@ where
         }
         let evict_from = self.check_capacity(idx, cost64)?;
         Ok(Checked {
+            class: class_idx,
             new_tat,
+            new_class_tat,
             evict_from,
             max_in_flight: limits.max_in_flight().unwrap_or(u32::MAX),
         })
@@ -684,22 +716,35 @@ where
             self.queue
                 .set_slot_in_flight_limit(plan.idx, plan.max_in_flight);
         }
-        if let Some(tat) = plan.new_tat {
+        if plan.new_tat.is_some() || plan.new_class_tat.is_some() {
             let tenants = self.queue.tenants_mut();
+            if let Some(tat) = plan.new_tat {
+                tenants.get_mut(plan.idx).tat = tat;
+            }
+            if let Some(tat) = plan.new_class_tat {
+                tenants.set_class_tat(plan.idx, plan.class, tat);
+            }
+            // Remembered until every rate state of the tenant equals a fresh one's.
+            let until = plan.new_tat.max(plan.new_class_tat).unwrap_or(Nanos::ZERO);
             let handle = tenants.handle(plan.idx);
             let t = tenants.get_mut(plan.idx);
-            t.tat = tat;
-            if tat > plan.now && t.flags & COOLING == 0 {
+            if until > plan.now && t.flags & COOLING == 0 {
                 t.flags |= COOLING;
                 self.cooling.push(Reverse(Cooling {
-                    until: tat,
+                    until,
                     index: handle.index,
                     generation: handle.generation,
                 }));
             }
         }
-        self.queue
-            .link(plan.idx, item, plan.cost, plan.now, plan.deadline);
+        self.queue.link(
+            plan.idx,
+            plan.class,
+            item,
+            plan.cost,
+            plan.now,
+            plan.deadline,
+        );
         self.counters.admitted += 1;
         self.observe_pressure(plan.now);
         Admitted { evicted }
@@ -852,7 +897,7 @@ where
             self.counters.expired += (self.outbox.len() - before) as u64;
         }
         loop {
-            let p = self.queue.pop_inner()?;
+            let p = self.queue.pop_inner(track)?;
             // Only a tenant with a standing queue (items left after this one) feeds the
             // queue-delay controller or is shed: a light tenant's lone item neither hides a
             // flood's standing queue nor is ever dropped for it.
@@ -868,7 +913,7 @@ where
                     continue;
                 }
             }
-            let ticket = self.queue.finish_pop(p.tenant, p.cost, track);
+            let ticket = self.queue.finish_pop(p.tenant, p.class, p.cost, track);
             self.last_sojourn = now.saturating_since(p.enqueued);
             self.waits.record(self.last_sojourn);
             self.observe_pressure(now);
@@ -923,6 +968,46 @@ where
         self.gauge
             .as_ref()
             .map_or(PressureLevel::Normal, PressureGauge::level)
+    }
+
+    /// Replaces the classes (see [`FairQueue::set_classes`]): work queued in a class stays
+    /// there under the new settings. Each class's `tenant_quota` applies to pushes from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidClass`](crate::ConfigError::InvalidClass) if a class that would
+    /// be removed still holds queued or in-flight work; nothing changes then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ClassSpec, Classes, PushOptions, Scheduler, SchedulerConfig};
+    /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new().with_max_in_flight(Some(10)));
+    /// s.set_classes(Classes::new([
+    ///     ClassSpec::new("signin").with_reserved_percent(20),
+    ///     ClassSpec::new("api"),
+    /// ]).unwrap()).unwrap();
+    /// let signin = s.classes().id("signin").unwrap();
+    /// let _ = s.try_push_with("alice", 1, PushOptions::new().class(signin)).unwrap();
+    /// let job = s.dispatch().unwrap();
+    /// assert_eq!(job.ticket.class(), signin);
+    /// s.complete(job.ticket, 1);
+    /// ```
+    pub fn set_classes(&mut self, classes: Classes) -> Result<(), crate::ConfigError> {
+        self.queue.set_classes(classes)
+    }
+
+    /// The classes work can be pushed to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s: fairshare::Scheduler<&str, u32> =
+    ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
+    /// assert_eq!(s.classes().len(), 1);
+    /// ```
+    pub fn classes(&self) -> &Classes {
+        self.queue.classes()
     }
 
     /// Changes the global in-flight limit at runtime (an adaptive concurrency limit drives
@@ -1325,7 +1410,7 @@ where
             .queue
             .tenants_mut()
             .find_or_insert(key)
-            .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+            .expect("fairshare: the tenant table is full (2^31 tenants)");
         self.queue
             .set_slot_in_flight_limit(idx, limits.max_in_flight().unwrap_or(u32::MAX));
         let t = self.queue.tenants_mut().get_mut(idx);

@@ -6,20 +6,32 @@ use std::num::NonZeroU32;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::classes::{ClassCounters, ClassId, ClassState, Classes};
 use super::config::QueueConfig;
 use super::items::{ItemSlab, NIL, Taken};
 use super::over_share::OverShare;
-use super::tenants::{PINNED, TenantCounters, TenantHandle, Tenants};
+use super::tenants::{EXTRA, Flow, PINNED, TenantCounters, TenantHandle, Tenants};
 use crate::clock::Nanos;
-use crate::error::{BlockReason, RejectReason, Rejected};
+use crate::error::{BlockReason, ConfigError, RejectReason, Rejected};
 
 /// The default hasher of the tenant table: fast, and seeded per process so attacker-chosen
 /// tenant ids cannot be crafted to collide. The seed never changes the order of service.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;
 
-/// Deficit values stay far from `i64` overflow: `quantum × weight` is capped here, and every
-/// deficit update saturates.
-const MAX_QUANTUM: i64 = 1 << 60;
+/// Deficit values stay far from `i64` overflow: `quantum × weight` is capped here (in cost
+/// units), and every deficit update saturates.
+const MAX_QUANTUM: i64 = 1 << 44;
+
+/// Deficits count cost in units of `2^-UNIT_SHIFT`, so that a tenant's quantum can be split
+/// between its classes without rounding a small quantum away.
+const UNIT_SHIFT: u32 = 16;
+
+/// `cost` in deficit units.
+#[inline(always)]
+fn units(cost: i64) -> i64 {
+    // |cost| < 2^33 here (a cost, or the difference of two), so this cannot overflow.
+    cost << UNIT_SHIFT
+}
 
 /// A weighted, cost-based fair queue of items `T` from tenants `K`.
 ///
@@ -81,10 +93,21 @@ const MAX_QUANTUM: i64 = 1 << 60;
 pub struct FairQueue<K, T, S = DefaultHashBuilder> {
     tenants: Tenants<K, S>,
     items: ItemSlab<T>,
-    /// The DRR ring of backlogged tenants, by its front (the tenant served next); the last
-    /// is the front's `prev`. Keeping the front saves pop a load of the last tenant's slot.
-    ring_front: u32,
-    ring_len: u32,
+    /// One DRR ring of backlogged flows per class, by its front (the flow served next); the
+    /// last is the front's `prev`. Keeping the front saves pop a load of the last flow. The
+    /// default class's is kept inline, the others' (`rings[c - 1]`) beside it.
+    ring0: ClassState,
+    rings: Vec<ClassState>,
+    /// While the queue has one class, the per-class bookkeeping (each flow's `len`, each
+    /// tenant's `active_flows`, `ring0`'s totals and counters) is skipped: everything is in the
+    /// default class. `ring0.counters` then holds the counters as of the last switch to one
+    /// class, and `single_since` the queue's counters at that moment.
+    single_since: QueueCounters,
+    /// The only class has a ceiling or an in-flight cap of its own.
+    single_capped: bool,
+    classes: Classes,
+    /// Tenants with items queued.
+    active_tenants: u32,
     queued_cost: u64,
     config: QueueConfig,
     counters: QueueCounters,
@@ -122,6 +145,8 @@ pub struct QueueCounters {
     /// Items removed without being dispatched: purged, retained out, drained, evicted,
     /// expired or shed.
     pub removed: u64,
+    /// Cost handed out, corrected by the actual costs reported to `complete`.
+    pub served_cost: u64,
 }
 
 /// A dispatched item and the [`Ticket`] to report its completion with.
@@ -168,6 +193,7 @@ pub struct Dispatch<T> {
 pub struct Ticket {
     tenant: TenantHandle,
     cost: u32,
+    class: ClassId,
 }
 
 impl Ticket {
@@ -199,6 +225,21 @@ impl Ticket {
     /// ```
     pub fn cost(&self) -> u32 {
         self.cost
+    }
+
+    /// The class the item was pushed to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// # q.try_push("a", 1).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// assert_eq!(d.ticket.class(), fairshare::ClassId::DEFAULT);
+    /// # q.complete(d.ticket, 1);
+    /// ```
+    pub fn class(&self) -> ClassId {
+        self.class
     }
 }
 
@@ -255,8 +296,12 @@ impl<K, T, S> FairQueue<K, T, S> {
         FairQueue {
             tenants: Tenants::with_hasher(hasher),
             items: ItemSlab::new(),
-            ring_front: NIL,
-            ring_len: 0,
+            ring0: ClassState::new(),
+            rings: Vec::new(),
+            single_since: QueueCounters::default(),
+            single_capped: false,
+            classes: Classes::single(),
+            active_tenants: 0,
             queued_cost: 0,
             config,
             counters: QueueCounters::default(),
@@ -331,7 +376,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// assert_eq!(q.active_tenants(), 2);
     /// ```
     pub fn active_tenants(&self) -> usize {
-        self.ring_len as usize
+        self.active_tenants as usize
     }
 
     /// Number of tenants the queue holds state for: those with queued or in-flight items or
@@ -500,86 +545,261 @@ impl<K, T, S> FairQueue<K, T, S> {
         self.over.as_ref().and_then(OverShare::top)
     }
 
-    // ----- the DRR ring -----
+    // ----- the DRR rings -----
 
     #[inline(always)]
-    fn quantum_of(&self, weight: Option<NonZeroU32>) -> i64 {
-        let w = weight.unwrap_or(self.config.default_weight());
-        let q = u64::from(self.config.quantum().get()) * u64::from(w.get());
-        q.min(MAX_QUANTUM as u64) as i64
-    }
-
-    /// Appends tenant `idx` behind every backlogged tenant.
-    #[inline(always)]
-    fn ring_push_back(&mut self, idx: u32) {
-        if self.ring_front == NIL {
-            let t = self.tenants.get_mut(idx);
-            t.prev = idx;
-            t.next = idx;
-            self.ring_front = idx;
+    fn ring(&self, c: usize) -> &ClassState {
+        if c == 0 {
+            &self.ring0
         } else {
-            let front = self.ring_front;
-            let tail = self.tenants.get(front).prev;
-            {
-                let t = self.tenants.get_mut(idx);
-                t.prev = tail;
-                t.next = front;
-            }
-            self.tenants.get_mut(tail).next = idx;
-            self.tenants.get_mut(front).prev = idx;
+            &self.rings[c - 1]
         }
-        self.ring_len += 1;
     }
 
     #[inline(always)]
-    fn ring_unlink(&mut self, idx: u32) {
-        if self.ring_len == 1 {
-            self.ring_front = NIL;
+    fn ring_mut(&mut self, c: usize) -> &mut ClassState {
+        if c == 0 {
+            &mut self.ring0
+        } else {
+            &mut self.rings[c - 1]
+        }
+    }
+
+    /// The state of `class`, with the default class's totals filled in while it is the only
+    /// one (see `single_since`).
+    fn ring_get(&self, class: ClassId) -> Option<ClassState> {
+        match class.index() {
+            0 if self.rings.is_empty() => Some(self.class0_state()),
+            c if c < self.class_count() => Some(self.ring(c).clone()),
+            _ => None,
+        }
+    }
+
+    /// The default class's state while it is the only class.
+    fn class0_state(&self) -> ClassState {
+        let (now, then, base) = (&self.counters, &self.single_since, &self.ring0.counters);
+        ClassState {
+            items: u64::from(self.items.len()),
+            queued_cost: self.queued_cost,
+            in_flight: u32::try_from(self.in_flight).unwrap_or(u32::MAX),
+            counters: ClassCounters {
+                pushed: base.pushed + (now.pushed - then.pushed),
+                dispatched: base.dispatched + (now.dispatched - then.dispatched),
+                served_cost: base
+                    .served_cost
+                    .saturating_add(now.served_cost.saturating_sub(then.served_cost)),
+            },
+            ..self.ring0.clone()
+        }
+    }
+
+    /// Number of classes.
+    #[inline(always)]
+    fn class_count(&self) -> usize {
+        self.rings.len() + 1
+    }
+
+    /// Every class's state, in class order.
+    fn all_rings(&self) -> impl Iterator<Item = &ClassState> + '_ {
+        std::iter::once(&self.ring0).chain(&self.rings)
+    }
+
+    /// Flow `fid` of class `c`: the default class's flows are embedded in their tenant's
+    /// slot, which the compiler sees when `c` is the constant 0.
+    #[inline(always)]
+    fn flow_in(&self, c: usize, fid: u32) -> &Flow {
+        if c == 0 {
+            &self.tenants.get(fid).flow
+        } else {
+            self.tenants.flow(fid)
+        }
+    }
+
+    #[inline(always)]
+    fn flow_in_mut(&mut self, c: usize, fid: u32) -> &mut Flow {
+        if c == 0 {
+            &mut self.tenants.get_mut(fid).flow
+        } else {
+            self.tenants.flow_mut(fid)
+        }
+    }
+
+    /// The quantum of each flow of tenant `idx`: its `quantum × weight`, split evenly between
+    /// its backlogged flows so that spreading work over classes gains nothing.
+    #[inline(always)]
+    fn quantum_of_flow(&self, idx: u32) -> i64 {
+        let t = self.tenants.get(idx);
+        self.split_quantum(
+            t.weight.unwrap_or(self.config.default_weight()),
+            t.active_flows,
+        )
+    }
+
+    /// `quantum × weight` in deficit units, split between `flows` backlogged flows.
+    #[inline(always)]
+    fn split_quantum(&self, weight: NonZeroU32, flows: u16) -> i64 {
+        let q = u64::from(self.config.quantum().get()) * u64::from(weight.get());
+        let q = (q.min(MAX_QUANTUM as u64) as i64) << UNIT_SHIFT;
+        if flows > 1 {
+            (q / i64::from(flows)).max(1)
+        } else {
+            q
+        }
+    }
+
+    /// Appends flow `fid` behind every backlogged flow of its class `c`.
+    #[inline(always)]
+    fn ring_push_back(&mut self, c: usize, fid: u32) {
+        let front = self.ring(c).front;
+        if front == NIL {
+            let f = self.flow_in_mut(c, fid);
+            f.prev = fid;
+            f.next = fid;
+            self.ring_mut(c).front = fid;
+            if !self.rings.is_empty() {
+                self.class_activated(c);
+            }
+        } else {
+            let tail = self.flow_in(c, front).prev;
+            {
+                let f = self.flow_in_mut(c, fid);
+                f.prev = tail;
+                f.next = front;
+            }
+            self.flow_in_mut(c, tail).next = fid;
+            self.flow_in_mut(c, front).prev = fid;
+        }
+        self.ring_mut(c).ring_len += 1;
+    }
+
+    #[inline(always)]
+    fn ring_unlink(&mut self, c: usize, fid: u32) {
+        if self.ring(c).ring_len == 1 {
+            self.ring_mut(c).front = NIL;
         } else {
             let (prev, next) = {
-                let t = self.tenants.get(idx);
-                (t.prev, t.next)
+                let f = self.flow_in(c, fid);
+                (f.prev, f.next)
             };
-            self.tenants.get_mut(prev).next = next;
-            self.tenants.get_mut(next).prev = prev;
-            if self.ring_front == idx {
-                self.ring_front = next;
+            if self.ring(c).front == fid {
+                self.ring_mut(c).front = next;
             }
+            self.flow_in_mut(c, prev).next = next;
+            self.flow_in_mut(c, next).prev = prev;
         }
-        let t = self.tenants.get_mut(idx);
-        t.prev = NIL;
-        t.next = NIL;
-        self.ring_len -= 1;
+        self.ring_mut(c).ring_len -= 1;
+        let f = self.flow_in_mut(c, fid);
+        f.prev = NIL;
+        f.next = NIL;
     }
 
-    /// Every backlogged tenant has had a turn without being able to afford its head item: grant
-    /// all of them the smallest number of whole rounds after which one of them can, exactly as
-    /// that many empty rounds would. O(active tenants); only reached when items cost more than
-    /// `quantum × weight`.
+    /// Class `c` has work again: it may not bank the service it missed while idle, so its
+    /// virtual time starts no earlier than the least of the classes that stayed busy.
     #[cold]
-    fn skip_dead_rounds(&mut self) {
+    fn class_activated(&mut self, c: usize) {
+        let floor = self
+            .all_rings()
+            .enumerate()
+            .filter(|&(i, r)| i != c && r.ring_len > 0)
+            .map(|(_, r)| r.vtime)
+            .min();
+        if let Some(v) = floor {
+            let r = self.ring_mut(c);
+            r.vtime = r.vtime.max(v);
+        }
+    }
+
+    /// Every backlogged flow of class `c` has had a turn without being able to afford its
+    /// head item: grant all of them the smallest number of whole rounds after which one of
+    /// them can, exactly as that many empty rounds would. O(backlogged flows of the class);
+    /// only reached when items cost more than the flows' quanta.
+    #[cold]
+    fn skip_dead_rounds(&mut self, c: usize) {
+        let ring = self.ring(c);
+        let (front, len) = (ring.front, ring.ring_len);
         let mut rounds = i64::MAX;
-        let mut idx = self.ring_front;
-        for _ in 0..self.ring_len {
-            let t = self.tenants.get(idx);
-            let q = self.quantum_of(t.weight);
-            let need = if t.deficit > 0 {
+        let mut fid = front;
+        for _ in 0..len {
+            let q = self.quantum_of_flow(self.tenants.flow_owner(fid).0);
+            let f = self.tenants.flow(fid);
+            let need = if f.deficit > 0 {
                 0
             } else {
                 // smallest k with deficit + k*q > 0 (deficit <= 0, so no overflow here)
-                (1i64.saturating_sub(t.deficit)).saturating_add(q - 1) / q
+                (1i64.saturating_sub(f.deficit)).saturating_add(q - 1) / q
             };
             rounds = rounds.min(need);
-            idx = t.next;
+            fid = f.next;
         }
         if rounds == 0 || rounds == i64::MAX {
             return;
         }
-        for _ in 0..self.ring_len {
-            let q = self.quantum_of(self.tenants.get(idx).weight);
-            let t = self.tenants.get_mut(idx);
-            t.deficit = t.deficit.saturating_add(rounds.saturating_mul(q));
-            idx = t.next;
+        for _ in 0..len {
+            let q = self.quantum_of_flow(self.tenants.flow_owner(fid).0);
+            let f = self.tenants.flow_mut(fid);
+            f.deficit = f.deficit.saturating_add(rounds.saturating_mul(q));
+            fid = f.next;
+        }
+    }
+
+    /// The class the next dispatch (`track`) or pop serves, among classes with a flow on
+    /// their ring; `None` if no class may be served. See [`ClassSpec`] for the rule.
+    ///
+    /// Returns the class and whether its service counts towards its virtual time.
+    fn pick_class(&self, track: bool) -> Option<(usize, bool)> {
+        let limit = self.max_in_flight;
+        let bounded = track && limit != u64::MAX;
+        let specs = self.classes.specs();
+        let n = self.class_count();
+        // (class, in_flight, reserved slots) of the class furthest below its reservation
+        let mut under: Option<(usize, u64, u64)> = None;
+        let mut top: Option<u8> = None;
+        let mut eligible = [false; super::classes::MAX_CLASSES];
+        for (c, ring) in self.all_rings().enumerate() {
+            if ring.ring_len == 0 {
+                continue;
+            }
+            let spec = &specs[c];
+            let f = u64::from(ring.in_flight);
+            if track {
+                let cap = if bounded {
+                    spec.ceiling_slots(limit)
+                } else {
+                    spec.max_in_flight().map_or(u64::MAX, u64::from)
+                };
+                if f >= cap {
+                    continue;
+                }
+            }
+            eligible[c] = true;
+            top = top.max(Some(spec.priority()));
+            if bounded {
+                let r = spec.reserved_slots(limit);
+                // f/r smallest first: f·r' < f'·r
+                if f < r
+                    && under.is_none_or(|(_, f2, r2)| {
+                        u128::from(f) * u128::from(r2) < u128::from(f2) * u128::from(r)
+                    })
+                {
+                    under = Some((c, f, r));
+                }
+            }
+        }
+        let top = top?;
+        let mut best: Option<(usize, u128)> = None;
+        for c in (0..n).filter(|&c| eligible[c] && specs[c].priority() == top) {
+            let v = self.ring(c).vtime;
+            if best.is_none_or(|(_, v2)| v < v2) {
+                best = Some((c, v));
+            }
+        }
+        // Reservations first; then the top priority's least served per weight. Service is
+        // charged to a class's virtual time only while it competes at the top priority:
+        // reserved service received while outranked would otherwise count against it when
+        // the higher priority goes quiet.
+        match under {
+            Some((c, ..)) => Some((c, specs[c].priority() == top)),
+            None => best.map(|(c, _)| (c, true)),
         }
     }
 }
@@ -591,114 +811,221 @@ where
     K: Hash + Eq + Clone,
     S: BuildHasher,
 {
-    /// Counts an item handed to the host by `pop` or `dispatch`.
+    /// Counts an item of class `class` handed to the host by `pop` or `dispatch`.
     #[inline(always)]
-    fn count_dispatch(&mut self, idx: u32, cost: u32) {
+    fn count_dispatch(&mut self, idx: u32, class: u16, cost: u32) {
         let c = &mut self.tenants.get_mut(idx).counters;
         c.dispatched += 1;
         c.served_cost = c.served_cost.saturating_add(u64::from(cost));
         self.counters.dispatched += 1;
+        self.counters.served_cost = self.counters.served_cost.saturating_add(u64::from(cost));
+        if !self.rings.is_empty() {
+            let ring = self.ring_mut(usize::from(class));
+            ring.counters.dispatched += 1;
+            ring.counters.served_cost = ring.counters.served_cost.saturating_add(u64::from(cost));
+        }
     }
 
-    /// Restores "the head node is live, or the list is empty" for tenant `idx` by freeing the
-    /// tombstones at its head.
+    /// Restores "the head node is live, or the list is empty" for flow `fid` of class `c`
+    /// by freeing the tombstones at its head.
     #[inline(always)]
-    fn skip_tombstones(&mut self, idx: u32) {
-        let mut head = self.tenants.get(idx).head;
+    fn skip_tombstones(&mut self, c: usize, fid: u32) {
+        let mut head = self.flow_in(c, fid).head;
         while head != NIL && !self.items.is_live(head) {
             head = self.items.free(head);
         }
-        let t = self.tenants.get_mut(idx);
-        t.head = head;
+        let f = self.flow_in_mut(c, fid);
+        f.head = head;
         if head == NIL {
-            t.tail = NIL;
+            f.tail = NIL;
         }
     }
 
-    /// Bookkeeping after an item of cost `cost` left tenant `idx`'s FIFO (whatever the way).
+    /// Bookkeeping after `n` items of total cost `cost` left flow `fid` of tenant `idx` in
+    /// class `c` (whatever the way).
     #[inline(always)]
-    fn after_removal(&mut self, idx: u32, cost: u32) {
-        let t = self.tenants.get_mut(idx);
-        t.len -= 1;
-        t.queued_cost -= u64::from(cost);
-        let emptied = t.len == 0;
-        if emptied {
-            // Leftover credit is forfeited (classic DRR); debt is carried while the slot lives.
-            t.deficit = t.deficit.min(0);
+    fn after_removal(&mut self, c: usize, idx: u32, fid: u32, n: u32, cost: u64) {
+        if n == 0 {
+            return;
         }
-        self.queued_cost -= u64::from(cost);
-        if emptied && self.tenants.get(idx).in_ring() {
-            self.ring_unlink(idx);
+        self.queued_cost -= cost;
+        if self.rings.is_empty() {
+            // One class: the tenant's totals are its flow's.
+            let t = self.tenants.get_mut(idx);
+            t.len -= n;
+            t.queued_cost -= cost;
+            let emptied = t.len == 0;
+            let in_ring = t.flow.in_ring();
+            if emptied {
+                // Leftover credit is forfeited (classic DRR); debt is carried while the slot
+                // lives.
+                t.flow.deficit = t.flow.deficit.min(0);
+                self.active_tenants -= 1;
+                if in_ring {
+                    self.ring_unlink(0, fid);
+                }
+            }
+            self.touch(idx);
+            return;
+        }
+        let (t, extra) = self.tenants.tenant_and_flow(c, idx, fid);
+        let f = match extra {
+            Some(f) => f,
+            None => &mut t.flow,
+        };
+        f.len -= n;
+        let emptied = f.len == 0;
+        let in_ring = f.in_ring();
+        if emptied {
+            f.deficit = f.deficit.min(0);
+            t.active_flows -= 1;
+        }
+        t.len -= n;
+        t.queued_cost -= cost;
+        if t.len == 0 {
+            self.active_tenants -= 1;
+        }
+        let ring = self.ring_mut(c);
+        ring.items -= u64::from(n);
+        ring.queued_cost -= cost;
+        if emptied && in_ring {
+            self.ring_unlink(c, fid);
         }
         self.touch(idx);
     }
 
-    /// Takes the head item of backlogged tenant `idx`. Leaves the deficit to the caller and
-    /// does not free the tenant slot.
+    /// Items queued in flow `fid` (see the note on `single_since`).
+    #[inline]
+    fn flow_len(&self, fid: u32) -> u32 {
+        if self.rings.is_empty() && fid & EXTRA == 0 {
+            self.tenants.get(fid).len
+        } else {
+            self.tenants.flow(fid).len
+        }
+    }
+
+    /// Takes the head item of backlogged flow `fid` (tenant `idx`, class `c`). Leaves the
+    /// deficit to the caller and does not free the tenant slot.
     #[inline(always)]
-    fn take_head(&mut self, idx: u32) -> (T, Taken) {
-        let head = self.tenants.get(idx).head;
+    fn take_head(&mut self, c: usize, idx: u32, fid: u32) -> (T, Taken) {
+        let head = self.flow_in(c, fid).head;
         let (item, taken, next) = self.items.take_and_free(head);
-        let t = self.tenants.get_mut(idx);
-        t.head = next;
+        let f = self.flow_in_mut(c, fid);
+        f.head = next;
         if next == NIL {
-            t.tail = NIL;
+            f.tail = NIL;
         } else if self.items.has_tombstones() {
             // Only deadlines make tombstones; without them the next node is not touched.
-            self.skip_tombstones(idx);
+            self.skip_tombstones(c, fid);
         }
-        self.after_removal(idx, taken.cost);
+        self.after_removal(c, idx, fid, 1, u64::from(taken.cost));
         (item, taken)
     }
 
-    /// The DRR step: the next item in fair order. Counts nothing and frees no tenant slot:
-    /// [`finish_pop`](Self::finish_pop) does.
+    /// The next item in fair order, for a dispatch (`track`) or an untracked pop. Counts
+    /// nothing and frees no tenant slot: [`finish_pop`](Self::finish_pop) does.
     #[inline(always)]
-    pub(crate) fn pop_inner(&mut self) -> Option<Popped<T>> {
-        self.pop_in_order(true)
+    pub(crate) fn pop_inner(&mut self, track: bool) -> Option<Popped<T>> {
+        self.pop_in_order(true, track)
     }
 
-    /// The DRR step; with `respect_limits` false (draining), in-flight limits neither stop it
+    /// The next item; with `respect_limits` false (draining), in-flight limits neither stop it
     /// nor park anyone.
     #[inline(always)]
-    fn pop_in_order(&mut self, respect_limits: bool) -> Option<Popped<T>> {
+    fn pop_in_order(&mut self, respect_limits: bool, track: bool) -> Option<Popped<T>> {
         if respect_limits && self.in_flight >= self.max_in_flight {
             return None;
         }
-        let mut rotations = 0u32;
+        if self.rings.is_empty() {
+            if track && respect_limits && self.single_capped && self.class0_full() {
+                return None;
+            }
+            return self.pop_class(0, respect_limits);
+        }
+        self.pop_classes(respect_limits, track)
+    }
+
+    /// Whether the only class is at its ceiling or its own in-flight cap.
+    #[cold]
+    fn class0_full(&self) -> bool {
+        let spec = &self.classes.specs()[0];
+        let cap = if self.max_in_flight != u64::MAX {
+            spec.ceiling_slots(self.max_in_flight)
+        } else {
+            spec.max_in_flight().map_or(u64::MAX, u64::from)
+        };
+        self.in_flight >= cap
+    }
+
+    /// The next item when there are several classes: choose the class, then its DRR step.
+    #[inline(never)]
+    fn pop_classes(&mut self, respect_limits: bool, track: bool) -> Option<Popped<T>> {
         loop {
-            let front = self.ring_front;
+            let (c, charge) = self.pick_class(track && respect_limits)?;
+            if let Some(p) = self.pop_class(c, respect_limits) {
+                if charge {
+                    let w = self.classes.specs()[c].weight().get();
+                    let ring = self.ring_mut(c);
+                    ring.vtime = ring
+                        .vtime
+                        .saturating_add((u128::from(p.cost) << 32) / u128::from(w));
+                }
+                return Some(p);
+            }
+            // Every flow of class `c` belonged to a tenant at its in-flight limit and is
+            // parked now: choose again.
+        }
+    }
+
+    /// The DRR step inside class `c`.
+    #[inline(always)]
+    fn pop_class(&mut self, c: usize, respect_limits: bool) -> Option<Popped<T>> {
+        let mut rotations = 0u32;
+        let default_weight = self.config.default_weight();
+        loop {
+            let front = self.ring(c).front;
             if front == NIL {
                 return None;
             }
-            let t = self.tenants.get_mut(front);
+            let idx = if c == 0 {
+                front
+            } else {
+                self.tenants.flow_owner(front).0
+            };
+            let (t, extra) = self.tenants.tenant_and_flow(c, idx, front);
             if respect_limits && t.in_flight >= t.max_in_flight {
-                // At its in-flight limit: park it (off the ring) so it blocks nobody; a
+                // At its in-flight limit: park the flow (off the ring) so it blocks nobody; a
                 // completion brings it back.
-                self.ring_unlink(front);
+                self.ring_unlink(c, front);
                 continue;
             }
-            if t.deficit > 0 {
-                // Charge before taking: a tenant the item empties keeps only its debt.
-                let cost = self.items.cost(t.head);
-                t.deficit = t.deficit.saturating_sub(i64::from(cost));
-                let (item, taken) = self.take_head(front);
+            let (weight, split) = (t.weight.unwrap_or(default_weight), t.active_flows);
+            let f = match extra {
+                Some(f) => f,
+                None => &mut t.flow,
+            };
+            if f.deficit > 0 {
+                // Charge before taking: a flow the item empties keeps only its debt.
+                let cost = self.items.cost(f.head);
+                f.deficit = f.deficit.saturating_sub(units(i64::from(cost)));
+                let (item, taken) = self.take_head(c, idx, front);
                 return Some(Popped {
                     item,
-                    tenant: front,
+                    tenant: idx,
+                    class: c as u16,
                     cost,
                     enqueued: taken.enqueued,
                 });
             }
-            let weight = t.weight;
-            let q = self.quantum_of(weight);
-            let t = self.tenants.get_mut(front);
-            t.deficit = t.deficit.saturating_add(q);
+            let next = f.next;
+            let q = self.split_quantum(weight, split);
+            let f = self.flow_in_mut(c, front);
+            f.deficit = f.deficit.saturating_add(q);
             // Rotate: the front goes to the back of the ring.
-            self.ring_front = t.next;
+            self.ring_mut(c).front = next;
             rotations += 1;
-            if rotations >= self.ring_len {
-                self.skip_dead_rounds();
+            if rotations >= self.ring(c).ring_len {
+                self.skip_dead_rounds(c);
                 rotations = 0;
             }
         }
@@ -707,14 +1034,24 @@ where
     /// Counts a popped item as dispatched; with `track`, marks it in flight and returns its
     /// ticket, otherwise frees the tenant slot if nothing else keeps it.
     #[inline(always)]
-    pub(crate) fn finish_pop(&mut self, idx: u32, cost: u32, track: bool) -> Option<Ticket> {
-        self.count_dispatch(idx, cost);
+    pub(crate) fn finish_pop(
+        &mut self,
+        idx: u32,
+        class: u16,
+        cost: u32,
+        track: bool,
+    ) -> Option<Ticket> {
+        self.count_dispatch(idx, class, cost);
         if track {
             self.tenants.get_mut(idx).in_flight += 1;
             self.in_flight += 1;
+            if !self.rings.is_empty() {
+                self.ring_mut(usize::from(class)).in_flight += 1;
+            }
             Some(Ticket {
                 tenant: self.tenants.handle(idx),
                 cost,
+                class: ClassId::new(class),
             })
         } else {
             self.tenants.release_if_idle(idx);
@@ -722,36 +1059,92 @@ where
         }
     }
 
-    /// Appends `item` to tenant `idx`'s FIFO. The caller checked the block and the room.
+    /// Brings tenant `idx`'s parked flows (backlogged, off their rings) back if the tenant is
+    /// below its in-flight limit.
+    fn unpark(&mut self, idx: u32) {
+        let t = self.tenants.get(idx);
+        if t.len == 0 || t.in_flight >= t.max_in_flight {
+            return;
+        }
+        let parked: Vec<u32> = self
+            .tenants
+            .flows_of(idx)
+            .filter(|&fid| self.flow_len(fid) > 0 && !self.tenants.flow(fid).in_ring())
+            .collect();
+        for fid in parked {
+            let c = usize::from(self.tenants.flow_owner(fid).1);
+            self.ring_push_back(c, fid);
+        }
+    }
+
+    /// Appends `item` to tenant `idx`'s FIFO in class `class`. The caller checked the class,
+    /// the block and the room.
     #[inline(always)]
     pub(crate) fn link(
         &mut self,
         idx: u32,
+        class: u16,
         item: T,
         cost: u32,
         now: Nanos,
         deadline: Option<Nanos>,
     ) {
-        let node = self.items.alloc(item, cost, now);
-        let t = self.tenants.get_mut(idx);
-        if t.tail == NIL {
-            t.head = node;
+        let fid = if class == 0 {
+            idx
         } else {
-            self.items.set_next(t.tail, node);
+            self.tenants.flow_or_insert(idx, class)
+        };
+        let c = usize::from(class);
+        let node = self.items.alloc(item, cost, now);
+        let default_weight = self.config.default_weight();
+        let single = self.rings.is_empty();
+        let (t, extra) = self.tenants.tenant_and_flow(c, idx, fid);
+        let f = match extra {
+            Some(f) => f,
+            None => &mut t.flow,
+        };
+        if f.tail == NIL {
+            f.head = node;
+        } else {
+            self.items.set_next(f.tail, node);
         }
-        t.tail = node;
+        f.tail = node;
+        let activated = if single {
+            false // decided below, from the tenant's total
+        } else {
+            f.len += 1;
+            f.len == 1
+        };
         t.len += 1;
         t.queued_cost += u64::from(cost);
         t.counters.pushed += 1;
-        let activated = t.len == 1;
-        let weight = t.weight;
+        let tenant_activated = t.len == 1;
+        let activated = if single {
+            tenant_activated
+        } else {
+            if activated {
+                t.active_flows += 1;
+            }
+            activated
+        };
+        let weight = t.weight.unwrap_or(default_weight);
+        let split = t.active_flows;
+        if tenant_activated {
+            self.active_tenants += 1;
+        }
         self.queued_cost += u64::from(cost);
         self.counters.pushed += 1;
+        if !single {
+            let ring = self.ring_mut(c);
+            ring.items += 1;
+            ring.queued_cost += u64::from(cost);
+            ring.counters.pushed += 1;
+        }
         if activated {
-            let q = self.quantum_of(weight);
-            let t = self.tenants.get_mut(idx);
-            t.deficit = t.deficit.min(0).saturating_add(q);
-            self.ring_push_back(idx);
+            let q = self.split_quantum(weight, split);
+            let f = self.flow_in_mut(c, fid);
+            f.deficit = f.deficit.min(0).saturating_add(q);
+            self.ring_push_back(c, fid);
         }
         if let Some(at) = deadline {
             // Entries of items that left before their deadline stay until it passes; compact
@@ -766,7 +1159,7 @@ where
                 at,
                 node,
                 generation: self.items.generation(node),
-                tenant: idx,
+                flow: fid,
                 enqueued: now,
             }));
         }
@@ -805,14 +1198,16 @@ where
                 continue; // dispatched or removed since
             }
             let (item, taken) = self.items.take_item(e.node);
-            self.skip_tombstones(e.tenant);
-            self.after_removal(e.tenant, taken.cost);
+            let (idx, class) = self.tenants.flow_owner(e.flow);
+            let c = usize::from(class);
+            self.skip_tombstones(c, e.flow);
+            self.after_removal(c, idx, e.flow, 1, u64::from(taken.cost));
             self.counters.removed += 1;
             out.push(Rejected::new(
                 item,
                 RejectReason::DeadlineExpired { deadline: e.at },
             ));
-            self.tenants.release_if_idle(e.tenant);
+            self.tenants.release_if_idle(idx);
         }
     }
 
@@ -821,9 +1216,17 @@ where
         self.deadlines.peek().map(|e| e.0.at)
     }
 
-    /// Takes the oldest item of backlogged tenant `idx` out of the queue (shedding).
+    /// Takes the oldest item of backlogged tenant `idx` out of the queue (shedding): the
+    /// oldest head among its classes.
     pub(crate) fn evict_head(&mut self, idx: u32) -> (T, u32) {
-        let (item, taken) = self.take_head(idx);
+        let fid = self
+            .tenants
+            .flows_of(idx)
+            .filter(|&fid| self.flow_len(fid) > 0)
+            .min_by_key(|&fid| self.items.enqueued(self.tenants.flow(fid).head))
+            .expect("evict_head: the tenant has items queued");
+        let c = usize::from(self.tenants.flow_owner(fid).1);
+        let (item, taken) = self.take_head(c, idx, fid);
         self.counters.removed += 1;
         (item, taken.cost)
     }
@@ -849,23 +1252,21 @@ where
         }
     }
 
-    /// When the oldest item of the tenant served next was queued, if any tenant is on the ring.
+    /// When the oldest item among the flows served next (one per class) was queued.
     pub(crate) fn front_enqueued(&self) -> Option<Nanos> {
-        if self.ring_front == NIL {
-            return None;
-        }
-        let head = self.tenants.get(self.ring_front).head;
-        (head != NIL).then(|| self.items.enqueued(head))
+        self.all_rings()
+            .filter(|r| r.front != NIL)
+            .map(|r| self.tenants.flow(r.front).head)
+            .filter(|&head| head != NIL)
+            .map(|head| self.items.enqueued(head))
+            .min()
     }
 
     /// Sets tenant `idx`'s in-flight limit (`u32::MAX`: none), bringing it back to the ring
     /// if it was parked and now has room.
     pub(crate) fn set_slot_in_flight_limit(&mut self, idx: u32, max: u32) {
-        let t = self.tenants.get_mut(idx);
-        t.max_in_flight = max;
-        if t.len > 0 && !t.in_ring() && t.in_flight < max {
-            self.ring_push_back(idx);
-        }
+        self.tenants.get_mut(idx).max_in_flight = max;
+        self.unpark(idx);
     }
 
     pub(crate) fn tenants_ref(&self) -> &Tenants<K, S> {
@@ -876,16 +1277,16 @@ where
         &mut self.tenants
     }
 
-    /// Unlinks every item of tenant `idx` whose position (among its live items) `remove`
+    /// Unlinks every item of flow `fid` whose position (among its live items) `remove`
     /// selects, appending them to `out` in FIFO order; frees tombstones on the way. Keeps the
-    /// tenant, ring and totals consistent. Returns the removed cost.
+    /// flow, tenant, ring and totals consistent. Returns the removed cost.
     fn remove_where(
         &mut self,
-        idx: u32,
+        fid: u32,
         mut remove: impl FnMut(usize) -> bool,
         out: &mut Vec<T>,
     ) -> u64 {
-        let mut node = self.tenants.get(idx).head;
+        let mut node = self.tenants.flow(fid).head;
         let mut prev_kept = NIL;
         let mut new_head = NIL;
         let mut removed_cost = 0u64;
@@ -917,28 +1318,26 @@ where
         if prev_kept != NIL {
             self.items.set_next(prev_kept, NIL);
         }
-        let t = self.tenants.get_mut(idx);
-        t.head = new_head;
-        t.tail = prev_kept;
-        t.len -= removed;
-        t.queued_cost -= removed_cost;
-        let emptied = removed > 0 && t.len == 0;
-        if emptied {
-            t.deficit = t.deficit.min(0);
-        }
-        self.queued_cost -= removed_cost;
+        let f = self.tenants.flow_mut(fid);
+        f.head = new_head;
+        f.tail = prev_kept;
         self.counters.removed += u64::from(removed);
-        if emptied && self.tenants.get(idx).in_ring() {
-            self.ring_unlink(idx);
-        }
-        self.touch(idx);
+        let (idx, class) = self.tenants.flow_owner(fid);
+        self.after_removal(usize::from(class), idx, fid, removed, removed_cost);
         removed_cost
     }
 
-    /// Purges tenant `idx`; returns the items and their total cost.
+    /// Purges tenant `idx`, class by class (the default class first); returns the items and
+    /// their total cost.
     pub(crate) fn purge_slot(&mut self, idx: u32) -> (Vec<T>, u64) {
         let mut out = Vec::with_capacity(self.tenants.get(idx).len as usize);
-        let cost = self.remove_where(idx, |_| true, &mut out);
+        let flows: Vec<u32> = self.tenants.flows_of(idx).collect();
+        let mut cost = 0;
+        for fid in flows {
+            if self.flow_len(fid) > 0 {
+                cost += self.remove_where(fid, |_| true, &mut out);
+            }
+        }
         (out, cost)
     }
 
@@ -949,19 +1348,27 @@ where
         idx: u32,
         mut keep: impl FnMut(&T) -> bool,
     ) -> (Vec<T>, u64) {
-        let mut verdicts = Vec::with_capacity(self.tenants.get(idx).len as usize);
-        let mut node = self.tenants.get(idx).head;
-        while node != NIL {
-            if self.items.is_live(node) {
-                verdicts.push(keep(self.items.get(node)));
+        let flows: Vec<u32> = self.tenants.flows_of(idx).collect();
+        // One verdict list per flow, all asked before anything changes.
+        let mut verdicts: Vec<Vec<bool>> = Vec::with_capacity(flows.len());
+        for &fid in &flows {
+            let mut v = Vec::with_capacity(self.flow_len(fid) as usize);
+            let mut node = self.tenants.flow(fid).head;
+            while node != NIL {
+                if self.items.is_live(node) {
+                    v.push(keep(self.items.get(node)));
+                }
+                node = self.items.next(node);
             }
-            node = self.items.next(node);
+            verdicts.push(v);
         }
         let mut out = Vec::new();
-        if verdicts.iter().all(|&k| k) {
-            return (out, 0);
+        let mut cost = 0;
+        for (fid, v) in flows.into_iter().zip(&verdicts) {
+            if v.iter().any(|&k| !k) {
+                cost += self.remove_where(fid, |pos| !v[pos], &mut out);
+            }
         }
-        let cost = self.remove_where(idx, |pos| !verdicts[pos], &mut out);
         (out, cost)
     }
 }
@@ -971,6 +1378,7 @@ where
 pub(crate) struct Popped<T> {
     pub(crate) item: T,
     pub(crate) tenant: u32,
+    pub(crate) class: u16,
     pub(crate) cost: u32,
     pub(crate) enqueued: Nanos,
 }
@@ -982,7 +1390,8 @@ struct DeadlineEntry {
     /// The node's allocation count and the item's enqueue time: together they tell this
     /// item from any later occupant of the node.
     generation: u32,
-    tenant: u32,
+    /// The flow the item was queued in (it cannot be freed while the item is live).
+    flow: u32,
     enqueued: Nanos,
 }
 
@@ -1019,7 +1428,7 @@ where
     /// The item comes back inside [`Rejected`] with
     /// - [`RejectReason::Blocked`] if an operator blocked the tenant,
     /// - [`RejectReason::ZeroCost`] if `cost` is 0,
-    /// - [`RejectReason::QueueFull`] if the queue holds `u32::MAX - 1` items or tenants.
+    /// - [`RejectReason::QueueFull`] if the queue holds `u32::MAX - 1` items or 2^31 tenants.
     ///
     /// # Performance
     ///
@@ -1034,6 +1443,43 @@ where
     /// ```
     #[inline(always)]
     pub fn try_push_with_cost(&mut self, key: K, item: T, cost: u32) -> Result<(), Rejected<T>> {
+        self.push_keyed(key, 0, item, cost)
+    }
+
+    /// Queues `item` for tenant `key` in `class`, with an estimated `cost`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_push_with_cost`](Self::try_push_with_cost), plus
+    /// [`RejectReason::UnknownClass`] if the queue has no such class.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ClassSpec, Classes, FairQueue};
+    /// let mut q: FairQueue<&str, &str> = FairQueue::new();
+    /// q.set_classes(Classes::new([ClassSpec::new("api"), ClassSpec::new("bulk")]).unwrap())
+    ///     .unwrap();
+    /// let bulk = q.classes().id("bulk").unwrap();
+    /// q.try_push_in("acme", bulk, "export", 5).unwrap();
+    /// assert_eq!((q.class_len(bulk), q.tenant_class_len(&"acme", bulk)), (1, 1));
+    /// ```
+    #[inline]
+    pub fn try_push_in(
+        &mut self,
+        key: K,
+        class: ClassId,
+        item: T,
+        cost: u32,
+    ) -> Result<(), Rejected<T>> {
+        match u16::try_from(class.index()) {
+            Ok(c) if class.index() < self.class_count() => self.push_keyed(key, c, item, cost),
+            _ => self.reject(item, RejectReason::UnknownClass { class }),
+        }
+    }
+
+    #[inline(always)]
+    fn push_keyed(&mut self, key: K, class: u16, item: T, cost: u32) -> Result<(), Rejected<T>> {
         if cost == 0 {
             if let Some(idx) = self.tenants.find(&key) {
                 self.tenants.get_mut(idx).counters.rejected += 1;
@@ -1047,7 +1493,7 @@ where
             return self.reject(item, full());
         };
         let item = self.check_open(idx, item)?;
-        self.link(idx, item, cost, Nanos::ZERO, None);
+        self.link(idx, class, item, cost, Nanos::ZERO, None);
         Ok(())
     }
 
@@ -1075,7 +1521,7 @@ where
         let idx = self
             .tenants
             .find_or_insert(key)
-            .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+            .expect("fairshare: the tenant table is full (2^31 tenants)");
         self.tenants.get_mut(idx).flags |= PINNED;
         self.tenants.handle(idx)
     }
@@ -1141,6 +1587,48 @@ where
         item: T,
         cost: u32,
     ) -> Result<(), Rejected<T>> {
+        self.push_handle(handle, 0, item, cost)
+    }
+
+    /// Queues `item` for the tenant behind `handle` in `class`, without hashing.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_push_to`](Self::try_push_to), plus [`RejectReason::UnknownClass`] if the
+    /// queue has no such class.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ClassId, FairQueue, RejectReason};
+    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
+    /// let h = q.tenant("acme");
+    /// q.try_push_to_in(h, ClassId::DEFAULT, 1, 1).unwrap();
+    /// let e = q.try_push_to_in(h, ClassId::new(3), 2, 1).unwrap_err();
+    /// assert_eq!(e.reason(), RejectReason::UnknownClass { class: ClassId::new(3) });
+    /// ```
+    #[inline]
+    pub fn try_push_to_in(
+        &mut self,
+        handle: TenantHandle,
+        class: ClassId,
+        item: T,
+        cost: u32,
+    ) -> Result<(), Rejected<T>> {
+        match u16::try_from(class.index()) {
+            Ok(c) if class.index() < self.class_count() => self.push_handle(handle, c, item, cost),
+            _ => self.reject(item, RejectReason::UnknownClass { class }),
+        }
+    }
+
+    #[inline(always)]
+    fn push_handle(
+        &mut self,
+        handle: TenantHandle,
+        class: u16,
+        item: T,
+        cost: u32,
+    ) -> Result<(), Rejected<T>> {
         let Some(idx) = self.tenants.resolve(handle) else {
             return self.reject(item, RejectReason::StaleHandle);
         };
@@ -1149,7 +1637,7 @@ where
             return self.reject(item, RejectReason::ZeroCost);
         }
         let item = self.check_open(idx, item)?;
-        self.link(idx, item, cost, Nanos::ZERO, None);
+        self.link(idx, class, item, cost, Nanos::ZERO, None);
         Ok(())
     }
 
@@ -1178,8 +1666,8 @@ where
     /// ```
     #[inline(always)]
     pub fn pop(&mut self) -> Option<T> {
-        let p = self.pop_inner()?;
-        self.finish_pop(p.tenant, p.cost, false);
+        let p = self.pop_inner(false)?;
+        self.finish_pop(p.tenant, p.class, p.cost, false);
         Some(p.item)
     }
 
@@ -1197,8 +1685,8 @@ where
     /// ```
     #[inline(always)]
     pub fn dispatch(&mut self) -> Option<Dispatch<T>> {
-        let p = self.pop_inner()?;
-        let ticket = self.finish_pop(p.tenant, p.cost, true)?;
+        let p = self.pop_inner(true)?;
+        let ticket = self.finish_pop(p.tenant, p.class, p.cost, true)?;
         Some(Dispatch {
             item: p.item,
             ticket,
@@ -1225,30 +1713,169 @@ where
         let Some(idx) = self.tenants.resolve(ticket.tenant) else {
             return false;
         };
-        let q = self.quantum_of(self.tenants.get(idx).weight);
-        let max_debt = q.saturating_mul(i64::from(self.config.max_debt_rounds()));
-        let t = self.tenants.get_mut(idx);
-        if t.in_flight == 0 {
+        let class = ticket.class.index() as u16;
+        // The flow lives as long as its tenant, and a tenant with work in flight lives.
+        let Some(fid) = self.tenants.find_flow(idx, class) else {
+            return false;
+        };
+        if self.tenants.get(idx).in_flight == 0 {
             return false;
         }
-        t.in_flight -= 1;
-        let unpark = t.len > 0 && !t.in_ring() && t.in_flight < t.max_in_flight;
+        let q = self.quantum_of_flow(idx);
+        let max_debt = q.saturating_mul(i64::from(self.config.max_debt_rounds()));
         let delta = i64::from(actual_cost) - i64::from(ticket.cost);
-        let corrected = t.deficit.saturating_sub(delta);
-        let lo = t.deficit.min(-max_debt);
-        let hi = t.deficit.max(q);
-        t.deficit = corrected.clamp(lo, hi);
-        t.counters.served_cost = if delta >= 0 {
-            t.counters.served_cost.saturating_add(delta.unsigned_abs())
-        } else {
-            t.counters.served_cost.saturating_sub(delta.unsigned_abs())
+        let f = self.tenants.flow_mut(fid);
+        let corrected = f.deficit.saturating_sub(units(delta));
+        let lo = f.deficit.min(-max_debt);
+        let hi = f.deficit.max(q);
+        f.deficit = corrected.clamp(lo, hi);
+        let correct = |served: u64| {
+            if delta >= 0 {
+                served.saturating_add(delta.unsigned_abs())
+            } else {
+                served.saturating_sub(delta.unsigned_abs())
+            }
         };
+        let t = self.tenants.get_mut(idx);
+        t.in_flight -= 1;
+        // Only a tenant that was at its limit can have parked flows.
+        let was_full = t.in_flight + 1 == t.max_in_flight;
+        t.counters.served_cost = correct(t.counters.served_cost);
         self.in_flight -= 1;
-        if unpark {
-            self.ring_push_back(idx);
+        self.counters.served_cost = correct(self.counters.served_cost);
+        if !self.rings.is_empty() && usize::from(class) < self.class_count() {
+            let ring = self.ring_mut(usize::from(class));
+            ring.in_flight = ring.in_flight.saturating_sub(1);
+            ring.counters.served_cost = correct(ring.counters.served_cost);
+        }
+        if was_full {
+            self.unpark(idx);
         }
         self.tenants.release_if_idle(idx);
         true
+    }
+
+    /// Replaces the classes. Classes may be added, changed or reordered in place (work queued
+    /// in class `i` stays in class `i`, under its new settings); a class may only be removed
+    /// (by a shorter list) while it holds no queued or in-flight items.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidClass`] naming the first class that would be removed with work
+    /// in it; nothing changes then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ClassSpec, Classes, FairQueue};
+    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
+    /// let two = Classes::new([ClassSpec::new("api"), ClassSpec::new("bulk")]).unwrap();
+    /// q.set_classes(two).unwrap();
+    /// q.try_push_in("a", q.classes().id("bulk").unwrap(), 1, 1).unwrap();
+    /// assert!(q.set_classes(Classes::single()).is_err()); // "bulk" still holds an item
+    /// ```
+    pub fn set_classes(&mut self, classes: Classes) -> Result<(), ConfigError> {
+        if let Some((c, _)) = self
+            .all_rings()
+            .enumerate()
+            .skip(classes.len())
+            .find(|(_, r)| r.items > 0 || r.in_flight > 0)
+        {
+            return Err(ConfigError::InvalidClass {
+                class: self.classes.specs()[c].name().to_string(),
+                field: "name",
+                problem: "cannot remove a class that has work queued or in flight",
+            });
+        }
+        let was_single = self.rings.is_empty();
+        if was_single && classes.len() > 1 {
+            // Resume the per-class bookkeeping skipped while everything was in one class.
+            self.ring0 = self.class0_state();
+            let backlogged: Vec<u32> = self.tenants.iter().map(|(i, _, _)| i).collect();
+            for idx in backlogged {
+                let t = self.tenants.get_mut(idx);
+                t.flow.len = t.len;
+                t.active_flows = u16::from(t.len > 0);
+            }
+        } else if !was_single && classes.len() == 1 {
+            self.single_since = self.counters;
+        }
+        self.rings.resize_with(classes.len() - 1, ClassState::new);
+        let spec = &classes.specs()[0];
+        self.single_capped = spec.ceiling_percent() < 100 || spec.max_in_flight().is_some();
+        self.classes = classes;
+        Ok(())
+    }
+
+    /// The queue's classes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// assert_eq!(q.classes().len(), 1);
+    /// ```
+    pub fn classes(&self) -> &Classes {
+        &self.classes
+    }
+
+    /// Number of items queued in `class` (0 for an unknown class).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::ClassId;
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// assert_eq!(q.class_len(ClassId::DEFAULT), 1);
+    /// ```
+    pub fn class_len(&self, class: ClassId) -> usize {
+        self.ring_get(class).map_or(0, |r| r.items as usize)
+    }
+
+    /// Total estimated cost queued in `class`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::ClassId;
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push_with_cost("a", 1, 7).unwrap();
+    /// assert_eq!(q.class_queued_cost(ClassId::DEFAULT), 7);
+    /// ```
+    pub fn class_queued_cost(&self, class: ClassId) -> u64 {
+        self.ring_get(class).map_or(0, |r| r.queued_cost)
+    }
+
+    /// Items of `class` dispatched and not yet completed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::ClassId;
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// assert_eq!(q.class_in_flight(ClassId::DEFAULT), 1);
+    /// q.complete(d.ticket, 1);
+    /// assert_eq!(q.class_in_flight(ClassId::DEFAULT), 0);
+    /// ```
+    pub fn class_in_flight(&self, class: ClassId) -> u32 {
+        self.ring_get(class).map_or(0, |r| r.in_flight)
+    }
+
+    /// Lifetime counters of `class`, or `None` for an unknown class.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::ClassId;
+    /// let q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// assert_eq!(q.class_counters(ClassId::DEFAULT).unwrap().pushed, 0);
+    /// assert!(q.class_counters(ClassId::new(1)).is_none());
+    /// ```
+    pub fn class_counters(&self, class: ClassId) -> Option<ClassCounters> {
+        self.ring_get(class).map(|r| r.counters)
     }
 
     /// Items currently in flight (dispatched, not completed) for tenant `key`.
@@ -1308,6 +1935,27 @@ where
         self.tenants.find(key).map(|i| self.tenants.get(i).counters)
     }
 
+    /// Number of items `key` has queued in `class`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::ClassId;
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// assert_eq!(q.tenant_class_len(&"a", ClassId::DEFAULT), 1);
+    /// assert_eq!(q.tenant_class_len(&"a", ClassId::new(1)), 0);
+    /// ```
+    pub fn tenant_class_len(&self, key: &K, class: ClassId) -> usize {
+        let Ok(c) = u16::try_from(class.index()) else {
+            return 0;
+        };
+        self.tenants
+            .find(key)
+            .and_then(|i| self.tenants.find_flow(i, c))
+            .map_or(0, |fid| self.flow_len(fid) as usize)
+    }
+
     /// Visits every known tenant in a deterministic order (not hash order) with its queued
     /// length and counters.
     ///
@@ -1364,7 +2012,7 @@ where
         let idx = self
             .tenants
             .find_or_insert(key)
-            .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+            .expect("fairshare: the tenant table is full (2^31 tenants)");
         self.tenants.get_mut(idx).weight = Some(weight);
         self.touch(idx);
     }
@@ -1432,7 +2080,7 @@ where
         let idx = self
             .tenants
             .find_or_insert(key)
-            .expect("fairshare: the tenant table is full (u32::MAX - 1 tenants)");
+            .expect("fairshare: the tenant table is full (2^31 tenants)");
         self.tenants.get_mut(idx).blocked = Some(reason);
     }
 
@@ -1536,14 +2184,22 @@ where
     pub fn drain(&mut self) -> Drain<'_, K, T, S> {
         // Tenants parked at their in-flight limit rejoin the ring: draining serves everyone.
         // (A later pop parks them again when they reach the front.)
-        let parked: Vec<u32> = self
+        let backlogged: Vec<u32> = self
             .tenants
             .iter()
-            .filter(|(_, _, t)| t.len > 0 && !t.in_ring())
+            .filter(|(_, _, t)| t.len > 0)
             .map(|(i, _, _)| i)
             .collect();
-        for idx in parked {
-            self.ring_push_back(idx);
+        for idx in backlogged {
+            let parked: Vec<u32> = self
+                .tenants
+                .flows_of(idx)
+                .filter(|&fid| self.flow_len(fid) > 0 && !self.tenants.flow(fid).in_ring())
+                .collect();
+            for fid in parked {
+                let c = usize::from(self.tenants.flow_owner(fid).1);
+                self.ring_push_back(c, fid);
+            }
         }
         Drain { queue: self }
     }
@@ -1571,7 +2227,7 @@ where
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        let p = self.queue.pop_in_order(false)?;
+        let p = self.queue.pop_in_order(false, false)?;
         self.queue.counters.removed += 1;
         self.queue.tenants.release_if_idle(p.tenant);
         Some(p.item)

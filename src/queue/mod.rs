@@ -3,12 +3,14 @@
 //! [`FairQueue`] is the public type; the tenant table, the item slab and the ring are private
 //! implementation details.
 
+mod classes;
 mod config;
 mod fair_queue;
 mod items;
 mod over_share;
 mod tenants;
 
+pub use classes::{ClassCounters, ClassId, ClassSpec, Classes, MAX_CLASSES};
 pub use config::QueueConfig;
 pub use fair_queue::{DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueCounters, Ticket};
 pub(crate) use items::NIL;

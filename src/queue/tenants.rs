@@ -84,48 +84,99 @@ pub(crate) const PINNED: u8 = 1;
 /// Kept while its rate-limit state differs from a fresh tenant's (see the admission module).
 pub(crate) const COOLING: u8 = 2;
 
-#[derive(Debug)]
-pub(crate) struct Tenant {
-    /// Bumped when the slot is freed, so stale handles are detected. A slot whose generation
-    /// reaches `u32::MAX` is retired, never reused, so a generation never wraps.
-    pub(crate) generation: u32,
+/// One FIFO of a tenant inside one class, with its place on that class's DRR ring.
+///
+/// A tenant's flow in the default class is embedded in its slot; flows in other classes live
+/// in [`Tenants`]' side slab, chained from the slot, and are freed with it. A *flow id* is the
+/// tenant's slot index for the embedded flow, and [`EXTRA`] `|` the side-slab index otherwise.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flow {
     /// DRR deficit: positive = may be served now; carried debt while idle is <= 0.
     pub(crate) deficit: i64,
-    pub(crate) queued_cost: u64,
     /// FIFO of item nodes.
     pub(crate) head: u32,
     pub(crate) tail: u32,
     pub(crate) len: u32,
-    /// Ring links (valid while `len > 0`).
+    /// Ring links (valid while on the ring).
     pub(crate) prev: u32,
     pub(crate) next: u32,
+}
+
+impl Flow {
+    const EMPTY: Flow = Flow {
+        deficit: 0,
+        head: NIL,
+        tail: NIL,
+        len: 0,
+        prev: NIL,
+        next: NIL,
+    };
+
+    /// Whether the flow is on its class's DRR ring.
+    #[inline(always)]
+    pub(crate) fn in_ring(&self) -> bool {
+        self.next != NIL
+    }
+}
+
+/// Flow ids with this bit set name a flow in the side slab.
+pub(crate) const EXTRA: u32 = 1 << 31;
+
+/// A flow outside the default class, or (with `class` 0) only the rate state of the default
+/// class's per-tenant quota, whose flow is embedded in the tenant slot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExtraFlow {
+    pub(crate) flow: Flow,
+    /// GCRA theoretical arrival time of the class's per-tenant quota.
+    pub(crate) tat: Nanos,
+    pub(crate) tenant: u32,
+    pub(crate) class: u16,
+    /// The tenant's next side flow, or the next free entry, or `NIL`.
+    pub(crate) chain: u32,
+}
+
+/// A tenant's slot. (Measured: the compiler's field order beats a hand-made cache-line
+/// layout here; `#[repr(C, align(64))]` made push+pop 50% slower.)
+#[derive(Debug)]
+pub(crate) struct Tenant {
+    /// The flow in the default class (its `next` also chains free slots).
+    pub(crate) flow: Flow,
+    /// Cost queued over all classes.
+    pub(crate) queued_cost: u64,
+    /// Items queued over all classes.
+    pub(crate) len: u32,
     pub(crate) in_flight: u32,
-    /// In-flight limit (`u32::MAX`: none). A backlogged tenant at its limit is parked: off the
-    /// ring until a completion frees a slot.
+    /// In-flight limit (`u32::MAX`: none). A backlogged tenant at its limit is parked: its
+    /// flows leave their rings until a completion frees a slot.
     pub(crate) max_in_flight: u32,
+    pub(crate) weight: Option<NonZeroU32>,
+    /// Bumped when the slot is freed, so stale handles are detected. A slot whose generation
+    /// reaches `u32::MAX` is retired, never reused, so a generation never wraps.
+    pub(crate) generation: u32,
+    /// Flows with items queued: the tenant's quantum is split between them.
+    pub(crate) active_flows: u16,
+    pub(crate) flags: u8,
+    pub(crate) counters: TenantCounters,
+    /// GCRA theoretical arrival time of the tenant's rate limit.
+    pub(crate) tat: Nanos,
+    /// First side flow (other classes), or `NIL`.
+    pub(crate) extra: u32,
     /// Position in the over-share heap, or `NIL`.
     pub(crate) heap_pos: u32,
     /// Index of this tenant's admission overrides, or `NIL` for the defaults.
     pub(crate) limits: u32,
-    /// GCRA theoretical arrival time of the tenant's rate limit.
-    pub(crate) tat: Nanos,
-    pub(crate) weight: Option<NonZeroU32>,
     pub(crate) blocked: Option<BlockReason>,
-    pub(crate) flags: u8,
-    pub(crate) counters: TenantCounters,
 }
 
 impl Tenant {
     fn new(generation: u32) -> Self {
         Tenant {
             generation,
-            deficit: 0,
-            queued_cost: 0,
-            head: NIL,
-            tail: NIL,
+            flow: Flow::EMPTY,
             len: 0,
-            prev: NIL,
-            next: NIL,
+            queued_cost: 0,
+            extra: NIL,
+            active_flows: 0,
             in_flight: 0,
             max_in_flight: u32::MAX,
             heap_pos: NIL,
@@ -136,12 +187,6 @@ impl Tenant {
             flags: 0,
             counters: TenantCounters::default(),
         }
-    }
-
-    /// Whether the tenant is on the DRR ring.
-    #[inline(always)]
-    pub(crate) fn in_ring(&self) -> bool {
-        self.next != NIL
     }
 
     /// Whether nothing keeps this tenant's slot alive.
@@ -169,6 +214,9 @@ pub(crate) struct Tenants<K, S> {
     slots: Vec<Tenant>,
     free: u32,
     live: u32,
+    /// Flows in classes other than the default, and their free list.
+    extras: Vec<ExtraFlow>,
+    extras_free: u32,
 }
 
 impl<K, S> Tenants<K, S> {
@@ -180,6 +228,8 @@ impl<K, S> Tenants<K, S> {
             slots: Vec::new(),
             free: NIL,
             live: 0,
+            extras: Vec::new(),
+            extras_free: NIL,
         }
     }
 
@@ -233,6 +283,148 @@ impl<K, S> Tenants<K, S> {
         }
     }
 
+    /// Flow `fid` (see [`Flow`]).
+    #[inline(always)]
+    pub(crate) fn flow(&self, fid: u32) -> &Flow {
+        if fid & EXTRA == 0 {
+            &self.slots[fid as usize].flow
+        } else {
+            &self.extras[(fid & !EXTRA) as usize].flow
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn flow_mut(&mut self, fid: u32) -> &mut Flow {
+        if fid & EXTRA == 0 {
+            &mut self.slots[fid as usize].flow
+        } else {
+            &mut self.extras[(fid & !EXTRA) as usize].flow
+        }
+    }
+
+    /// The side entry of tenant `idx` for `class`, if any.
+    #[inline]
+    fn find_extra(&self, idx: u32, class: u16) -> Option<u32> {
+        let mut e = self.slots[idx as usize].extra;
+        while e != NIL {
+            let x = &self.extras[e as usize];
+            if x.class == class {
+                return Some(e);
+            }
+            e = x.chain;
+        }
+        None
+    }
+
+    /// The side entry of tenant `idx` for `class`, made if it has none.
+    fn extra_or_insert(&mut self, idx: u32, class: u16) -> u32 {
+        if let Some(e) = self.find_extra(idx, class) {
+            return e;
+        }
+        let entry = ExtraFlow {
+            flow: Flow::EMPTY,
+            tat: Nanos::ZERO,
+            tenant: idx,
+            class,
+            chain: self.slots[idx as usize].extra,
+        };
+        let e = if self.extras_free != NIL {
+            let e = self.extras_free;
+            self.extras_free = self.extras[e as usize].chain;
+            self.extras[e as usize] = entry;
+            e
+        } else {
+            self.extras.push(entry);
+            (self.extras.len() - 1) as u32
+        };
+        self.slots[idx as usize].extra = e;
+        e
+    }
+
+    /// The TAT of tenant `idx`'s per-tenant quota in `class`.
+    pub(crate) fn class_tat(&self, idx: u32, class: u16) -> Nanos {
+        self.find_extra(idx, class)
+            .map_or(Nanos::ZERO, |e| self.extras[e as usize].tat)
+    }
+
+    pub(crate) fn set_class_tat(&mut self, idx: u32, class: u16, tat: Nanos) {
+        let e = self.extra_or_insert(idx, class);
+        self.extras[e as usize].tat = tat;
+    }
+
+    /// The latest TAT of any rate state of tenant `idx`.
+    pub(crate) fn latest_tat(&self, idx: u32) -> Nanos {
+        let mut latest = self.slots[idx as usize].tat;
+        let mut e = self.slots[idx as usize].extra;
+        while e != NIL {
+            latest = latest.max(self.extras[e as usize].tat);
+            e = self.extras[e as usize].chain;
+        }
+        latest
+    }
+
+    /// Tenant `idx` and its flow `fid` in `class` at once: `None` when the flow is the
+    /// embedded one (`class` 0, `fid == idx`: use `tenant.flow`), so hot paths index the slab
+    /// once; with `class` the constant 0 the test folds away.
+    #[inline(always)]
+    pub(crate) fn tenant_and_flow(
+        &mut self,
+        class: usize,
+        idx: u32,
+        fid: u32,
+    ) -> (&mut Tenant, Option<&mut Flow>) {
+        let t = &mut self.slots[idx as usize];
+        if class == 0 {
+            debug_assert_eq!(fid, idx);
+            (t, None)
+        } else {
+            (t, Some(&mut self.extras[(fid & !EXTRA) as usize].flow))
+        }
+    }
+
+    /// The tenant slot and class of flow `fid`.
+    #[inline(always)]
+    pub(crate) fn flow_owner(&self, fid: u32) -> (u32, u16) {
+        if fid & EXTRA == 0 {
+            (fid, 0)
+        } else {
+            let e = &self.extras[(fid & !EXTRA) as usize];
+            (e.tenant, e.class)
+        }
+    }
+
+    /// Tenant `idx`'s flow in `class`, if it has one.
+    #[inline(always)]
+    pub(crate) fn find_flow(&self, idx: u32, class: u16) -> Option<u32> {
+        if class == 0 {
+            return Some(idx);
+        }
+        self.find_extra(idx, class).map(|e| e | EXTRA)
+    }
+
+    /// Tenant `idx`'s flow in `class`, made if it has none.
+    #[inline]
+    pub(crate) fn flow_or_insert(&mut self, idx: u32, class: u16) -> u32 {
+        if class == 0 {
+            return idx;
+        }
+        self.extra_or_insert(idx, class) | EXTRA
+    }
+
+    /// Every flow of tenant `idx`: the default class's first, then the side entries (newest
+    /// first; a class-0 side entry holds only rate state and is always empty).
+    pub(crate) fn flows_of(&self, idx: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut e = self.slots[idx as usize].extra;
+        std::iter::once(idx).chain(std::iter::from_fn(move || {
+            if e == NIL {
+                return None;
+            }
+            let fid = e | EXTRA;
+            e = self.extras[e as usize].chain;
+            Some(fid)
+        }))
+    }
+
     /// Live slots in index order (deterministic; never hash order).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &K, &Tenant)> {
         self.keys
@@ -246,6 +438,7 @@ impl<K, S> Tenants<K, S> {
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.keys.capacity() * std::mem::size_of::<Option<K>>()
             + self.slots.capacity() * std::mem::size_of::<Tenant>()
+            + self.extras.capacity() * std::mem::size_of::<ExtraFlow>()
             + self.table.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
     }
 
@@ -267,7 +460,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
     }
 
     /// The slot of `key`, creating a fresh tenant if it has none. Returns `None` only if the
-    /// table holds `u32::MAX - 1` tenants.
+    /// table holds 2^31 tenants.
     #[inline(always)]
     pub(crate) fn find_or_insert(&mut self, key: K) -> Option<u32> {
         let hash = self.hasher.hash_one(&key);
@@ -282,12 +475,15 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
         let idx = if self.free != NIL {
             let idx = self.free;
             let slot = &mut self.slots[idx as usize];
-            self.free = slot.next;
+            self.free = slot.flow.next;
             *slot = Tenant::new(slot.generation);
             self.keys[idx as usize] = Some(key.clone());
             idx
         } else {
-            let idx = u32::try_from(self.slots.len()).ok().filter(|&i| i != NIL)?;
+            // Below `EXTRA`: flow ids tell slot indexes from side flows by the top bit.
+            let idx = u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&i| i < EXTRA)?;
             self.slots.push(Tenant::new(0));
             self.keys.push(Some(key.clone()));
             idx
@@ -316,6 +512,14 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
             entry.remove();
         }
         self.keys[idx as usize] = None;
+        // The side flows go with the tenant (any debt they carried is forgotten with it).
+        let mut e = std::mem::replace(&mut self.slots[idx as usize].extra, NIL);
+        while e != NIL {
+            let next = self.extras[e as usize].chain;
+            self.extras[e as usize].chain = self.extras_free;
+            self.extras_free = e;
+            e = next;
+        }
         let slot = &mut self.slots[idx as usize];
         self.live -= 1;
         if slot.generation == u32::MAX {
@@ -324,7 +528,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
             return;
         }
         slot.generation += 1;
-        slot.next = self.free;
+        slot.flow.next = self.free;
         self.free = idx;
     }
 }
