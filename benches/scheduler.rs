@@ -110,12 +110,17 @@ mod admission;
 #[path = "groups/shared.rs"]
 mod shared;
 
+/// Classes: dispatch + complete with 3 classes beside the flat queue and SegQueue.
+#[path = "groups/classes.rs"]
+mod classes;
+
 // One group per area; add each new module's bench functions to `targets`.
 criterion_group!(
     benches,
     queue::push_pop,
     admission::check,
     admission::round_trip,
-    shared::throughput
+    shared::throughput,
+    classes::dispatch
 );
 criterion_main!(benches);

@@ -6,9 +6,17 @@
 //! the README quotes: fairshare keeps the other tenants' waits near their no-flood level while a
 //! shared FIFO makes them wait for hours, the rate limit refuses the flood at the door with a
 //! retry time, and block + purge hands back every flood job it does not serve.
+//!
+//! `examples/signin_reservation.rs` prints the replay of incident 2 from
+//! `examples/support/incident2.rs`; the `incident2_*` tests check its numbers: a reserved
+//! sign-in class that borrows idle slots serves sign-in where the operators' dedicated pool
+//! starved it, page/API traffic pays at most a stated margin for it, and the reservation holds
+//! whenever sign-in is backlogged.
 
 #[path = "../examples/support/incident1.rs"]
 mod incident1;
+#[path = "../examples/support/incident2.rs"]
+mod incident2;
 
 use std::sync::OnceLock;
 
@@ -174,4 +182,203 @@ fn replay_is_deterministic() {
     assert_eq!(first, second);
     assert_eq!(first.report(), second.report());
     assert_conserved("small fair queue", &first.fair_queue);
+}
+
+// ===== incident 2: sign-in on a dedicated pool against a reserved class =====
+
+/// The full replay of incident 2, run once and shared by its tests (well under a second in
+/// debug).
+fn replay2() -> &'static incident2::Replay {
+    static REPLAY: OnceLock<incident2::Replay> = OnceLock::new();
+    REPLAY.get_or_init(|| incident2::replay(incident2::Scenario::incident()))
+}
+
+/// Every request is accounted for exactly once, overall and per phase: served, or answered
+/// with a 503 (refused, evicted or timed out) that carries a Retry-After.
+fn assert_accounted(name: &str, o: &incident2::Outcome) {
+    for (kind, t) in [("sign-in", &o.signin), ("page/API", &o.normal)] {
+        assert_eq!(t.served() + t.shed(), t.submitted, "{name}: {kind}");
+        let submitted: u64 = t.by_phase.iter().map(|p| p.0).sum();
+        let served: u64 = t.by_phase.iter().map(|p| p.1).sum();
+        assert_eq!(
+            (submitted, served),
+            (t.submitted, t.served()),
+            "{name}: {kind} by phase"
+        );
+    }
+    assert_eq!(
+        o.retry_after_s.len() as u64,
+        o.signin.shed() + o.normal.shed(),
+        "{name}: one Retry-After per 503"
+    );
+}
+
+#[test]
+fn incident2_every_request_is_served_or_answered_with_a_503() {
+    let r = replay2();
+    for (name, o) in r.runs() {
+        assert_accounted(&name, o);
+        // Every setup replays the very same requests.
+        assert_eq!(o.signin.submitted, r.shared.signin.submitted, "{name}");
+        assert_eq!(o.normal.submitted, r.shared.normal.submitted, "{name}");
+    }
+    assert!(r.shared.signin.submitted > 4_000 && r.shared.normal.submitted > 25_000);
+}
+
+#[test]
+fn incident2_reservation_serves_signin_where_the_dedicated_pool_starves_it() {
+    let r = replay2();
+    let (pool, reserved) = (&r.dedicated, &r.reserved);
+    // With the reservation, (nearly) every sign-in is served within the client's timeout...
+    assert!(
+        reserved.signin.success_percent() >= 99.0,
+        "reserved: {:.1}% of sign-ins served",
+        reserved.signin.success_percent()
+    );
+    // ...and promptly: its p99 wait is a small part of the timeout.
+    let p99 = reserved.signin.wait_percentile(99);
+    assert!(
+        p99 <= r.scenario.deadline_ms / 4,
+        "reserved: sign-in p99 {p99} ms"
+    );
+    // The operators' dedicated pool starves sign-in: a quarter is lost, over 40% in the wave.
+    assert!(
+        pool.signin.success_percent() <= 80.0,
+        "dedicated pool: {:.1}% of sign-ins served",
+        pool.signin.success_percent()
+    );
+    assert!(pool.signin.phase_success_percent(1) <= 60.0);
+    assert!(reserved.signin.phase_success_percent(1) >= 99.0);
+    // A dedicated pool as large as the reservation, or no isolation at all, is still clearly
+    // worse for sign-in than the reservation.
+    for other in [&r.dedicated_large, &r.shared] {
+        assert!(
+            other.signin.success_percent() + 5.0 <= reserved.signin.success_percent(),
+            "{:?}: {:.1}% of sign-ins served",
+            other.setup,
+            other.signin.success_percent()
+        );
+    }
+}
+
+#[test]
+fn incident2_the_dedicated_pool_idles_while_signin_waits() {
+    let r = replay2();
+    let wave = 1;
+    // During the wave sign-ins queue in their small pool while the other pool has room...
+    assert!(r.dedicated.signin_waiting_ms[wave] > 0);
+    assert!(
+        r.dedicated.idle_slots_while_signin_waited(wave) >= 3.0,
+        "{:.1} idle slots",
+        r.dedicated.idle_slots_while_signin_waited(wave)
+    );
+    // ...while one shared fleet (with or without classes) never leaves a slot idle while a
+    // sign-in waits: dispatch is work-conserving.
+    for o in [&r.shared, &r.reserved] {
+        assert_eq!(o.idle_slot_ms_while_signin_waited, [0; 4], "{:?}", o.setup);
+    }
+}
+
+#[test]
+fn incident2_page_traffic_pays_at_most_one_point_for_the_reservation() {
+    let r = replay2();
+    let (pool, reserved) = (&r.dedicated, &r.reserved);
+    // The stated margin: page/API success with the reservation is within 1 percentage point
+    // of the dedicated pool's. At the peak sign-in needs 4.5 slots, more than the pool's 4, and
+    // the reservation serves those sign-ins from slots page/API would otherwise have had;
+    // everything else sign-in gained came from slots that stood idle.
+    assert!(
+        reserved.normal.success_percent() + 1.0 >= pool.normal.success_percent(),
+        "page/API served: reserved {:.1}% vs dedicated pool {:.1}%",
+        reserved.normal.success_percent(),
+        pool.normal.success_percent()
+    );
+    let lost = pool
+        .normal
+        .served()
+        .saturating_sub(reserved.normal.served());
+    let gained = reserved.signin.served() - pool.signin.served();
+    assert!(
+        lost * 5 <= gained,
+        "{lost} page/API requests lost for {gained} sign-ins"
+    );
+    // Growing the dedicated pool to the reservation's size costs page/API more than the
+    // reservation does.
+    assert!(reserved.normal.success_percent() > r.dedicated_large.normal.success_percent());
+}
+
+#[test]
+fn incident2_reserved_class_holds_its_reservation_whenever_backlogged() {
+    let r = replay2();
+    let c = &r.reserved;
+    let reserved = u64::from(r.scenario.reserved_slots());
+    assert_eq!(reserved, 6);
+    // No free slot ever went to page/API while sign-ins waited below the reservation...
+    assert_eq!(c.reservation_violations, 0);
+    // ...so after borrowing every slot page/API gives the reservation back within at most
+    // `reserved` of its completions.
+    assert!(
+        c.below_reservation_most_completions <= reserved,
+        "{} completions",
+        c.below_reservation_most_completions
+    );
+    // Borrowing works both ways: sign-in above its reservation in the wave, page/API on
+    // every slot when sign-in is idle.
+    assert!(c.signin_max_in_flight > reserved);
+    assert_eq!(c.normal_max_in_flight, u64::from(r.scenario.slots));
+    // Nothing of sign-in was shed at all.
+    assert_eq!(c.signin.shed(), 0);
+}
+
+#[test]
+fn incident2_every_503_carries_a_retry_after_within_the_timeout() {
+    let r = replay2();
+    let timeout_s = r.scenario.deadline_ms.div_ceil(1000);
+    for (name, o) in r.runs() {
+        // No rate limit is configured, so every Retry-After is the drain-time estimate: at
+        // least 1 s, and at most the timeout (a full queue is one timeout's worth of work).
+        assert_eq!(o.with_retry_at, 0, "{name}");
+        assert!(
+            o.retry_after_s
+                .iter()
+                .all(|&s| (1..=timeout_s).contains(&s)),
+            "{name}: {:?}",
+            o.retry_after_histogram()
+        );
+    }
+    // The small pool's queue fills: sign-ins are refused or evicted at the door, not only
+    // timed out.
+    let pool = &r.dedicated.signin;
+    assert!(pool.refused > 0 && pool.evicted > 0 && pool.expired > 0);
+}
+
+#[test]
+fn incident2_report_shows_every_setup() {
+    let report = replay2().report();
+    for row in [
+        "(a) one shared fleet, no isolation",
+        "(b) dedicated sign-in pool, 4 of 40",
+        "(b') dedicated sign-in pool, 6 of 40",
+        "(c) fairshare: sign-in 15% reserved",
+        "Sign-ins served within 2.0 s, by phase",
+        "Retry-After",
+    ] {
+        assert!(report.contains(row), "missing {row:?} in\n{report}");
+    }
+}
+
+#[test]
+fn incident2_replay_is_deterministic() {
+    // A shorter peak, run twice: same arrivals, same decisions, same report.
+    let mut small = incident2::Scenario::incident();
+    for phase in &mut small.phases {
+        phase.until_ms /= 5;
+    }
+    let first = incident2::replay(small);
+    let second = incident2::replay(small);
+    assert_eq!(first, second);
+    assert_eq!(first.report(), second.report());
+    for (name, o) in first.runs() {
+        assert_accounted(&name, o);
+    }
 }
