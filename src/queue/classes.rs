@@ -525,6 +525,14 @@ pub(crate) struct ClassState {
     /// Served cost divided by weight, scaled by 2^32 (start-time fair queueing between
     /// classes of the same priority).
     pub(crate) vtime: u128,
+    /// `2^32 / weight`: the virtual time one unit of cost adds.
+    pub(crate) vstep: u64,
+    /// Settings resolved against the global in-flight limit (see `resolve`).
+    pub(crate) priority: u8,
+    /// The most items the class may have in flight for a dispatch to serve it.
+    pub(crate) cap: u64,
+    /// In-flight slots reserved for it (0 without a global limit).
+    pub(crate) reserved: u64,
     pub(crate) counters: ClassCounters,
 }
 
@@ -532,7 +540,22 @@ impl ClassState {
     pub(crate) fn new() -> Self {
         ClassState {
             front: super::items::NIL,
+            vstep: 1 << 32,
+            cap: u64::MAX,
             ..ClassState::default()
+        }
+    }
+
+    /// Caches `spec`'s settings under the global in-flight limit `limit` (`u64::MAX`: none).
+    pub(crate) fn resolve(&mut self, spec: &ClassSpec, limit: u64) {
+        self.vstep = (1u64 << 32) / u64::from(spec.weight().get());
+        self.priority = spec.priority();
+        if limit == u64::MAX {
+            self.cap = spec.max_in_flight().map_or(u64::MAX, u64::from);
+            self.reserved = 0;
+        } else {
+            self.cap = spec.ceiling_slots(limit);
+            self.reserved = spec.reserved_slots(limit);
         }
     }
 }

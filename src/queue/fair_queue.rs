@@ -441,6 +441,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// ```
     pub fn set_in_flight_limit(&mut self, limit: Option<u64>) {
         self.max_in_flight = limit.unwrap_or(u64::MAX);
+        self.resolve_classes();
     }
 
     /// Lifetime counters of the whole queue.
@@ -744,62 +745,55 @@ impl<K, T, S> FairQueue<K, T, S> {
 
     /// The class the next dispatch (`track`) or pop serves, among classes with a flow on
     /// their ring; `None` if no class may be served. See [`ClassSpec`] for the rule.
-    ///
     /// Returns the class and whether its service counts towards its virtual time.
+    ///
+    /// One pass over the classes, on settings cached by [`ClassState::resolve`].
     fn pick_class(&self, track: bool) -> Option<(usize, bool)> {
-        let limit = self.max_in_flight;
-        let bounded = track && limit != u64::MAX;
-        let specs = self.classes.specs();
-        let n = self.class_count();
+        let bounded = track && self.max_in_flight != u64::MAX;
         // (class, in_flight, reserved slots) of the class furthest below its reservation
         let mut under: Option<(usize, u64, u64)> = None;
-        let mut top: Option<u8> = None;
-        let mut eligible = [false; super::classes::MAX_CLASSES];
+        // (class, priority, vtime): the highest priority, then the least served per weight
+        let mut best: Option<(usize, u8, u128)> = None;
         for (c, ring) in self.all_rings().enumerate() {
             if ring.ring_len == 0 {
                 continue;
             }
-            let spec = &specs[c];
             let f = u64::from(ring.in_flight);
-            if track {
-                let cap = if bounded {
-                    spec.ceiling_slots(limit)
-                } else {
-                    spec.max_in_flight().map_or(u64::MAX, u64::from)
-                };
-                if f >= cap {
-                    continue;
-                }
+            if track && f >= ring.cap {
+                continue;
             }
-            eligible[c] = true;
-            top = top.max(Some(spec.priority()));
-            if bounded {
-                let r = spec.reserved_slots(limit);
-                // f/r smallest first: f·r' < f'·r
-                if f < r
-                    && under.is_none_or(|(_, f2, r2)| {
-                        u128::from(f) * u128::from(r2) < u128::from(f2) * u128::from(r)
-                    })
-                {
-                    under = Some((c, f, r));
-                }
+            let r = ring.reserved;
+            // f/r smallest first: f·r' < f'·r
+            if bounded
+                && f < r
+                && under.is_none_or(|(_, f2, r2)| {
+                    u128::from(f) * u128::from(r2) < u128::from(f2) * u128::from(r)
+                })
+            {
+                under = Some((c, f, r));
+            }
+            let (p, v) = (ring.priority, ring.vtime);
+            if best.is_none_or(|(_, p2, v2)| p > p2 || (p == p2 && v < v2)) {
+                best = Some((c, p, v));
             }
         }
-        let top = top?;
-        let mut best: Option<(usize, u128)> = None;
-        for c in (0..n).filter(|&c| eligible[c] && specs[c].priority() == top) {
-            let v = self.ring(c).vtime;
-            if best.is_none_or(|(_, v2)| v < v2) {
-                best = Some((c, v));
-            }
-        }
-        // Reservations first; then the top priority's least served per weight. Service is
-        // charged to a class's virtual time only while it competes at the top priority:
-        // reserved service received while outranked would otherwise count against it when
-        // the higher priority goes quiet.
-        match under {
-            Some((c, ..)) => Some((c, specs[c].priority() == top)),
-            None => best.map(|(c, _)| (c, true)),
+        let (top_class, top, _) = best?;
+        // Reservations first. Service is charged to a class's virtual time only while it
+        // competes at the top priority: reserved service received while outranked would
+        // otherwise count against it when the higher priority goes quiet.
+        Some(match under {
+            Some((c, ..)) => (c, self.ring(c).priority == top),
+            None => (top_class, true),
+        })
+    }
+
+    /// Re-resolves every class's settings (after a change of classes or of the global limit).
+    fn resolve_classes(&mut self) {
+        let limit = self.max_in_flight;
+        let specs = self.classes.specs();
+        self.ring0.resolve(&specs[0], limit);
+        for (ring, spec) in self.rings.iter_mut().zip(&specs[1..]) {
+            ring.resolve(spec, limit);
         }
     }
 }
@@ -948,13 +942,7 @@ where
     /// Whether the only class is at its ceiling or its own in-flight cap.
     #[cold]
     fn class0_full(&self) -> bool {
-        let spec = &self.classes.specs()[0];
-        let cap = if self.max_in_flight != u64::MAX {
-            spec.ceiling_slots(self.max_in_flight)
-        } else {
-            spec.max_in_flight().map_or(u64::MAX, u64::from)
-        };
-        self.in_flight >= cap
+        self.in_flight >= self.ring0.cap
     }
 
     /// The next item when there are several classes: choose the class, then its DRR step.
@@ -964,11 +952,10 @@ where
             let (c, charge) = self.pick_class(track && respect_limits)?;
             if let Some(p) = self.pop_class(c, respect_limits) {
                 if charge {
-                    let w = self.classes.specs()[c].weight().get();
                     let ring = self.ring_mut(c);
                     ring.vtime = ring
                         .vtime
-                        .saturating_add((u128::from(p.cost) << 32) / u128::from(w));
+                        .saturating_add(u128::from(p.cost) * u128::from(ring.vstep));
                 }
                 return Some(p);
             }
@@ -1804,6 +1791,7 @@ where
         let spec = &classes.specs()[0];
         self.single_capped = spec.ceiling_percent() < 100 || spec.max_in_flight().is_some();
         self.classes = classes;
+        self.resolve_classes();
         Ok(())
     }
 
