@@ -750,40 +750,43 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// One pass over the classes, on settings cached by [`ClassState::resolve`].
     fn pick_class(&self, track: bool) -> Option<(usize, bool)> {
         let bounded = track && self.max_in_flight != u64::MAX;
-        // (class, in_flight, reserved slots) of the class furthest below its reservation
-        let mut under: Option<(usize, u64, u64)> = None;
-        // (class, priority, vtime): the highest priority, then the least served per weight
-        let mut best: Option<(usize, u8, u128)> = None;
-        for (c, ring) in self.all_rings().enumerate() {
-            if ring.ring_len == 0 {
-                continue;
-            }
+        // The class furthest below its reservation: smallest in_flight / reserved, compared
+        // as f·r' < f'·r (`NONE`: no class below its reservation).
+        const NONE: usize = usize::MAX;
+        let (mut under, mut uf, mut ur) = (NONE, 0u64, 1u64);
+        // The highest priority, then the least served per weight.
+        let (mut best, mut bp, mut bv) = (NONE, 0u8, 0u128);
+        let mut consider = |c: usize, ring: &ClassState| {
             let f = u64::from(ring.in_flight);
-            if track && f >= ring.cap {
-                continue;
+            if ring.ring_len == 0 || (track && f >= ring.cap) {
+                return;
             }
-            let r = ring.reserved;
-            // f/r smallest first: f·r' < f'·r
             if bounded
-                && f < r
-                && under.is_none_or(|(_, f2, r2)| {
-                    u128::from(f) * u128::from(r2) < u128::from(f2) * u128::from(r)
-                })
+                && f < ring.reserved
+                && (under == NONE
+                    || u128::from(f) * u128::from(ur) < u128::from(uf) * u128::from(ring.reserved))
             {
-                under = Some((c, f, r));
+                (under, uf, ur) = (c, f, ring.reserved);
             }
             let (p, v) = (ring.priority, ring.vtime);
-            if best.is_none_or(|(_, p2, v2)| p > p2 || (p == p2 && v < v2)) {
-                best = Some((c, p, v));
+            if best == NONE || p > bp || (p == bp && v < bv) {
+                (best, bp, bv) = (c, p, v);
             }
+        };
+        consider(0, &self.ring0);
+        for (i, ring) in self.rings.iter().enumerate() {
+            consider(i + 1, ring);
         }
-        let (top_class, top, _) = best?;
+        if best == NONE {
+            return None;
+        }
         // Reservations first. Service is charged to a class's virtual time only while it
         // competes at the top priority: reserved service received while outranked would
         // otherwise count against it when the higher priority goes quiet.
-        Some(match under {
-            Some((c, ..)) => (c, self.ring(c).priority == top),
-            None => (top_class, true),
+        Some(if under == NONE {
+            (best, true)
+        } else {
+            (under, self.ring(under).priority == bp)
         })
     }
 
