@@ -621,6 +621,7 @@ where
         // A timeout too large to represent (Duration::MAX, say) means no deadline.
         let deadline = Instant::now().checked_add(timeout);
         let mut state = self.lock();
+        let mut spun = false;
         loop {
             if let Some(out) = take(self, &mut state) {
                 return Ok(out);
@@ -631,6 +632,28 @@ where
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(WaitError::Timeout);
             }
+            #[cfg(not(loom))]
+            if !spun {
+                // Work often arrives within microseconds: look again a few times with
+                // exponential backoff (spin, then yield) before paying for a sleep and a
+                // wake-up, as crossbeam's channels do. Only a free lock is taken, so the
+                // producers are never held up by the looking.
+                spun = true;
+                drop(state);
+                let backoff = crossbeam::utils::Backoff::new();
+                while !backoff.is_completed() && deadline.is_none_or(|d| Instant::now() < d) {
+                    backoff.snooze();
+                    if let Some(mut st) = self.inner.state.try_lock() {
+                        if let Some(out) = take(self, &mut st) {
+                            return Ok(out);
+                        }
+                    }
+                }
+                state = self.lock();
+                continue;
+            }
+            #[cfg(loom)]
+            let _ = &mut spun;
             state.waiters.sleep();
             let (guard, _) = self.inner.work.wait_until(state, deadline);
             state = guard;
