@@ -11,12 +11,20 @@
 //!   "shed_policy": "evict_over_share",
 //!   "queue_delay": { "target_ms": 50, "interval_ms": 500 },
 //!   "max_in_flight": 64,
+//!   "classes": [
+//!     { "name": "signin", "reserved_percent": 20, "priority": 1 },
+//!     { "name": "api", "weight": 3, "tenant_rate": { "per_second": 50 } },
+//!     { "name": "bulk", "ceiling_percent": 50 }
+//!   ],
+//!   "tenant_detail": true,
 //!   "tenants": {
 //!     "gold-customer": { "weight": 4 },
 //!     "acme": { "blocked": "abuse" }
 //!   }
 //! }
 //! ```
+//!
+//! Every field is optional; a file without `classes` has the one class `"default"`.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -29,7 +37,7 @@ use crate::admission::{
 use crate::clock::{Clock, Nanos};
 use crate::error::{BlockReason, ConfigError};
 use crate::pressure::PressureConfig;
-use crate::queue::QueueConfig;
+use crate::queue::{ClassSpec, Classes, QueueConfig};
 
 /// A rate quota in a file: `per_second` units per second, up to `burst` at once (default:
 /// `per_second`).
@@ -124,6 +132,76 @@ pub struct TenantConfig {
     pub blocked: Option<BlockReason>,
 }
 
+/// One class of work in a file; see [`ClassSpec`] for what each setting does. Only `name` is
+/// required. In the `classes` list, a class's position is its [`ClassId`](crate::ClassId)
+/// (the first is the default class of pushes that name none).
+///
+/// # Examples
+///
+/// ```
+/// let c: fairshare::ClassConfig =
+///     serde_json::from_str(r#"{ "name": "signin", "reserved_percent": 20 }"#).unwrap();
+/// assert_eq!(c, fairshare::ClassConfig { reserved_percent: 20, ..fairshare::ClassConfig::new("signin") });
+/// assert_eq!((c.weight, c.ceiling_percent), (1, 100));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassConfig {
+    /// The class's name (unique, not empty): pushes find the class by it, errors name it.
+    pub name: String,
+    /// Weight among classes of the same priority (at least 1; default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Percent of the global `max_in_flight` reserved for the class (0 to 100; default 0).
+    /// The reservations of all classes add up to at most 100.
+    #[serde(default)]
+    pub reserved_percent: u32,
+    /// Percent of the global `max_in_flight` the class may hold at most (1 to 100, at least
+    /// `reserved_percent`; default 100).
+    #[serde(default = "hundred")]
+    pub ceiling_percent: u32,
+    /// Strict priority, higher first after reservations (0 to 255; default 0).
+    #[serde(default)]
+    pub priority: u32,
+    /// The class's own in-flight cap (at least 1; default none).
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+    /// A rate limit on each tenant's work in this class (default none).
+    #[serde(default)]
+    pub tenant_rate: Option<RateConfig>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn hundred() -> u32 {
+    100
+}
+
+impl ClassConfig {
+    /// A class named `name` with the defaults: weight 1, nothing reserved, no ceiling,
+    /// priority 0, no caps.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = fairshare::ClassConfig::new("bulk");
+    /// assert_eq!((c.weight, c.reserved_percent, c.ceiling_percent), (1, 0, 100));
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        ClassConfig {
+            name: name.into(),
+            weight: 1,
+            reserved_percent: 0,
+            ceiling_percent: 100,
+            priority: 0,
+            max_in_flight: None,
+            tenant_rate: None,
+        }
+    }
+}
+
 /// A whole scheduler configuration as read from a file.
 ///
 /// # Examples
@@ -154,6 +232,12 @@ pub struct Config {
     pub max_in_flight: Option<u64>,
     /// Pressure gauge.
     pub pressure: Option<PressureConfig>,
+    /// Classes of work, in [`ClassId`](crate::ClassId) order (empty: the one class
+    /// `"default"`). Reservations and ceilings need `max_in_flight`.
+    pub classes: Vec<ClassConfig>,
+    /// Keep per-tenant refusals by reason and waiting times for the stats (see
+    /// [`SchedulerConfig::with_tenant_detail`]).
+    pub tenant_detail: bool,
     /// Per-tenant settings, by tenant name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -170,6 +254,8 @@ impl Default for Config {
             queue_delay: None,
             max_in_flight: None,
             pressure: None,
+            classes: Vec::new(),
+            tenant_detail: false,
             tenants: BTreeMap::new(),
         }
     }
@@ -207,6 +293,8 @@ pub struct TenantSettings {
 pub struct ValidConfig {
     /// The scheduler settings.
     pub scheduler: SchedulerConfig,
+    /// The classes ([`Classes::single`] when the file names none).
+    pub classes: Classes,
     /// Per-tenant settings, by name, in name order.
     pub tenants: Vec<(String, TenantSettings)>,
 }
@@ -235,6 +323,27 @@ const TENANT_LIMIT_FIELDS: LimitFields = [
     "limits.max_in_flight",
 ];
 
+/// Converts `rate`, reporting a bad value through `field(per_second_f or burst_f, problem)`.
+fn quota(
+    rate: &RateConfig,
+    [per_second_f, burst_f]: [&'static str; 2],
+    field: &impl Fn(&'static str, &'static str) -> ConfigError,
+) -> Result<Quota, ConfigError> {
+    let per_second = NonZeroU32::new(rate.per_second).ok_or_else(|| {
+        field(
+            per_second_f,
+            "must be at least 1; block the tenant to stop it",
+        )
+    })?;
+    let mut quota = Quota::per_second(per_second);
+    if let Some(burst) = rate.burst {
+        let burst = NonZeroU32::new(burst)
+            .ok_or_else(|| field(burst_f, "must be at least 1 (the largest item cost)"))?;
+        quota = quota.allow_burst(burst);
+    }
+    Ok(quota)
+}
+
 /// Converts `l`, reporting a bad value through `field(names[i], problem)`.
 fn limits(
     l: &LimitsConfig,
@@ -243,20 +352,8 @@ fn limits(
 ) -> Result<TenantLimits, ConfigError> {
     let [per_second_f, burst_f, items_f, cost_f, in_flight_f] = *names;
     let mut out = TenantLimits::new();
-    if let Some(rate) = l.rate {
-        let per_second = NonZeroU32::new(rate.per_second).ok_or_else(|| {
-            field(
-                per_second_f,
-                "must be at least 1; block the tenant to stop it",
-            )
-        })?;
-        let mut quota = Quota::per_second(per_second);
-        if let Some(burst) = rate.burst {
-            let burst = NonZeroU32::new(burst)
-                .ok_or_else(|| field(burst_f, "must be at least 1 (the largest item cost)"))?;
-            quota = quota.allow_burst(burst);
-        }
-        out = out.with_quota(quota);
+    if let Some(rate) = &l.rate {
+        out = out.with_quota(quota(rate, [per_second_f, burst_f], &field)?);
     }
     if let Some(m) = l.max_items {
         if m == 0 {
@@ -288,13 +385,68 @@ fn limits(
     Ok(out)
 }
 
+/// Converts one class; `global_limit` says whether `max_in_flight` is set.
+fn class(c: &ClassConfig, global_limit: bool) -> Result<ClassSpec, ConfigError> {
+    if c.name.is_empty() {
+        return Err(ConfigError::Invalid {
+            field: "classes.name",
+            problem: "must not be empty (errors and pushes name the class by it)",
+        });
+    }
+    let bad = |field: &'static str, problem: &'static str| ConfigError::InvalidClass {
+        class: c.name.clone(),
+        field,
+        problem,
+    };
+    let weight = NonZeroU32::new(c.weight).ok_or_else(|| bad("weight", "must be at least 1"))?;
+    let reserved = u8::try_from(c.reserved_percent)
+        .ok()
+        .filter(|&r| r <= 100)
+        .ok_or_else(|| bad("reserved_percent", "must be at most 100"))?;
+    let ceiling = u8::try_from(c.ceiling_percent)
+        .ok()
+        .filter(|&p| (1..=100).contains(&p))
+        .ok_or_else(|| bad("ceiling_percent", "must be between 1 and 100"))?;
+    let priority = u8::try_from(c.priority).map_err(|_| bad("priority", "must be at most 255"))?;
+    if !global_limit && reserved > 0 {
+        return Err(bad(
+            "reserved_percent",
+            "must be 0 without a global `max_in_flight` (a reservation is a share of it)",
+        ));
+    }
+    if !global_limit && ceiling < 100 {
+        return Err(bad(
+            "ceiling_percent",
+            "must be 100 without a global `max_in_flight` (a ceiling is a share of it)",
+        ));
+    }
+    let tenant_quota = match &c.tenant_rate {
+        None => None,
+        Some(rate) => Some(quota(
+            rate,
+            ["tenant_rate.per_second", "tenant_rate.burst"],
+            &bad,
+        )?),
+    };
+    Ok(ClassSpec::new(c.name.clone())
+        .with_weight(weight)
+        .with_reserved_percent(reserved)
+        .with_ceiling_percent(ceiling)
+        .with_priority(priority)
+        .with_max_in_flight(c.max_in_flight)
+        .with_tenant_quota(tenant_quota))
+}
+
 impl Config {
     /// Checks every field and converts to the runtime types.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the field (with a dotted path such as
-    /// `tenant_defaults.rate.burst`), or [`ConfigError::InvalidTenant`] for a tenant's field.
+    /// `tenant_defaults.rate.burst`), [`ConfigError::InvalidTenant`] for a tenant's field, or
+    /// [`ConfigError::InvalidClass`] for a class's field (`classes.signin.reserved_percent`;
+    /// reported there, too, when the reservations add up to more than 100 percent, and when a
+    /// reservation or ceiling is set without a global `max_in_flight`).
     ///
     /// # Examples
     ///
@@ -369,6 +521,16 @@ impl Config {
                 problem: "must be at least 1; omit it for no limit",
             });
         }
+        let classes = if self.classes.is_empty() {
+            Classes::single()
+        } else {
+            let specs = self
+                .classes
+                .iter()
+                .map(|c| class(c, self.max_in_flight.is_some()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Classes::new(specs)?
+        };
         let scheduler = SchedulerConfig::new()
             .with_queue(queue)
             .with_tenant_limits(defaults)
@@ -376,7 +538,8 @@ impl Config {
             .with_shed_policy(self.shed_policy)
             .with_queue_delay(queue_delay)
             .with_max_in_flight(self.max_in_flight)
-            .with_pressure(self.pressure);
+            .with_pressure(self.pressure)
+            .with_tenant_detail(self.tenant_detail);
         let mut tenants = Vec::with_capacity(self.tenants.len());
         for (name, t) in &self.tenants {
             let invalid = |field: &'static str, problem: &'static str| ConfigError::InvalidTenant {
@@ -403,15 +566,57 @@ impl Config {
                 },
             ));
         }
-        Ok(ValidConfig { scheduler, tenants })
+        Ok(ValidConfig {
+            scheduler,
+            classes,
+            tenants,
+        })
     }
 }
 
 impl ValidConfig {
-    /// Applies this configuration to a running scheduler: [`Scheduler::reconfigure`] plus
-    /// the settings of every tenant the file names. Queued and in-flight items are kept.
-    /// Tenants the file does not name keep their settings: removing a tenant from the file
-    /// does not unblock it or clear its overrides; name it with empty settings to do that.
+    /// A new scheduler on `clock` with this configuration (its classes and the settings of
+    /// every tenant the file names).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ClassConfig, Config, ManualClock, PushOptions, Scheduler};
+    /// let mut cfg = Config::default();
+    /// cfg.max_in_flight = Some(10);
+    /// cfg.classes = vec![
+    ///     ClassConfig { reserved_percent: 20, ..ClassConfig::new("signin") },
+    ///     ClassConfig::new("api"),
+    /// ];
+    /// let mut s: Scheduler<String, u8, _> = cfg.validate().unwrap().build(ManualClock::new());
+    /// let signin = s.classes().id("signin").unwrap();
+    /// let _ = s.try_push_with("alice".into(), 1, PushOptions::new().class(signin)).unwrap();
+    /// assert_eq!(s.queue().class_len(signin), 1);
+    /// ```
+    pub fn build<K, T, C>(&self, clock: C) -> Scheduler<K, T, C>
+    where
+        K: std::hash::Hash + Eq + Clone + From<String>,
+        C: Clock,
+    {
+        let mut scheduler = Scheduler::with_clock(self.scheduler, clock);
+        // Setting classes is refused only when a class with work in it would be removed; a
+        // new scheduler has no work.
+        self.apply(&mut scheduler)
+            .expect("fairshare: a new scheduler accepts any validated classes");
+        scheduler
+    }
+
+    /// Applies this configuration to a running scheduler: its classes
+    /// ([`Scheduler::set_classes`], if they changed), [`Scheduler::reconfigure`], and the
+    /// settings of every tenant the file names. Queued and in-flight items are kept (work
+    /// queued in class `i` stays in class `i`, under its new settings). Tenants the file does
+    /// not name keep their settings: removing a tenant from the file does not unblock it or
+    /// clear its overrides; name it with empty settings to do that.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidClass`] if the file has fewer classes than the scheduler and a
+    /// class it would remove still holds queued or in-flight work. Nothing changes then.
     ///
     /// # Examples
     ///
@@ -421,16 +626,22 @@ impl ValidConfig {
     /// cfg.tenants.insert("gold".into(), TenantConfig { weight: Some(4), ..Default::default() });
     /// let mut s: Scheduler<String, u8> = Scheduler::new(SchedulerConfig::new());
     /// let _ = s.try_push("gold".into(), 1).unwrap();
-    /// cfg.validate().unwrap().apply(&mut s);
+    /// cfg.validate().unwrap().apply(&mut s).unwrap();
     /// assert_eq!(s.queue().weight(&"gold".to_string()).get(), 4);
     /// assert_eq!(s.queue().len(), 1);
     /// ```
-    pub fn apply<K, T, C, S>(&self, scheduler: &mut Scheduler<K, T, C, S>)
+    pub fn apply<K, T, C, S>(
+        &self,
+        scheduler: &mut Scheduler<K, T, C, S>,
+    ) -> Result<(), ConfigError>
     where
         K: std::hash::Hash + Eq + Clone + From<String>,
         C: Clock,
         S: std::hash::BuildHasher,
     {
+        if *scheduler.classes() != self.classes {
+            scheduler.set_classes(self.classes.clone())?;
+        }
         scheduler.reconfigure(self.scheduler);
         for (name, t) in &self.tenants {
             let key = K::from(name.clone());
@@ -449,5 +660,6 @@ impl ValidConfig {
                 }
             }
         }
+        Ok(())
     }
 }

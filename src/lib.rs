@@ -10,7 +10,8 @@
 //! It exists because of a real incident: one customer of a help desk submitted 140,000 jobs in
 //! a short time, every other customer shared the same FIFO queue, and everyone else's work
 //! waited for hours. With a [`FairQueue`], that customer's backlog delays each other customer by
-//! at most one turn of the flooding tenant.
+//! at most one turn of the flooding tenant. (A second incident, below, is why there are
+//! classes.)
 //!
 //! # Quick example
 //!
@@ -55,6 +56,38 @@
 //! less than `3·quantum + max_cost/w_i + max_cost/w_j`, and a tenant that becomes backlogged is
 //! served after at most one turn of each other tenant. See [`FairQueue`]'s `# Fairness`
 //! section for the exact statement; the property tests in `tests/` check both.
+//!
+//! # Classes: a guaranteed share that can borrow
+//!
+//! A second incident: sign-in requests were isolated on a small dedicated pool, which starved
+//! at the peak while the rest of the fleet had room. [`Classes`] put kinds of work above the
+//! tenants: each [`ClassSpec`] has a weight, a share of the global in-flight limit reserved for
+//! it whenever it has work, a ceiling, a strict priority and an in-flight cap. An idle class's
+//! reservation is lent to the others on the very next dispatch and comes back as in-flight work
+//! completes; inside a class, tenants share by weight as above. See [`ClassSpec`] for the exact
+//! rule and the bound on give-back.
+//!
+//! ```
+//! use fairshare::{ClassSpec, Classes, FairQueue};
+//!
+//! let mut q: FairQueue<&str, &str> = FairQueue::new();
+//! q.set_classes(Classes::new([
+//!     ClassSpec::new("api"),
+//!     ClassSpec::new("signin").with_reserved_percent(25), // 1 of 4 slots
+//! ]).unwrap()).unwrap();
+//! q.set_in_flight_limit(Some(4));
+//! let signin = q.classes().id("signin").unwrap();
+//!
+//! for _ in 0..10 {
+//!     q.try_push("acme", "page").unwrap();
+//! }
+//! let mut busy: Vec<_> = (0..4).map(|_| q.dispatch().unwrap()).collect(); // api borrows all 4
+//! q.try_push_in("alice", signin, "login", 1).unwrap();
+//! assert!(q.dispatch().is_none()); // every slot is busy...
+//! q.complete(busy.pop().unwrap().ticket, 1);
+//! assert_eq!(q.dispatch().unwrap().item, "login"); // ...and the first freed is sign-in's
+//! # for d in busy { q.complete(d.ticket, 1); }
+//! ```
 //!
 //! # Admission control: refuse at the door
 //!
@@ -138,7 +171,7 @@ pub use admission::{
 pub use clock::{Clock, ManualClock, Nanos, StdClock};
 #[cfg(feature = "serde")]
 pub use config::{
-    CapacityConfig, Config, LimitsConfig, QueueDelayConfig, RateConfig, TenantConfig,
+    CapacityConfig, ClassConfig, Config, LimitsConfig, QueueDelayConfig, RateConfig, TenantConfig,
     TenantSettings, ValidConfig,
 };
 pub use error::{BlockReason, ConfigError, Limit, RejectReason, Rejected};
@@ -148,7 +181,7 @@ pub use queue::{
     MAX_CLASSES, QueueConfig, QueueCounters, TenantCounters, TenantHandle, Ticket,
 };
 pub use shared::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError, Waiting};
-pub use stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
+pub use stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogram, WaitSummary};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

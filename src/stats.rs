@@ -3,8 +3,9 @@
 
 use crate::admission::AdmissionCounters;
 use crate::clock::Nanos;
+use crate::error::RejectReason;
 use crate::pressure::PressureLevel;
-use crate::queue::{QueueCounters, TenantCounters};
+use crate::queue::{ClassCounters, QueueCounters, TenantCounters};
 
 /// Sub-buckets per power of two: relative error of a reported percentile is at most 1/4.
 const SUB: usize = 4;
@@ -135,6 +136,12 @@ impl WaitHistogram {
         Nanos::new(Self::upper(BUCKETS - 1))
     }
 
+    /// Forgets every recorded value, keeping the allocation.
+    pub(crate) fn clear(&mut self) {
+        self.counts.fill(0);
+        self.total = 0;
+    }
+
     /// The upper edge of the highest non-empty bucket.
     ///
     /// # Examples
@@ -185,6 +192,106 @@ impl From<&WaitHistogram> for WaitSummary {
     }
 }
 
+/// One tenant's refusals at the door, by reason (the per-tenant share of the refusals in
+/// [`AdmissionCounters`], in the same categories: a class's per-tenant rate limit counts as
+/// `rate_limited`). Kept only with
+/// [`SchedulerConfig::with_tenant_detail`](crate::SchedulerConfig::with_tenant_detail).
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{Scheduler, SchedulerConfig, TenantLimits};
+/// let cfg = SchedulerConfig::new()
+///     .with_tenant_detail(true)
+///     .with_tenant_limits(TenantLimits::new().with_max_items(1));
+/// let mut s: Scheduler<&str, u8> = Scheduler::new(cfg);
+/// let _ = s.try_push("a", 1).unwrap();
+/// let _ = s.try_push("a", 2).unwrap_err(); // over its item cap
+/// let refused = s.stats().tenants[0].refused.unwrap();
+/// assert_eq!((refused.tenant_full, refused.total()), (1, 1));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct RefusalCounters {
+    /// Refused: tenant blocked.
+    pub blocked: u64,
+    /// Refused: the tenant's rate limit, or its rate limit in a class (not yet).
+    pub rate_limited: u64,
+    /// Refused: never admissible (cost above a burst or cap).
+    pub too_large: u64,
+    /// Refused: a tenant cap.
+    pub tenant_full: u64,
+    /// Refused: global capacity.
+    pub capacity_full: u64,
+    /// Refused: anything else (zero cost, an unknown class, a deadline already passed).
+    pub other: u64,
+}
+
+impl RefusalCounters {
+    /// Counts one refusal in its category.
+    pub(crate) fn record(&mut self, reason: RejectReason) {
+        // Keep in step with `Scheduler::count_refusal` (the global counters).
+        match reason {
+            RejectReason::Blocked { .. } => self.blocked += 1,
+            RejectReason::RateLimited { .. } | RejectReason::ClassRateLimited { .. } => {
+                self.rate_limited += 1
+            }
+            RejectReason::TooLarge { .. } => self.too_large += 1,
+            RejectReason::TenantFull { .. } => self.tenant_full += 1,
+            RejectReason::CapacityFull { .. } => self.capacity_full += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// Refusals of every reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::RefusalCounters::default().total(), 0);
+    /// ```
+    pub fn total(&self) -> u64 {
+        self.blocked
+            + self.rate_limited
+            + self.too_large
+            + self.tenant_full
+            + self.capacity_full
+            + self.other
+    }
+}
+
+/// One class's line in a [`Stats`] snapshot (in [`ClassId`](crate::ClassId) order).
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{ClassSpec, Classes, PushOptions, Scheduler, SchedulerConfig};
+/// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new());
+/// s.set_classes(Classes::new([ClassSpec::new("api"), ClassSpec::new("bulk")]).unwrap()).unwrap();
+/// let bulk = s.classes().id("bulk").unwrap();
+/// let _ = s.try_push_with("a", 1, PushOptions::new().class(bulk).cost(3)).unwrap();
+/// let stats = s.stats();
+/// assert_eq!(stats.classes[1].name, "bulk");
+/// assert_eq!((stats.classes[1].queued, stats.classes[1].queued_cost), (1, 3));
+/// assert_eq!(stats.classes[1].counters.pushed, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct ClassStats {
+    /// The class's name.
+    pub name: String,
+    /// Items queued in the class.
+    pub queued: u64,
+    /// Cost queued in the class.
+    pub queued_cost: u64,
+    /// Items of the class in flight.
+    pub in_flight: u32,
+    /// Lifetime counters (pushed, dispatched, served cost).
+    pub counters: ClassCounters,
+}
+
 /// One tenant's line in a [`Stats`] snapshot.
 ///
 /// # Examples
@@ -196,6 +303,7 @@ impl From<&WaitHistogram> for WaitSummary {
 /// let stats = s.stats();
 /// assert_eq!(stats.tenants[0].key, "a");
 /// assert_eq!(stats.tenants[0].queued, 1);
+/// assert!(stats.tenants[0].wait.is_none()); // per-tenant detail is off
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -211,10 +319,16 @@ pub struct TenantStats<K> {
     pub in_flight: u32,
     /// Lifetime counters (kept while the tenant is known).
     pub counters: TenantCounters,
+    /// Refusals by reason since the tenant became known; `None` unless per-tenant detail is
+    /// on ([`SchedulerConfig::with_tenant_detail`](crate::SchedulerConfig::with_tenant_detail)).
+    pub refused: Option<RefusalCounters>,
+    /// Waiting times (admission to dispatch) of the tenant's dispatched items since it became
+    /// known; `None` unless per-tenant detail is on.
+    pub wait: Option<WaitSummary>,
 }
 
 /// A point-in-time snapshot of a scheduler: totals, admission outcomes by reason, waiting
-/// times and the known tenants (in a deterministic order).
+/// times, the classes and the known tenants (in a deterministic order).
 ///
 /// # Examples
 ///
@@ -247,6 +361,8 @@ pub struct Stats<K> {
     pub admission: AdmissionCounters,
     /// Waiting time of dispatched items, from admission to dispatch.
     pub wait: WaitSummary,
+    /// Every class, in [`ClassId`](crate::ClassId) order.
+    pub classes: Vec<ClassStats>,
     /// Every known tenant.
     pub tenants: Vec<TenantStats<K>>,
 }

@@ -14,7 +14,7 @@ use crate::pressure::{PressureGauge, PressureLevel};
 use crate::queue::{
     COOLING, ClassId, Classes, DefaultHashBuilder, Dispatch, FairQueue, NIL, TenantHandle, Ticket,
 };
-use crate::stats::{Stats, TenantStats, WaitHistogram, WaitSummary};
+use crate::stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogram, WaitSummary};
 
 /// A [`FairQueue`] behind one admission pipeline: blocked tenants, per-tenant rate limits and
 /// queue caps, a global capacity with a shedding policy, item deadlines and a queue-delay
@@ -95,9 +95,21 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     gauge: Option<PressureGauge>,
     waits: WaitHistogram,
     counters: AdmissionCounters,
+    /// Per-tenant detail by tenant slot, kept only with `SchedulerConfig::tenant_detail`
+    /// (outside the tenant slot, which the hot path reads).
+    details: Vec<Option<Box<TenantDetail>>>,
     /// Bumped by every change that can make queued items dispatchable or free room without
     /// a push or pop (limits, blocks, reconfiguration): the shared handle wakes waiters on it.
     version: u64,
+}
+
+/// One tenant's refusals and waits, valid while its slot has `generation` (a slot reused by
+/// another tenant starts from zero).
+#[derive(Debug, Clone)]
+struct TenantDetail {
+    generation: u32,
+    refused: RefusalCounters,
+    waits: WaitHistogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -360,6 +372,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             gauge: config.pressure().map(PressureGauge::new),
             waits: WaitHistogram::new(),
             counters: AdmissionCounters::default(),
+            details: Vec::new(),
             version: 0,
         }
     }
@@ -504,7 +517,48 @@ where
         }
     }
 
+    /// The detail of live tenant slot `idx`; fresh if the slot changed hands since it was
+    /// last written. Only called with per-tenant detail on.
+    #[inline(never)]
+    fn detail_mut(&mut self, idx: u32) -> &mut TenantDetail {
+        let generation = self.queue.tenants_ref().handle(idx).generation;
+        let i = idx as usize;
+        if self.details.len() <= i {
+            self.details.resize_with(i + 1, || None);
+        }
+        let d = self.details[i].get_or_insert_with(|| {
+            Box::new(TenantDetail {
+                generation,
+                refused: RefusalCounters::default(),
+                waits: WaitHistogram::new(),
+            })
+        });
+        if d.generation != generation {
+            d.generation = generation;
+            d.refused = RefusalCounters::default();
+            d.waits.clear();
+        }
+        d
+    }
+
+    /// Frees the detail of slots whose tenant has been forgotten.
+    fn prune_details(&mut self) {
+        let tenants = self.queue.tenants_ref();
+        for (i, d) in self.details.iter_mut().enumerate() {
+            if let Some(detail) = d {
+                let handle = TenantHandle::from_parts(i as u32, detail.generation);
+                if tenants.resolve(handle).is_none() {
+                    *d = None;
+                }
+            }
+        }
+        while matches!(self.details.last(), Some(None)) {
+            self.details.pop();
+        }
+    }
+
     fn count_refusal(&mut self, reason: RejectReason) {
+        // Keep in step with `RefusalCounters::record` (the per-tenant counters).
         let c = &mut self.counters;
         match reason {
             RejectReason::Blocked { .. } => c.blocked += 1,
@@ -552,6 +606,9 @@ where
             }),
             Err(reason) => {
                 self.count_refusal(reason);
+                if self.config.tenant_detail() {
+                    self.detail_mut(idx).refused.record(reason);
+                }
                 self.queue.count_rejected();
                 let tenants = self.queue.tenants_mut();
                 tenants.get_mut(idx).counters.rejected += 1;
@@ -913,9 +970,14 @@ where
                     continue;
                 }
             }
+            let sojourn = now.saturating_since(p.enqueued);
+            if self.config.tenant_detail() {
+                // Before `finish_pop`, which may forget the tenant.
+                self.detail_mut(p.tenant).waits.record(sojourn);
+            }
             let ticket = self.queue.finish_pop(p.tenant, p.class, p.cost, track);
-            self.last_sojourn = now.saturating_since(p.enqueued);
-            self.waits.record(self.last_sojourn);
+            self.last_sojourn = sojourn;
+            self.waits.record(sojourn);
             self.observe_pressure(now);
             return Some((p.item, ticket));
         }
@@ -994,7 +1056,10 @@ where
     /// s.complete(job.ticket, 1);
     /// ```
     pub fn set_classes(&mut self, classes: Classes) -> Result<(), crate::ConfigError> {
-        self.queue.set_classes(classes)
+        self.queue.set_classes(classes)?;
+        // New reservations or ceilings can make queued work dispatchable: wake waiters.
+        self.version += 1;
+        Ok(())
     }
 
     /// The classes work can be pushed to.
@@ -1027,34 +1092,66 @@ where
         self.queue.set_in_flight_limit(limit);
     }
 
-    /// A snapshot of totals, admission outcomes by reason, waiting times and every known
-    /// tenant (in slot order: deterministic, not hash order). O(known tenants).
+    /// A snapshot of totals, admission outcomes by reason, waiting times, every class and
+    /// every known tenant (in slot order: deterministic, not hash order). With per-tenant
+    /// detail on ([`SchedulerConfig::with_tenant_detail`]), each tenant's line also has its
+    /// refusals by reason and its waiting-time percentiles. O(known tenants + classes).
     ///
     /// # Examples
     ///
     /// ```
     /// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
-    /// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new());
+    /// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new().with_tenant_detail(true));
     /// let _ = s.try_push("a", 1).unwrap();
     /// s.block("b", BlockReason::Abuse);
     /// let _ = s.try_push("b", 2).unwrap_err();
+    /// s.pop();
     /// let stats = s.stats();
-    /// assert_eq!((stats.queued, stats.admission.blocked), (1, 1));
-    /// assert_eq!(stats.tenants.len(), 2);
+    /// assert_eq!((stats.queue.dispatched, stats.admission.blocked), (1, 1));
+    /// assert_eq!(stats.classes[0].counters.dispatched, 1);
+    /// assert_eq!(stats.tenants.len(), 1); // "a" was forgotten once idle; "b" stays blocked
+    /// assert_eq!(stats.tenants[0].refused.unwrap().blocked, 1);
     /// ```
     pub fn stats(&mut self) -> Stats<K> {
         let at = self.now();
         let pressure = self.pressure();
+        let detail = self.config.tenant_detail();
+        if detail {
+            self.prune_details();
+        }
+        let details = &self.details;
         let tenants = self
             .queue
             .tenants_ref()
             .iter()
-            .map(|(_, key, t)| TenantStats {
-                key: key.clone(),
-                queued: u64::from(t.len),
-                queued_cost: t.queued_cost,
-                in_flight: t.in_flight,
-                counters: t.counters,
+            .map(|(idx, key, t)| {
+                let d = details
+                    .get(idx as usize)
+                    .and_then(|d| d.as_deref())
+                    .filter(|d| d.generation == t.generation);
+                TenantStats {
+                    key: key.clone(),
+                    queued: u64::from(t.len),
+                    queued_cost: t.queued_cost,
+                    in_flight: t.in_flight,
+                    counters: t.counters,
+                    refused: detail.then(|| d.map_or_else(RefusalCounters::default, |d| d.refused)),
+                    wait: detail.then(|| {
+                        d.map_or_else(WaitSummary::default, |d| WaitSummary::from(&d.waits))
+                    }),
+                }
+            })
+            .collect();
+        let classes = self
+            .queue
+            .classes()
+            .iter()
+            .map(|(id, spec)| ClassStats {
+                name: spec.name().to_string(),
+                queued: self.queue.class_len(id) as u64,
+                queued_cost: self.queue.class_queued_cost(id),
+                in_flight: self.queue.class_in_flight(id),
+                counters: self.queue.class_counters(id).unwrap_or_default(),
             })
             .collect();
         Stats {
@@ -1066,6 +1163,7 @@ where
             queue: self.queue.counters(),
             admission: self.counters,
             wait: WaitSummary::from(&self.waits),
+            classes,
             tenants,
         }
     }
@@ -1111,6 +1209,10 @@ where
         }
         if old.pressure() != config.pressure() {
             self.gauge = config.pressure().map(PressureGauge::new);
+        }
+        if old.tenant_detail() != config.tenant_detail() {
+            // Off frees the side table; on starts every tenant from zero.
+            self.details = Vec::new();
         }
         if old.tenant_limits().max_in_flight() != config.tenant_limits().max_in_flight() {
             let default = config.tenant_limits().max_in_flight().unwrap_or(u32::MAX);

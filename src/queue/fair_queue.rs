@@ -65,6 +65,13 @@ fn units(cost: i64) -> i64 {
 /// has queued. Debt carried from cost correction (bounded by `max_debt_rounds`) delays a tenant
 /// by at most that many extra rounds.
 ///
+/// **Classes.** With several [`Classes`], each class runs this round robin over its own
+/// tenants, so both statements hold for tenants of one class (counting only that class's
+/// pops), with `w/k` for a tenant backlogged in `k` classes. Which class a pop serves is
+/// decided above the tenants; see [`ClassSpec`](super::ClassSpec) for that rule and its
+/// reservation bound. `tests/class_oracle.rs` checks class and tenant shares against a
+/// weighted max-min reference.
+///
 /// # Performance
 ///
 /// `try_push` hashes the key once (`try_push_to` with a [`TenantHandle`] not at all); push and
