@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use common::nz;
 use fairshare::{ClassId, ClassSpec, Classes, FairQueue, QueueConfig};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 // ===== the reference =====
 
@@ -638,7 +639,11 @@ fn setup(n: impl Strategy<Value = u64> + Clone) -> impl Strategy<Value = Setup> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// The brief's range: pools of 10 to 100 slots.
     #[test]
@@ -651,15 +656,49 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 10,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// Large pools, where one slot is at most 0.1% of the capacity: what remains to check
     /// is the water-filling itself (reservations, ceilings, priorities, weights, tenant
     /// splits), not the rounding of shares to whole slots.
     #[test]
     fn shares_match_the_oracle_in_large_pools(s in setup(1_000u64..=2_000)) {
-        if let Err(e) = check(&s, 3 * s.n, 40_000, 0.01) {
+        // Measured over whole cycles of N dispatches: with completions in dispatch order,
+        // each cycle replays the in-flight mix, while a partial cycle (up to N/window of
+        // the total) can be skewed towards whichever class its stretch of slots held.
+        if let Err(e) = check(&s, 3 * s.n, 20 * s.n, 0.01) {
             prop_assert!(false, "{}", e);
         }
     }
+}
+
+/// Found by CI with a 40,000-dispatch window that was not a whole number of cycles of
+/// N = 1971 dispatches: the capped high-priority class measured 0.2998 against its ceiling's
+/// 571/1971 = 0.2897.
+#[test]
+fn large_pool_with_a_capped_high_priority_class() {
+    let s = Setup {
+        n: 1971,
+        classes: vec![
+            ClassCfg {
+                weight: 1,
+                reserved: 0,
+                ceiling: 100,
+                priority: 0,
+            },
+            ClassCfg {
+                weight: 1,
+                reserved: 28,
+                ceiling: 29,
+                priority: 1,
+            },
+        ],
+        tenant_weights: vec![1, 1, 3, 1, 2, 2],
+        members: vec![vec![0, 1, 2, 3, 4], vec![1, 2, 3, 4, 5]],
+    };
+    check(&s, 3 * s.n, 20 * s.n, 0.01).unwrap();
 }

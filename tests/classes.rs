@@ -26,6 +26,7 @@ use fairshare::{
     SharedScheduler, TenantLimits, Ticket,
 };
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 // ===== helpers =====
 
@@ -713,7 +714,11 @@ fn two_reserved_classes_below_reservation_are_served_by_smallest_fill_ratio() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// A lender idle while the others borrow its reservation regains it after at most
     /// `R - f` completions (one slot per completion of a class above its reservation), and
@@ -1524,7 +1529,11 @@ fn run_model(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 1024,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// Random pushes (to random tenants and classes, some unknown), dispatches, pops,
     /// completions with random actual costs, limit changes, purges, retains and blocks:
