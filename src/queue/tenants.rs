@@ -303,7 +303,7 @@ impl<K, S> Tenants<K, S> {
     }
 
     /// The side entry of tenant `idx` for `class`, if any.
-    #[inline]
+    #[inline(always)]
     fn find_extra(&self, idx: u32, class: u16) -> Option<u32> {
         let mut e = self.slots[idx as usize].extra;
         while e != NIL {
@@ -317,10 +317,16 @@ impl<K, S> Tenants<K, S> {
     }
 
     /// The side entry of tenant `idx` for `class`, made if it has none.
+    #[inline]
     fn extra_or_insert(&mut self, idx: u32, class: u16) -> u32 {
-        if let Some(e) = self.find_extra(idx, class) {
-            return e;
+        match self.find_extra(idx, class) {
+            Some(e) => e,
+            None => self.insert_extra(idx, class),
         }
+    }
+
+    #[cold]
+    fn insert_extra(&mut self, idx: u32, class: u16) -> u32 {
         let entry = ExtraFlow {
             flow: Flow::EMPTY,
             tat: Nanos::ZERO,
