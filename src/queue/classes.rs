@@ -7,6 +7,14 @@ use crate::error::ConfigError;
 
 /// The most classes one queue can have. Choosing a class scans them all, so the count is kept
 /// small: classes are kinds of work (sign-in, api, bulk), not tenants.
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::{ClassSpec, Classes, MAX_CLASSES};
+/// let too_many = (0..=MAX_CLASSES).map(|i| ClassSpec::new(format!("c{i}")));
+/// assert!(Classes::new(too_many).is_err());
+/// ```
 pub const MAX_CLASSES: usize = 64;
 
 /// A class of work, by its position in the [`Classes`] it was defined in.

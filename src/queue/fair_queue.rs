@@ -960,7 +960,12 @@ where
     fn pop_classes(&mut self, respect_limits: bool, track: bool) -> Option<Popped<T>> {
         loop {
             let (c, charge) = self.pick_class(track && respect_limits)?;
-            if let Some(p) = self.pop_class(c, respect_limits) {
+            let popped = if c == 0 {
+                self.pop_class(0, respect_limits)
+            } else {
+                self.pop_class(c, respect_limits)
+            };
+            if let Some(p) = popped {
                 if charge {
                     let ring = self.ring_mut(c);
                     ring.vtime = ring
