@@ -9,8 +9,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use fairshare::{
-    Admitted, BlockReason, Capacity, Limit, ManualClock, Nanos, PushOptions, QueueDelay, Quota,
-    RejectReason, Rejected, Scheduler, SchedulerConfig, ShedPolicy, TenantLimits,
+    Admitted, BlockReason, Capacity, ClassSpec, Classes, Limit, ManualClock, Nanos, PushOptions,
+    QueueDelay, Quota, RejectReason, Rejected, Scheduler, SchedulerConfig, ShedPolicy,
+    TenantLimits,
 };
 
 type Sched<K = &'static str> = Scheduler<K, u32, ManualClock>;
@@ -1045,4 +1046,45 @@ fn queue_delay_sheds_a_flood_while_a_light_tenant_is_served_promptly() {
         flood_served + shed.len() + s.queue().tenant_len(&"flood"),
         200
     );
+}
+
+#[test]
+fn queue_delay_counts_a_standing_queue_per_class() {
+    // As above, but the flooding org's own prompt sign-ins (another class) are the light
+    // traffic: they are served at once and, having no backlog in their class, neither reset
+    // the controller while the org's page flood stands nor are ever shed.
+    let cfg = SchedulerConfig::new().with_queue_delay(Some(QueueDelay::new(ms(5), ms(50))));
+    let (mut s, clock): (Sched, _) = sched(cfg);
+    s.set_classes(
+        Classes::new([
+            ClassSpec::new("pages"),
+            ClassSpec::new("signin").with_priority(1),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let signin = s.classes().id("signin").unwrap();
+    for i in 0..200 {
+        admitted(s.try_push("org", i));
+    }
+    let (mut signins, mut pages) = (0, 0);
+    for step in 0..100u32 {
+        clock.advance(Duration::from_millis(10));
+        admitted(s.try_push_with("org", 1_000 + step, PushOptions::new().class(signin)));
+        for _ in 0..2 {
+            match s.pop() {
+                Some(i) if i >= 1_000 => signins += 1,
+                Some(_) => pages += 1,
+                None => {}
+            }
+        }
+    }
+    let shed = s.take_expired();
+    assert_eq!(signins, 100, "no sign-in is ever shed");
+    assert!(
+        !shed.is_empty(),
+        "the page flood's standing queue was never shed"
+    );
+    assert!(shed.iter().all(|r| *r.item() < 1_000), "a sign-in was shed");
+    assert_eq!(pages + shed.len() + s.queue().tenant_len(&"org"), 200);
 }

@@ -955,11 +955,12 @@ where
         }
         loop {
             let p = self.queue.pop_inner(track)?;
-            // Only a tenant with a standing queue (items left after this one) feeds the
-            // queue-delay controller or is shed: a light tenant's lone item neither hides a
-            // flood's standing queue nor is ever dropped for it.
+            // Only a tenant with a standing queue (items left after this one in the same
+            // class) feeds the queue-delay controller or is shed: a light tenant's lone item,
+            // or a sign-in from an org with a page backlog, neither hides a flood's standing
+            // queue nor is ever dropped for it.
             if let Some(codel) = &mut self.codel {
-                let standing = self.queue.tenants_ref().get(p.tenant).len > 0;
+                let standing = self.queue.class_backlog(p.tenant, p.class) > 0;
                 let sojourn = now.saturating_since(p.enqueued);
                 if standing && codel.should_shed(now, sojourn, false) {
                     self.queue.count_removed(1);

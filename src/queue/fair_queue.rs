@@ -898,6 +898,14 @@ where
         self.touch(idx);
     }
 
+    /// Items tenant `idx` still has queued in `class`.
+    #[inline]
+    pub(crate) fn class_backlog(&self, idx: u32, class: u16) -> u32 {
+        self.tenants
+            .find_flow(idx, class)
+            .map_or(0, |fid| self.flow_len(fid))
+    }
+
     /// Items queued in flow `fid` (see the note on `single_since`).
     #[inline]
     fn flow_len(&self, fid: u32) -> u32 {
