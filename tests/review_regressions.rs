@@ -183,3 +183,142 @@ fn zero_caps_are_never_admissible() {
         assert!(s.queue().is_empty());
     }
 }
+
+// ===== second review: classes =====
+
+fn classes(n: usize) -> fairshare::Classes {
+    fairshare::Classes::new((0..n).map(|i| fairshare::ClassSpec::new(format!("c{i}")))).unwrap()
+}
+
+fn cls(i: u16) -> fairshare::ClassId {
+    fairshare::ClassId::new(i)
+}
+
+/// Review 2.1: a class returning while every other class is idle starts at the queue's
+/// virtual clock, not at the low virtual time it had when it left.
+#[test]
+fn a_class_returning_to_an_idle_queue_banks_nothing() {
+    let mut q: FairQueue<&str, u32> = FairQueue::new();
+    q.set_classes(classes(2)).unwrap();
+    for i in 0..1000 {
+        q.try_push_in("x", cls(0), i, 1).unwrap();
+    }
+    while q.pop().is_some() {}
+    for i in 0..100 {
+        q.try_push_in("y", cls(1), 10_000 + i, 1).unwrap();
+    }
+    for i in 0..100 {
+        q.try_push_in("x", cls(0), 20_000 + i, 1).unwrap();
+    }
+    let first20: Vec<u32> = (0..20).map(|_| q.pop().unwrap()).collect();
+    let from0 = first20.iter().filter(|&&i| i >= 20_000).count();
+    assert!(
+        (9..=11).contains(&from0),
+        "equal weights, both backlogged: class 0 got {from0} of 20: {first20:?}"
+    );
+}
+
+/// Review 2.1, second form: a class whose flows were all parked (its tenants at their
+/// in-flight limits) loses nothing to a class that arrived meanwhile.
+#[test]
+fn a_parked_class_keeps_its_place_against_a_newcomer() {
+    let mut s: Scheduler<&str, u32, _> =
+        Scheduler::with_clock(SchedulerConfig::new(), ManualClock::new());
+    s.set_classes(classes(2)).unwrap();
+    s.set_limits("x", TenantLimits::new().with_max_in_flight(1));
+    for i in 0..2000 {
+        let _ = s
+            .try_push_with("x", i, PushOptions::new().class(cls(0)))
+            .unwrap();
+    }
+    let mut d = s.dispatch().unwrap();
+    for _ in 0..999 {
+        s.complete(d.ticket, 1);
+        d = s.dispatch().unwrap();
+    }
+    assert!(
+        s.dispatch().is_none(),
+        "x is at its cap: its flow is parked"
+    );
+    for i in 0..1000 {
+        let _ = s
+            .try_push_with("y", 10_000 + i, PushOptions::new().class(cls(1)))
+            .unwrap();
+    }
+    s.complete(d.ticket, 1);
+    let mut from0 = 0;
+    for _ in 0..200 {
+        let d = s.dispatch().unwrap();
+        if d.ticket.class() == cls(0) {
+            from0 += 1;
+        }
+        s.complete(d.ticket, 1);
+    }
+    assert!((98..=102).contains(&from0), "class 0 got {from0} of 200");
+}
+
+/// Review 2.2: the default class's served cost follows corrections reported after the
+/// queue went back to one class.
+#[test]
+fn class_served_cost_follows_corrections_across_a_switch_to_one_class() {
+    let mut q: FairQueue<&str, u32> = FairQueue::new();
+    q.set_classes(classes(2)).unwrap();
+    q.try_push_with_cost("a", 1, 100).unwrap();
+    let d = q.dispatch().unwrap();
+    q.set_classes(fairshare::Classes::single()).unwrap();
+    assert!(q.complete(d.ticket, 1));
+    assert_eq!(q.counters().served_cost, 1);
+    let c = q.class_counters(fairshare::ClassId::DEFAULT).unwrap();
+    assert_eq!(c.served_cost, 1);
+    // and again after going back to two classes
+    q.set_classes(classes(2)).unwrap();
+    let c = q.class_counters(fairshare::ClassId::DEFAULT).unwrap();
+    assert_eq!((c.pushed, c.dispatched, c.served_cost), (1, 1, 1));
+}
+
+/// Review 2.3: purge and retain refund the class's per-tenant quota as well as the
+/// tenant's own.
+#[test]
+fn purge_and_retain_refund_the_class_quota() {
+    let q = Quota::per_second(nz(2));
+    let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(
+        SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_quota(q)),
+        ManualClock::new(),
+    );
+    s.set_classes(
+        fairshare::Classes::new([
+            fairshare::ClassSpec::new("a"),
+            fairshare::ClassSpec::new("b").with_tenant_quota(Some(q)),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let b = PushOptions::new().class(cls(1));
+    let _ = s.try_push_with("t", 1, b).unwrap();
+    let _ = s.try_push_with("t", 2, b).unwrap();
+    assert!(matches!(
+        s.try_push_with("t", 9, b).unwrap_err().reason(),
+        RejectReason::RateLimited { .. } | RejectReason::ClassRateLimited { .. }
+    ));
+    assert_eq!(s.purge(&"t"), [1, 2]);
+    let _ = s.try_push_with("t", 3, b).unwrap();
+    let _ = s.try_push_with("t", 4, b).unwrap();
+    assert_eq!(s.retain(&"t", |&i| i == 3), [4]);
+    let _ = s.try_push_with("t", 5, b).unwrap();
+}
+
+/// Review 2.4: purge hands a tenant's items back class by class in class order, whatever
+/// order the tenant first used its classes in.
+#[test]
+fn purge_and_retain_go_class_by_class() {
+    let mut q: FairQueue<&str, u32> = FairQueue::new();
+    q.set_classes(classes(3)).unwrap();
+    q.try_push_in("x", cls(1), 10, 1).unwrap();
+    q.try_push_in("x", cls(2), 20, 1).unwrap();
+    q.try_push_in("x", cls(0), 0, 1).unwrap();
+    q.try_push_in("x", cls(1), 11, 1).unwrap();
+    q.try_push_in("x", cls(2), 21, 1).unwrap();
+    q.try_push_in("x", cls(0), 1, 1).unwrap();
+    assert_eq!(q.retain(&"x", |&i| i % 10 == 0), [1, 11, 21]);
+    assert_eq!(q.purge(&"x"), [0, 10, 20]);
+}

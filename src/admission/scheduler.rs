@@ -12,7 +12,8 @@ use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{BlockReason, Limit, RejectReason, Rejected};
 use crate::pressure::{PressureGauge, PressureLevel};
 use crate::queue::{
-    COOLING, ClassId, Classes, DefaultHashBuilder, Dispatch, FairQueue, NIL, TenantHandle, Ticket,
+    COOLING, ClassCosts, ClassId, Classes, DefaultHashBuilder, Dispatch, FairQueue, NIL,
+    TenantHandle, Ticket,
 };
 use crate::stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogram, WaitSummary};
 
@@ -1332,8 +1333,62 @@ where
         }
     }
 
-    /// Removes every queued item of `key`, hands them back in FIFO order, and refunds their
-    /// cost to the tenant's rate limit.
+    /// Refunds `cost` to tenant `idx`'s per-tenant quota in `class`, if the class has one.
+    fn refund_class_slot(&mut self, idx: u32, class: u16, cost: u64, now: Nanos) {
+        let quota = self
+            .queue
+            .classes()
+            .get(ClassId::new(class))
+            .and_then(|spec| spec.tenant_quota());
+        if let Some(quota) = quota {
+            let tenants = self.queue.tenants_mut();
+            let tat = tenants.class_tat(idx, class);
+            if tat > Nanos::ZERO {
+                tenants.set_class_tat(idx, class, gcra::refund(&quota, tat, now, cost));
+            }
+        }
+    }
+
+    /// Refunds removed cost to the tenant's own quota and to each class's per-tenant quota.
+    fn refund_costs(&mut self, idx: u32, costs: &ClassCosts, now: Nanos) {
+        self.refund_slot(idx, costs.total, now);
+        for &(class, cost) in &costs.by_class {
+            self.refund_class_slot(idx, class, cost, now);
+        }
+    }
+
+    /// As [`refund`](Self::refund), for work pushed to `class`: refunds `cost` to the
+    /// tenant's own quota and to the class's per-tenant quota.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ClassSpec, Classes, ManualClock, PushOptions, Quota, Scheduler, SchedulerConfig};
+    /// use std::num::NonZeroU32;
+    /// let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(SchedulerConfig::new(), ManualClock::new());
+    /// let one = Quota::per_second(NonZeroU32::new(1).unwrap());
+    /// s.set_classes(Classes::new([ClassSpec::new("api"), ClassSpec::new("export").with_tenant_quota(Some(one))]).unwrap()).unwrap();
+    /// let export = s.classes().id("export").unwrap();
+    /// let _ = s.try_push_with("a", 1, PushOptions::new().class(export)).unwrap();
+    /// assert!(s.try_push_with("a", 2, PushOptions::new().class(export)).is_err());
+    /// s.pop();
+    /// s.refund_class(&"a", export, 1); // cancelled before it ran
+    /// assert!(s.try_push_with("a", 2, PushOptions::new().class(export)).is_ok());
+    /// ```
+    pub fn refund_class(&mut self, key: &K, class: ClassId, cost: u32) {
+        self.version += 1;
+        let now = self.now();
+        if let Some(idx) = self.queue.tenants_ref().find(key) {
+            self.refund_slot(idx, u64::from(cost), now);
+            if let Ok(c) = u16::try_from(class.index()) {
+                self.refund_class_slot(idx, c, u64::from(cost), now);
+            }
+        }
+    }
+
+    /// Removes every queued item of `key`, hands them back in FIFO order (class by class with
+    /// several classes), and refunds their cost to the tenant's rate limit and to each class's
+    /// per-tenant quota.
     ///
     /// # Examples
     ///
@@ -1349,14 +1404,15 @@ where
         let Some(idx) = self.queue.tenants_ref().find(key) else {
             return Vec::new();
         };
-        let (out, cost) = self.queue.purge_slot(idx);
-        self.refund_slot(idx, cost, now);
+        let (out, costs) = self.queue.purge_slot(idx);
+        self.refund_costs(idx, &costs, now);
         self.queue.tenants_mut().release_if_idle(idx);
         out
     }
 
     /// Keeps the items of `key` for which `keep` returns `true`; hands back the others in
-    /// FIFO order and refunds their cost to the tenant's rate limit.
+    /// FIFO order (class by class with several classes) and refunds their cost to the tenant's
+    /// rate limit and to each class's per-tenant quota.
     ///
     /// # Panics
     ///
@@ -1375,8 +1431,8 @@ where
         let Some(idx) = self.queue.tenants_ref().find(key) else {
             return Vec::new();
         };
-        let (out, cost) = self.queue.retain_slot(idx, keep);
-        self.refund_slot(idx, cost, now);
+        let (out, costs) = self.queue.retain_slot(idx, keep);
+        self.refund_costs(idx, &costs, now);
         self.queue.tenants_mut().release_if_idle(idx);
         out
     }

@@ -112,6 +112,9 @@ pub struct FairQueue<K, T, S = DefaultHashBuilder> {
     single_since: QueueCounters,
     /// The only class has a ceiling or an in-flight cap of its own.
     single_capped: bool,
+    /// The virtual time at which the last charged class pick started: where a class that
+    /// finds every other class idle starts, so idling banks nothing.
+    vclock: u128,
     classes: Classes,
     /// Tenants with items queued.
     active_tenants: u32,
@@ -307,6 +310,7 @@ impl<K, T, S> FairQueue<K, T, S> {
             rings: Vec::new(),
             single_since: QueueCounters::default(),
             single_capped: false,
+            vclock: 0,
             classes: Classes::single(),
             active_tenants: 0,
             queued_cost: 0,
@@ -370,8 +374,8 @@ impl<K, T, S> FairQueue<K, T, S> {
         self.queued_cost
     }
 
-    /// Number of tenants with queued items that may be dispatched now (the tenants `pop`
-    /// rotates over; a tenant at its in-flight limit is not counted until a completion).
+    /// Number of tenants with items queued, in any class (a tenant at its in-flight limit
+    /// counts: its items wait for a completion).
     ///
     /// # Examples
     ///
@@ -593,9 +597,10 @@ impl<K, T, S> FairQueue<K, T, S> {
             counters: ClassCounters {
                 pushed: base.pushed + (now.pushed - then.pushed),
                 dispatched: base.dispatched + (now.dispatched - then.dispatched),
-                served_cost: base
-                    .served_cost
-                    .saturating_add(now.served_cost.saturating_sub(then.served_cost)),
+                // Signed: corrections while single may bring the total below `then`.
+                served_cost: (i128::from(base.served_cost) + i128::from(now.served_cost)
+                    - i128::from(then.served_cost))
+                .clamp(0, i128::from(u64::MAX)) as u64,
             },
             ..self.ring0.clone()
         }
@@ -710,11 +715,10 @@ impl<K, T, S> FairQueue<K, T, S> {
             .enumerate()
             .filter(|&(i, r)| i != c && r.ring_len > 0)
             .map(|(_, r)| r.vtime)
-            .min();
-        if let Some(v) = floor {
-            let r = self.ring_mut(c);
-            r.vtime = r.vtime.max(v);
-        }
+            .min()
+            .unwrap_or(self.vclock);
+        let r = self.ring_mut(c);
+        r.vtime = r.vtime.max(floor);
     }
 
     /// Every backlogged flow of class `c` has had a turn without being able to afford its
@@ -976,9 +980,11 @@ where
             if let Some(p) = popped {
                 if charge {
                     let ring = self.ring_mut(c);
+                    let start = ring.vtime;
                     ring.vtime = ring
                         .vtime
                         .saturating_add(u128::from(p.cost) * u128::from(ring.vstep));
+                    self.vclock = start;
                 }
                 return Some(p);
             }
@@ -1339,16 +1345,23 @@ where
 
     /// Purges tenant `idx`, class by class (the default class first); returns the items and
     /// their total cost.
-    pub(crate) fn purge_slot(&mut self, idx: u32) -> (Vec<T>, u64) {
+    pub(crate) fn purge_slot(&mut self, idx: u32) -> (Vec<T>, ClassCosts) {
         let mut out = Vec::with_capacity(self.tenants.get(idx).len as usize);
-        let flows: Vec<u32> = self.tenants.flows_of(idx).collect();
-        let mut cost = 0;
-        for fid in flows {
+        let mut costs = ClassCosts::default();
+        for fid in self.flows_in_class_order(idx) {
             if self.flow_len(fid) > 0 {
-                cost += self.remove_where(fid, |_| true, &mut out);
+                let cost = self.remove_where(fid, |_| true, &mut out);
+                costs.add(self.tenants.flow_owner(fid).1, cost);
             }
         }
-        (out, cost)
+        (out, costs)
+    }
+
+    /// Tenant `idx`'s flows in class order (the side entries chain newest first).
+    fn flows_in_class_order(&self, idx: u32) -> Vec<u32> {
+        let mut flows: Vec<u32> = self.tenants.flows_of(idx).collect();
+        flows.sort_by_key(|&fid| (self.tenants.flow_owner(fid).1, fid & EXTRA));
+        flows
     }
 
     /// Retains tenant `idx`'s items by `keep`; returns the removed items and their cost.
@@ -1357,8 +1370,8 @@ where
         &mut self,
         idx: u32,
         mut keep: impl FnMut(&T) -> bool,
-    ) -> (Vec<T>, u64) {
-        let flows: Vec<u32> = self.tenants.flows_of(idx).collect();
+    ) -> (Vec<T>, ClassCosts) {
+        let flows = self.flows_in_class_order(idx);
         // One verdict list per flow, all asked before anything changes.
         let mut verdicts: Vec<Vec<bool>> = Vec::with_capacity(flows.len());
         for &fid in &flows {
@@ -1373,13 +1386,30 @@ where
             verdicts.push(v);
         }
         let mut out = Vec::new();
-        let mut cost = 0;
+        let mut costs = ClassCosts::default();
         for (fid, v) in flows.into_iter().zip(&verdicts) {
             if v.iter().any(|&k| !k) {
-                cost += self.remove_where(fid, |pos| !v[pos], &mut out);
+                let cost = self.remove_where(fid, |pos| !v[pos], &mut out);
+                costs.add(self.tenants.flow_owner(fid).1, cost);
             }
         }
-        (out, cost)
+        (out, costs)
+    }
+}
+
+/// Cost removed from one tenant, in total and by class (for refunds).
+#[derive(Debug, Default)]
+pub(crate) struct ClassCosts {
+    pub(crate) total: u64,
+    pub(crate) by_class: Vec<(u16, u64)>,
+}
+
+impl ClassCosts {
+    fn add(&mut self, class: u16, cost: u64) {
+        self.total += cost;
+        if cost > 0 {
+            self.by_class.push((class, cost));
+        }
     }
 }
 
@@ -2130,7 +2160,8 @@ where
             .and_then(|i| self.tenants.get(i).blocked)
     }
 
-    /// Removes every item queued for `key` and hands them back in FIFO order.
+    /// Removes every item queued for `key` and hands them back in FIFO order (with several
+    /// classes: class by class in class order, FIFO within each).
     ///
     /// # Examples
     ///
@@ -2153,7 +2184,8 @@ where
     }
 
     /// Keeps only the items of `key` for which `keep` returns `true`, handing back the others
-    /// in FIFO order. The kept items keep their order.
+    /// in FIFO order (with several classes: class by class in class order, FIFO within each).
+    /// The kept items keep their order.
     ///
     /// # Panics
     ///

@@ -12,6 +12,7 @@ mod tenants;
 
 pub use classes::{ClassCounters, ClassId, ClassSpec, Classes, MAX_CLASSES};
 pub use config::QueueConfig;
+pub(crate) use fair_queue::ClassCosts;
 pub use fair_queue::{DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueCounters, Ticket};
 pub(crate) use items::NIL;
 pub(crate) use tenants::COOLING;
