@@ -151,7 +151,8 @@ pub(crate) struct Tenant {
     pub(crate) max_in_flight: u32,
     pub(crate) weight: Option<NonZeroU32>,
     /// Bumped when the slot is freed, so stale handles are detected. A slot whose generation
-    /// reaches `u32::MAX` is retired, never reused, so a generation never wraps.
+    /// reaches `u32::MAX` is retired, never reused, so a generation never wraps and no live
+    /// slot has generation `u32::MAX`.
     pub(crate) generation: u32,
     /// Flows with items queued: the tenant's quantum is split between them.
     pub(crate) active_flows: u16,
@@ -264,11 +265,15 @@ impl<K, S> Tenants<K, S> {
         }
     }
 
-    /// The live slot a handle names, if it is not stale.
+    /// The live slot a handle names, if it is not stale. The generation alone decides: a
+    /// freed slot's generation is one no handle was ever made with, and a retired slot's is
+    /// `u32::MAX`, which no live slot has and which is refused here (so this reads one cache
+    /// line, not two).
     #[inline(always)]
     pub(crate) fn resolve(&self, h: TenantHandle) -> Option<u32> {
         match self.slots.get(h.index as usize) {
-            Some(t) if t.generation == h.generation && self.keys[h.index as usize].is_some() => {
+            Some(t) if t.generation == h.generation && h.generation != u32::MAX => {
+                debug_assert!(self.keys[h.index as usize].is_some());
                 Some(h.index)
             }
             _ => None,
@@ -528,13 +533,56 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
         }
         let slot = &mut self.slots[idx as usize];
         self.live -= 1;
+        // Live generations are below `u32::MAX`; the bump makes every handle to this tenant
+        // stale.
+        slot.generation += 1;
         if slot.generation == u32::MAX {
             // Retired: reusing it would let a stale handle alias a new tenant. Costs one
-            // slot per 2^32 reuses of the same index.
+            // slot per 2^32 - 1 reuses of the same index.
             return;
         }
-        slot.generation += 1;
         slot.flow.next = self.free;
         self.free = idx;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type T = Tenants<u32, std::hash::RandomState>;
+
+    #[test]
+    fn a_freed_slot_is_reused_and_old_handles_go_stale() {
+        let mut t = T::with_hasher(std::hash::RandomState::new());
+        let a = t.find_or_insert(1).unwrap();
+        let old = t.handle(a);
+        assert_eq!(t.resolve(old), Some(a));
+        assert!(t.release_if_idle(a));
+        assert_eq!(t.resolve(old), None, "freed: stale");
+        let b = t.find_or_insert(2).unwrap();
+        assert_eq!(b, a, "the slot is reused");
+        assert_eq!(
+            t.resolve(old),
+            None,
+            "reused by another tenant: still stale"
+        );
+        assert_eq!(t.resolve(t.handle(b)), Some(b));
+    }
+
+    #[test]
+    fn a_slot_whose_generation_runs_out_is_retired() {
+        let mut t = T::with_hasher(std::hash::RandomState::new());
+        let a = t.find_or_insert(1).unwrap();
+        t.slots[a as usize].generation = u32::MAX - 1;
+        let last = t.handle(a);
+        assert!(t.release_if_idle(a));
+        assert_eq!(t.slots[a as usize].generation, u32::MAX);
+        assert_eq!(t.resolve(last), None);
+        // Never handed out again, and no handle can name it.
+        let b = t.find_or_insert(2).unwrap();
+        assert_ne!(b, a);
+        assert_eq!(t.resolve(TenantHandle::from_parts(a, u32::MAX)), None);
+        assert_eq!(t.live(), 1);
     }
 }
