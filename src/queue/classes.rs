@@ -100,6 +100,11 @@ impl std::fmt::Display for ClassId {
 /// class; a tenant backlogged in `k` classes competes in each with `1/k` of its weight, so
 /// spreading its work over classes gains it nothing where they are contended.
 ///
+/// *Limit of that guarantee:* work in a class no other tenant is using is served from that
+/// class's share, so a tenant that adds work to an otherwise idle class gets that class's
+/// share on top of its share elsewhere (classes share capacity first, tenants second).
+/// Tests: `tests/classes.rs` (`spreading_over_classes_gains_nothing_*`).
+///
 /// **Borrowing.** Nothing is held back for an idle class: its reserved slots serve the others
 /// on the very next dispatch. When its work arrives, every slot that frees goes to it until it
 /// holds its reservation, so it gets the reservation back after at most `reserved - in_flight`
