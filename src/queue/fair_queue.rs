@@ -975,7 +975,9 @@ where
             let popped = if c == 0 {
                 self.pop_class(0, respect_limits)
             } else {
-                self.pop_class(c, respect_limits)
+                // `max(1)` changes nothing but tells the compiler `c != 0`, which folds every
+                // default-class test inside the step.
+                self.pop_class(c.max(1), respect_limits)
             };
             if let Some(p) = popped {
                 if charge {
@@ -1513,7 +1515,10 @@ where
         cost: u32,
     ) -> Result<(), Rejected<T>> {
         match u16::try_from(class.index()) {
-            Ok(c) if class.index() < self.class_count() => self.push_keyed(key, c, item, cost),
+            Ok(0) => self.push_keyed(key, 0, item, cost),
+            Ok(c) if class.index() < self.class_count() => {
+                self.push_keyed(key, c.max(1), item, cost)
+            }
             _ => self.reject(item, RejectReason::UnknownClass { class }),
         }
     }
