@@ -322,3 +322,35 @@ fn purge_and_retain_go_class_by_class() {
     assert_eq!(q.retain(&"x", |&i| i % 10 == 0), [1, 11, 21]);
     assert_eq!(q.purge(&"x"), [0, 10, 20]);
 }
+
+/// Virtual times are shifted down when they grow large; huge costs keep classes fair through
+/// many shifts, and nothing overflows.
+#[test]
+fn class_shares_survive_virtual_time_renormalization() {
+    let mut q: FairQueue<&str, u32> = FairQueue::new();
+    q.set_classes(
+        fairshare::Classes::new([
+            fairshare::ClassSpec::new("a"),
+            fairshare::ClassSpec::new("b").with_weight(nz(3)),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let big = u32::MAX;
+    let mut served = [0u32; 2];
+    for i in 0..24_000u32 {
+        q.try_push_in("x", cls(0), i, big).unwrap();
+        q.try_push_in("y", cls(1), i, big).unwrap();
+        q.try_push_in("y", cls(1), i, big).unwrap();
+        q.try_push_in("y", cls(1), i, big).unwrap();
+        for _ in 0..4 {
+            let d = q.dispatch().unwrap();
+            served[d.ticket.class().index()] += 1;
+            q.complete(d.ticket, big);
+        }
+    }
+    // 24,000 dispatches of cost 2^32 - 1 in class a (each adds about 2^48 of virtual time)
+    // push its virtual time past the 2^62 shift point; the split stays 1:3 throughout.
+    assert_eq!(served[0] + served[1], 96_000);
+    assert!(served[0].abs_diff(24_000) <= 2, "{served:?}");
+}

@@ -73,8 +73,9 @@ impl std::fmt::Display for ClassId {
 /// completed, [`FairQueue::set_in_flight_limit`](crate::FairQueue::set_in_flight_limit)):
 ///
 /// - `weight` (default 1): classes of the same priority share service (dispatched cost) in
-///   proportion to their weights; a class with a reservation gets the larger of its
-///   reservation and its weighted share.
+///   proportion to their weights (honoured up to 65,536; a larger class weight counts as
+///   65,536); a class with a reservation gets the larger of its reservation and its weighted
+///   share.
 /// - `reserved_percent` (default 0): `floor(N × r / 100)` slots are the class's whenever it
 ///   has work waiting; other classes may borrow them while it is idle.
 /// - `ceiling_percent` (default 100): the class never holds more than `floor(N × c / 100)`
@@ -535,10 +536,10 @@ pub(crate) struct ClassState {
     pub(crate) queued_cost: u64,
     /// Items dispatched and not yet completed.
     pub(crate) in_flight: u32,
-    /// Served cost divided by weight, scaled by 2^32 (start-time fair queueing between
+    /// Served cost divided by weight, scaled by 2^16 (start-time fair queueing between
     /// classes of the same priority).
-    pub(crate) vtime: u128,
-    /// `2^32 / weight`: the virtual time one unit of cost adds.
+    pub(crate) vtime: u64,
+    /// `2^16 / weight` (at least 1): the virtual time one unit of cost adds.
     pub(crate) vstep: u64,
     /// Settings resolved against the global in-flight limit (see `resolve`).
     pub(crate) priority: u8,
@@ -553,7 +554,7 @@ impl ClassState {
     pub(crate) fn new() -> Self {
         ClassState {
             front: super::items::NIL,
-            vstep: 1 << 32,
+            vstep: 1 << 16,
             cap: u64::MAX,
             ..ClassState::default()
         }
@@ -561,7 +562,8 @@ impl ClassState {
 
     /// Caches `spec`'s settings under the global in-flight limit `limit` (`u64::MAX`: none).
     pub(crate) fn resolve(&mut self, spec: &ClassSpec, limit: u64) {
-        self.vstep = (1u64 << 32) / u64::from(spec.weight().get());
+        // Class weights are honoured up to 2^16 (a larger weight counts as 2^16).
+        self.vstep = ((1u64 << 16) / u64::from(spec.weight().get())).max(1);
         self.priority = spec.priority();
         if limit == u64::MAX {
             self.cap = spec.max_in_flight().map_or(u64::MAX, u64::from);

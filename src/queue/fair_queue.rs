@@ -26,6 +26,11 @@ const MAX_QUANTUM: i64 = 1 << 44;
 /// between its classes without rounding a small quantum away.
 const UNIT_SHIFT: u32 = 16;
 
+/// When a class's virtual time passes this, every virtual time is shifted down by the least
+/// of them (only differences matter). One charge adds at most `2^32 · 2^16`, so nothing
+/// overflows before the shift.
+const VTIME_RENORM: u64 = 1 << 62;
+
 /// `cost` in deficit units.
 #[inline(always)]
 fn units(cost: i64) -> i64 {
@@ -114,7 +119,7 @@ pub struct FairQueue<K, T, S = DefaultHashBuilder> {
     single_capped: bool,
     /// The virtual time at which the last charged class pick started: where a class that
     /// finds every other class idle starts, so idling banks nothing.
-    vclock: u128,
+    vclock: u64,
     classes: Classes,
     /// Tenants with items queued.
     active_tenants: u32,
@@ -766,7 +771,7 @@ impl<K, T, S> FairQueue<K, T, S> {
         const NONE: usize = usize::MAX;
         let (mut under, mut uf, mut ur) = (NONE, 0u64, 1u64);
         // The highest priority, then the least served per weight.
-        let (mut best, mut bp, mut bv) = (NONE, 0u8, 0u128);
+        let (mut best, mut bp, mut bv) = (NONE, 0u8, 0u64);
         let mut consider = |c: usize, ring: &ClassState| {
             let f = u64::from(ring.in_flight);
             if ring.ring_len == 0 || (track && f >= ring.cap) {
@@ -799,6 +804,24 @@ impl<K, T, S> FairQueue<K, T, S> {
         } else {
             (under, self.ring(under).priority == bp)
         })
+    }
+
+    /// Shifts every virtual time (and the clock) down by the least of them.
+    #[cold]
+    fn renormalize_vtimes(&mut self) {
+        // Idle classes are raised to where their next activation would put them at least, so
+        // a long-idle class cannot pin the shift at zero.
+        let least = self
+            .all_rings()
+            .filter(|r| r.ring_len > 0)
+            .map(|r| r.vtime)
+            .min()
+            .unwrap_or(self.vclock)
+            .min(self.vclock);
+        for r in std::iter::once(&mut self.ring0).chain(&mut self.rings) {
+            r.vtime = r.vtime.max(least) - least;
+        }
+        self.vclock -= least;
     }
 
     /// Re-resolves every class's settings (after a change of classes or of the global limit).
@@ -983,10 +1006,12 @@ where
                 if charge {
                     let ring = self.ring_mut(c);
                     let start = ring.vtime;
-                    ring.vtime = ring
-                        .vtime
-                        .saturating_add(u128::from(p.cost) * u128::from(ring.vstep));
+                    ring.vtime += u64::from(p.cost) * ring.vstep;
+                    let high = ring.vtime > VTIME_RENORM;
                     self.vclock = start;
+                    if high {
+                        self.renormalize_vtimes();
+                    }
                 }
                 return Some(p);
             }
