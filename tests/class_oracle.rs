@@ -349,12 +349,21 @@ fn simulate(s: &Setup, warmup: u64, measure: u64) -> (Vec<u64>, Vec<u64>) {
     let mut per_tenant = vec![0u64; s.tenant_weights.len()];
     let mut in_flight = VecDeque::new();
     let mut dispatched = 0u64;
-    while dispatched < warmup + measure {
+    // The window covers whole cycles: with completions in dispatch order the in-flight mix
+    // repeats every M dispatches (M items in flight, N or less when ceilings bind), and a
+    // partial cycle would be skewed towards whichever class its stretch of slots held.
+    let mut end = u64::MAX;
+    while dispatched < end {
+        if end == u64::MAX && dispatched >= warmup {
+            // One item has just completed: the refill brings the mix back to M in flight.
+            let m = in_flight.len() as u64 + 1;
+            end = dispatched + measure.div_ceil(m) * m;
+        }
         while let Some(d) = q.dispatch() {
             let (t, c) = d.item;
             assert_eq!(d.ticket.class(), ClassId::new(c as u16));
             q.try_push_in(t, ClassId::new(c as u16), (t, c), 1).unwrap();
-            if dispatched >= warmup && dispatched < warmup + measure {
+            if end != u64::MAX && dispatched < end {
                 per_class[c] += 1;
                 per_tenant[t] += 1;
             }
@@ -379,7 +388,7 @@ fn simulate(s: &Setup, warmup: u64, measure: u64) -> (Vec<u64>, Vec<u64>) {
 fn check(s: &Setup, warmup: u64, measure: u64, tol: f64) -> Result<(), String> {
     let (oc, ot) = oracle_shares(s);
     let (pc, pt) = simulate(s, warmup, measure);
-    let total = measure as f64;
+    let total = pc.iter().sum::<u64>() as f64;
     let mut errors = Vec::new();
     for c in 0..s.classes.len() {
         let got = pc[c] as f64 / total;
@@ -699,6 +708,32 @@ fn large_pool_with_a_capped_high_priority_class() {
         ],
         tenant_weights: vec![1, 1, 3, 1, 2, 2],
         members: vec![vec![0, 1, 2, 3, 4], vec![1, 2, 3, 4, 5]],
+    };
+    check(&s, 3 * s.n, 20 * s.n, 0.01).unwrap();
+}
+
+/// Found by CI: ceilings that leave slots unused (51% + 47% of 1,028) make the cycle 1,007
+/// dispatches, not N; the window must cover whole cycles of what is actually in flight.
+#[test]
+fn large_pool_whose_ceilings_leave_slots_unused() {
+    let s = Setup {
+        n: 1028,
+        classes: vec![
+            ClassCfg {
+                weight: 1,
+                reserved: 0,
+                ceiling: 51,
+                priority: 0,
+            },
+            ClassCfg {
+                weight: 1,
+                reserved: 9,
+                ceiling: 47,
+                priority: 1,
+            },
+        ],
+        tenant_weights: vec![1, 1, 1, 1, 1, 2],
+        members: vec![vec![0, 1, 2, 4, 5], vec![0, 3, 4, 5]],
     };
     check(&s, 3 * s.n, 20 * s.n, 0.01).unwrap();
 }
