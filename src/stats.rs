@@ -216,7 +216,7 @@ impl From<&WaitHistogram> for WaitSummary {
 pub struct RefusalCounters {
     /// Refused: tenant blocked.
     pub blocked: u64,
-    /// Refused: the tenant's rate limit, or its rate limit in a class (not yet).
+    /// Refused: the tenant's rate limit, or its rate limit in a class.
     pub rate_limited: u64,
     /// Refused: never admissible (cost above a burst or cap).
     pub too_large: u64,
@@ -226,6 +226,12 @@ pub struct RefusalCounters {
     pub capacity_full: u64,
     /// Refused: anything else (zero cost, an unknown class, a deadline already passed).
     pub other: u64,
+    /// Admitted, then handed back: evicted to make room for a tenant further below its share.
+    pub evicted: u64,
+    /// Admitted, then handed back: its deadline passed while queued.
+    pub expired: u64,
+    /// Admitted, then handed back: shed by the queue-delay target.
+    pub shed: u64,
 }
 
 impl RefusalCounters {
@@ -244,7 +250,8 @@ impl RefusalCounters {
         }
     }
 
-    /// Refusals of every reason.
+    /// Refusals at the door, of every reason (not counting items handed back after
+    /// admission; see [`returned`](Self::returned)).
     ///
     /// # Examples
     ///
@@ -258,6 +265,17 @@ impl RefusalCounters {
             + self.tenant_full
             + self.capacity_full
             + self.other
+    }
+
+    /// Items admitted and later handed back without running: evicted, expired or shed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fairshare::RefusalCounters::default().returned(), 0);
+    /// ```
+    pub fn returned(&self) -> u64 {
+        self.evicted + self.expired + self.shed
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fairshare::{
     BlockReason, Capacity, ClassId, ClassSpec, Classes, ManualClock, Nanos, PushOptions, Quota,
-    RefusalCounters, Scheduler, SchedulerConfig, Stats, TenantLimits, TenantStats,
+    RefusalCounters, Scheduler, SchedulerConfig, ShedPolicy, Stats, TenantLimits, TenantStats,
 };
 
 fn nz(v: u32) -> NonZeroU32 {
@@ -342,4 +342,41 @@ fn a_detailed_snapshot_serialises_to_json_and_back() {
         .find(|t| t["wait"]["count"] == 1)
         .expect("the popped item's tenant has one wait");
     assert!(served["wait"]["p50"].as_u64().unwrap() >= 7_000_000);
+}
+
+#[test]
+fn items_handed_back_after_admission_are_counted_per_tenant() {
+    let clock = ManualClock::new();
+    let cfg = SchedulerConfig::new()
+        .with_tenant_detail(true)
+        .with_capacity(Capacity::new().with_max_items(4))
+        .with_shed_policy(ShedPolicy::EvictOverShare);
+    let mut s: Scheduler<&'static str, u32, _> = Scheduler::with_clock(cfg, clock.clone());
+    // "flood" fills the queue; "light" arrives and evicts two of its items.
+    for i in 0..4 {
+        let _ = s.try_push("flood", i).unwrap();
+    }
+    for i in 0..2 {
+        let admitted = s.try_push("light", 10 + i).unwrap();
+        assert_eq!(admitted.evicted().len(), 1);
+    }
+    // "late" pushes an item with a deadline that passes while queued ("light" keeps room).
+    let _ = s.pop();
+    let _ = s
+        .try_push_with(
+            "late",
+            20,
+            PushOptions::new().deadline(Nanos::from_millis(5)),
+        )
+        .unwrap();
+    // Pinned, so the tenant is still known (and listed) once its only item has expired.
+    let _pin = s.tenant("late");
+    clock.advance(Duration::from_millis(10));
+    assert_eq!(s.take_expired().len(), 1);
+    let stats = s.stats();
+    let flood = refused(&stats, "flood");
+    assert_eq!((flood.evicted, flood.returned(), flood.total()), (2, 2, 0));
+    assert_eq!(refused(&stats, "light").returned(), 0);
+    let late = refused(&stats, "late");
+    assert_eq!((late.expired, late.returned()), (1, 1));
 }

@@ -542,6 +542,25 @@ where
         d
     }
 
+    /// Moves every item whose deadline passed to the outbox, counting it (per tenant too,
+    /// with tenant detail on, for tenants still known).
+    fn expire(&mut self, now: Nanos) {
+        let before = self.outbox.len();
+        if self.config.tenant_detail() {
+            let mut owners = Vec::new();
+            self.queue
+                .expire_due(now, &mut self.outbox, Some(&mut owners));
+            for idx in owners {
+                if self.queue.tenants_ref().is_live(idx) {
+                    self.detail_mut(idx).refused.expired += 1;
+                }
+            }
+        } else {
+            self.queue.expire_due(now, &mut self.outbox, None);
+        }
+        self.counters.expired += (self.outbox.len() - before) as u64;
+    }
+
     /// Frees the detail of slots whose tenant has been forgotten.
     fn prune_details(&mut self) {
         let tenants = self.queue.tenants_ref();
@@ -767,6 +786,9 @@ where
                 let (victim, _) = self.queue.evict_head(v);
                 evicted.push(Rejected::new(victim, RejectReason::Evicted));
                 self.counters.evicted += 1;
+                if self.config.tenant_detail() {
+                    self.detail_mut(v).refused.evicted += 1;
+                }
             }
             self.queue.tenants_mut().release_if_idle(v);
         }
@@ -950,9 +972,7 @@ where
     #[inline]
     pub(crate) fn next_at(&mut self, track: bool, now: Nanos) -> Option<(T, Option<Ticket>)> {
         if self.queue.next_deadline().is_some_and(|d| d <= now) {
-            let before = self.outbox.len();
-            self.queue.expire_due(now, &mut self.outbox);
-            self.counters.expired += (self.outbox.len() - before) as u64;
+            self.expire(now);
         }
         loop {
             let p = self.queue.pop_inner(track)?;
@@ -964,6 +984,9 @@ where
                 let standing = self.queue.class_backlog(p.tenant, p.class) > 0;
                 let sojourn = now.saturating_since(p.enqueued);
                 if standing && codel.should_shed(now, sojourn, false) {
+                    if self.config.tenant_detail() {
+                        self.detail_mut(p.tenant).refused.shed += 1;
+                    }
                     self.queue.count_removed(1);
                     self.queue.tenants_mut().release_if_idle(p.tenant);
                     self.outbox
@@ -1291,9 +1314,7 @@ where
     /// ```
     pub fn take_expired(&mut self) -> Vec<Rejected<T>> {
         let now = self.now();
-        let before = self.outbox.len();
-        self.queue.expire_due(now, &mut self.outbox);
-        self.counters.expired += (self.outbox.len() - before) as u64;
+        self.expire(now);
         std::mem::take(&mut self.outbox)
     }
 

@@ -1230,8 +1230,14 @@ where
     }
 
     /// Hands every item whose deadline is at or before `now` to `out`, as
-    /// [`RejectReason::DeadlineExpired`]. O(log n) per expired item.
-    pub(crate) fn expire_due(&mut self, now: Nanos, out: &mut Vec<Rejected<T>>) {
+    /// [`RejectReason::DeadlineExpired`], and the tenant slot of each to `owners` if given.
+    /// O(log n) per expired item.
+    pub(crate) fn expire_due(
+        &mut self,
+        now: Nanos,
+        out: &mut Vec<Rejected<T>>,
+        mut owners: Option<&mut Vec<u32>>,
+    ) {
         while let Some(Reverse(e)) = self.deadlines.peek().copied() {
             if e.at > now {
                 break;
@@ -1250,6 +1256,9 @@ where
                 item,
                 RejectReason::DeadlineExpired { deadline: e.at },
             ));
+            if let Some(owners) = owners.as_deref_mut() {
+                owners.push(idx);
+            }
             self.tenants.release_if_idle(idx);
         }
     }

@@ -256,6 +256,12 @@ impl<K, S> Tenants<K, S> {
         &mut self.slots[idx as usize]
     }
 
+    /// Whether slot `idx` holds a tenant.
+    #[inline]
+    pub(crate) fn is_live(&self, idx: u32) -> bool {
+        self.keys.get(idx as usize).is_some_and(Option::is_some)
+    }
+
     /// The key of live slot `idx`.
     #[inline]
     pub(crate) fn key(&self, idx: u32) -> &K {
