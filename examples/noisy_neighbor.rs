@@ -13,6 +13,8 @@
 
 #[path = "support/incident1.rs"]
 mod incident1;
+#[path = "support/replay_util.rs"]
+mod replay_util;
 
 fn main() {
     let replay = incident1::replay(incident1::Scenario::incident());

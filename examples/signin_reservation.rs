@@ -18,6 +18,8 @@
 
 #[path = "support/incident2.rs"]
 mod incident2;
+#[path = "support/replay_util.rs"]
+mod replay_util;
 
 fn main() {
     let replay = incident2::replay(incident2::Scenario::incident());

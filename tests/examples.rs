@@ -17,6 +17,8 @@
 mod incident1;
 #[path = "../examples/support/incident2.rs"]
 mod incident2;
+#[path = "../examples/support/replay_util.rs"]
+mod replay_util;
 
 use std::sync::OnceLock;
 

@@ -13,6 +13,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
 
+use super::replay_util::{SplitMix64, group, percentile};
+
 use fairshare::{
     BlockReason, FairQueue, ManualClock, Nanos, Quota, RejectReason, Scheduler, SchedulerConfig,
     TenantLimits,
@@ -130,24 +132,6 @@ pub(crate) struct Job {
     pub(crate) tenant: u32,
     pub(crate) at_ms: u64,
     pub(crate) service_ms: u64,
-}
-
-/// A small deterministic generator (SplitMix64), so the replay needs no extra crate.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 // ===== the queue policies =====
@@ -296,15 +280,6 @@ impl Outcome {
     pub(crate) fn normal_wait_max(&self) -> u64 {
         self.normal_waits.last().copied().unwrap_or(0)
     }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], p: u64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (sorted.len() as u64 * p).div_ceil(100).max(1);
-    sorted[rank as usize - 1]
 }
 
 /// The worker pool and the measurements of one run.
@@ -667,17 +642,4 @@ fn fmt_wait(ms: u64) -> String {
         60_000..3_600_000 => format!("{:.0} min", ms as f64 / 6e4),
         _ => format!("{:.1} h", ms as f64 / 3.6e6),
     }
-}
-
-/// `140000` -> `140,000`.
-fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

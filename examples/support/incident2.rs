@@ -23,6 +23,8 @@
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
 
+use super::replay_util::{SplitMix64, group, percentile};
+
 use fairshare::{
     Capacity, ClassId, ClassSpec, Classes, ManualClock, Nanos, PushOptions, RejectReason,
     Scheduler, SchedulerConfig, ShedPolicy, Ticket,
@@ -212,24 +214,6 @@ pub(crate) struct Request {
     pub(crate) phase: u8,
     pub(crate) at_ms: u64,
     pub(crate) service_ms: u64,
-}
-
-/// A small deterministic generator (SplitMix64), so the replay needs no extra crate.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 // ===== the setups =====
@@ -950,15 +934,6 @@ impl Replay {
     }
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], p: u64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (sorted.len() as u64 * p).div_ceil(100).max(1);
-    sorted[rank as usize - 1]
-}
-
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         100.0
@@ -984,17 +959,4 @@ fn fmt_ms(ms: u64) -> String {
         1_000..60_000 => format!("{:.1} s", ms as f64 / 1e3),
         _ => format!("{:.1} min", ms as f64 / 6e4),
     }
-}
-
-/// `45000` -> `45,000`.
-fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
