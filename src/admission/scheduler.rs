@@ -141,7 +141,7 @@ pub struct AdmissionCounters {
     pub admitted: u64,
     /// Refused: tenant blocked.
     pub blocked: u64,
-    /// Refused: rate limit (not yet).
+    /// Refused: the tenant's rate limit, or its rate limit in a class.
     pub rate_limited: u64,
     /// Refused: never admissible (cost above a burst or cap).
     pub too_large: u64,

@@ -1109,6 +1109,11 @@ where
         if t.len == 0 || t.in_flight >= t.max_in_flight {
             return;
         }
+        self.relink_parked(idx);
+    }
+
+    /// Puts tenant `idx`'s backlogged flows that are off their rings back on them.
+    fn relink_parked(&mut self, idx: u32) {
         let parked: Vec<u32> = self
             .tenants
             .flows_of(idx)
@@ -2273,15 +2278,7 @@ where
             .map(|(i, _, _)| i)
             .collect();
         for idx in backlogged {
-            let parked: Vec<u32> = self
-                .tenants
-                .flows_of(idx)
-                .filter(|&fid| self.flow_len(fid) > 0 && !self.tenants.flow(fid).in_ring())
-                .collect();
-            for fid in parked {
-                let c = usize::from(self.tenants.flow_owner(fid).1);
-                self.ring_push_back(c, fid);
-            }
+            self.relink_parked(idx);
         }
         Drain { queue: self }
     }
