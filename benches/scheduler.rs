@@ -10,13 +10,37 @@
 
 use criterion::{criterion_group, criterion_main};
 
+/// The baseline every group measures beside its own code: crossbeam `SegQueue` holding
+/// `items` values (`0..keys` round robin), one pop and one push per iteration. Built on the
+/// case's first call, so a filtered run never builds what it skips.
+pub(crate) fn segqueue_push_pop(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: criterion::BenchmarkId,
+    items: u64,
+    keys: u64,
+) {
+    let mut seg: Option<crossbeam::queue::SegQueue<u64>> = None;
+    g.bench_function(id, |b| {
+        let s = seg.get_or_insert_with(|| {
+            let s = crossbeam::queue::SegQueue::new();
+            for i in 0..items {
+                s.push(i % keys);
+            }
+            s
+        });
+        b.iter(|| {
+            let v = s.pop().unwrap();
+            s.push(std::hint::black_box(v));
+        });
+    });
+}
+
 /// The fair queue core: push+pop against `SegQueue` push+pop.
 mod queue {
     use std::hint::black_box;
     use std::time::Duration;
 
     use criterion::{BenchmarkId, Criterion, Throughput};
-    use crossbeam::queue::SegQueue;
     use fairshare::{FairQueue, TenantHandle};
 
     /// Backlogged tenant counts.
@@ -52,21 +76,7 @@ mod queue {
 
         for n in TENANTS {
             // Baseline: the same number of items in one lock-free FIFO.
-            let mut seg: Option<SegQueue<u64>> = None;
-            g.bench_with_input(BenchmarkId::new("segqueue", n), &n, |b, &n| {
-                let s = seg.get_or_insert_with(|| {
-                    let s = SegQueue::new();
-                    for i in 0..n * DEPTH {
-                        s.push(i % n);
-                    }
-                    s
-                });
-                b.iter(|| {
-                    let v = s.pop().unwrap();
-                    s.push(black_box(v));
-                });
-            });
-            drop(seg);
+            crate::segqueue_push_pop(&mut g, BenchmarkId::new("segqueue", n), n * DEPTH, n);
 
             // Ours, hashing the key on every push.
             let mut fq: Option<FairQueue<u64, u64>> = None;

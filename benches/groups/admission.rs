@@ -6,7 +6,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use crossbeam::queue::SegQueue;
 use fairshare::{
     ManualClock, PushOptions, Quota, Scheduler, SchedulerConfig, StdClock, TenantLimits,
 };
@@ -101,16 +100,7 @@ pub(crate) fn round_trip(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     let n = 1_000u64;
-    g.bench_function(BenchmarkId::new("segqueue", n), |b| {
-        let s = SegQueue::new();
-        for i in 0..n {
-            s.push(i);
-        }
-        b.iter(|| {
-            let v = s.pop().unwrap();
-            s.push(black_box(v));
-        });
-    });
+    crate::segqueue_push_pop(&mut g, BenchmarkId::new("segqueue", n), n, n);
     g.bench_function(BenchmarkId::new("fairshare", n), |b| {
         let mut s = limited(n, ManualClock::new());
         b.iter(|| {

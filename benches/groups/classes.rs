@@ -8,7 +8,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use crossbeam::queue::SegQueue;
 use fairshare::{ClassId, ClassSpec, Classes, Dispatch, FairQueue};
 
 /// Backlogged tenants.
@@ -84,21 +83,12 @@ pub(crate) fn dispatch(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
 
     // Baseline: the same number of items in one lock-free FIFO, push+pop.
-    let mut seg: Option<SegQueue<u64>> = None;
-    g.bench_with_input(BenchmarkId::new("segqueue", TENANTS), &TENANTS, |b, &n| {
-        let s = seg.get_or_insert_with(|| {
-            let s = SegQueue::new();
-            for i in 0..n * DEPTH {
-                s.push(i % n);
-            }
-            s
-        });
-        b.iter(|| {
-            let v = s.pop().unwrap();
-            s.push(black_box(v));
-        });
-    });
-    drop(seg);
+    crate::segqueue_push_pop(
+        &mut g,
+        BenchmarkId::new("segqueue", TENANTS),
+        TENANTS * DEPTH,
+        TENANTS,
+    );
 
     // The flat fair queue (one class), then 3 classes: complete + dispatch + push.
     for (name, classes) in [("flat_1_class", false), ("classes_3", true)] {
