@@ -1260,15 +1260,9 @@ where
     }
 
     /// Removes every queued item regardless of in-flight limits, tenant by tenant (each in
-    /// FIFO order), for shutdown.
+    /// FIFO order, class by class), for shutdown.
     pub(crate) fn drain_all(&mut self) -> Vec<T> {
-        let backlogged: Vec<u32> = self
-            .queue
-            .tenants_ref()
-            .iter()
-            .filter(|(_, _, t)| t.len > 0)
-            .map(|(i, _, _)| i)
-            .collect();
+        let backlogged = self.queue.tenants_ref().backlogged();
         let mut out = Vec::with_capacity(self.queue.len());
         for idx in backlogged {
             out.extend(self.queue.purge_slot(idx).0);

@@ -537,13 +537,7 @@ impl<K, T, S> FairQueue<K, T, S> {
             (true, false) => {
                 let mut over = OverShare::default();
                 let dw = self.config.default_weight();
-                let backlogged: Vec<u32> = self
-                    .tenants
-                    .iter()
-                    .filter(|(_, _, t)| t.len > 0)
-                    .map(|(i, _, _)| i)
-                    .collect();
-                for idx in backlogged {
+                for idx in self.tenants.backlogged() {
                     over.update(&mut self.tenants, idx, dw);
                 }
                 self.over = Some(over);
@@ -2271,13 +2265,7 @@ where
     pub fn drain(&mut self) -> Drain<'_, K, T, S> {
         // Tenants parked at their in-flight limit rejoin the ring: draining serves everyone.
         // (A later pop parks them again when they reach the front.)
-        let backlogged: Vec<u32> = self
-            .tenants
-            .iter()
-            .filter(|(_, _, t)| t.len > 0)
-            .map(|(i, _, _)| i)
-            .collect();
-        for idx in backlogged {
+        for idx in self.tenants.backlogged() {
             self.relink_parked(idx);
         }
         Drain { queue: self }

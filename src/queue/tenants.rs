@@ -451,6 +451,14 @@ impl<K, S> Tenants<K, S> {
             .filter_map(|(i, (k, t))| k.as_ref().map(|k| (i as u32, k, t)))
     }
 
+    /// The slots of tenants with items queued, in index order.
+    pub(crate) fn backlogged(&self) -> Vec<u32> {
+        self.iter()
+            .filter(|(_, _, t)| t.len > 0)
+            .map(|(i, _, _)| i)
+            .collect()
+    }
+
     /// Bytes held by the table, the keys and the slots (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.keys.capacity() * std::mem::size_of::<Option<K>>()
