@@ -239,6 +239,35 @@ fn never_admissible_is_not_reported_as_tenant_full() {
     assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
 }
 
+#[test]
+fn a_tenant_override_sees_a_capacity_set_after_it() {
+    // The check keeps each tenant's limits pre-folded with the global capacity; a later
+    // `reconfigure` must refold the overrides, not only the defaults.
+    let (mut s, _clock): (Sched, _) = sched(SchedulerConfig::new());
+    s.set_limits("a", TenantLimits::new().with_max_items(5));
+    admitted(s.try_push_with("a", 1, cost(20)));
+    s.reconfigure(SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(10)));
+    let (_, r) = refused(s.try_push_with("a", 2, cost(11)));
+    assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
+    let (_, r) = refused(s.try_push_with("b", 3, cost(11)));
+    assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
+    // Loosened again: the same cost is merely "not now" (the queue holds 20 already).
+    s.reconfigure(SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(40)));
+    admitted(s.try_push_with("a", 4, cost(11)));
+    assert_eq!(s.limits(&"a"), TenantLimits::new().with_max_items(5));
+}
+
+#[test]
+fn too_large_names_the_first_limit_in_order_not_the_tightest() {
+    // Burst 10 comes before the cost cap 5 in the documented order; cost 12 exceeds both.
+    let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(10, 10).with_max_cost(5));
+    let (mut s, _clock): (Sched, _) = sched(cfg);
+    let (_, r) = refused(s.try_push_with("a", 1, cost(12)));
+    assert_eq!(r, RejectReason::TooLarge { cost: 12, max: 10 });
+    let (_, r) = refused(s.try_push_with("a", 2, cost(7)));
+    assert_eq!(r, RejectReason::TooLarge { cost: 7, max: 5 });
+}
+
 // ===== rate limit =====
 
 #[test]

@@ -508,10 +508,6 @@ impl SchedulerConfig {
         self.tenant
     }
 
-    pub(crate) const fn tenant_limits_ref(&self) -> &TenantLimits {
-        &self.tenant
-    }
-
     /// The global capacity.
     ///
     /// # Examples
@@ -696,5 +692,45 @@ impl PushOptions {
 impl Default for PushOptions {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A tenant's [`TenantLimits`] as the admission check reads them: caps as plain numbers
+/// (`MAX` for none) and the largest cost the limits and the global [`Capacity`] can ever
+/// allow, so an admissible item passes with a few compares. Rebuilt whenever the limits or the
+/// capacity change.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    pub(crate) limits: TenantLimits,
+    pub(crate) max_items: u32,
+    pub(crate) max_cost: u64,
+    pub(crate) max_in_flight: u32,
+    /// No item costing more is ever admissible (the check then finds which limit says so).
+    pub(crate) never_above: u64,
+}
+
+impl Rules {
+    pub(crate) fn new(limits: TenantLimits, capacity: Capacity) -> Self {
+        // A cap of zero items (queued or in flight) admits nothing, ever.
+        let zero_cap = limits.max_items() == Some(0)
+            || limits.max_in_flight() == Some(0)
+            || capacity.max_items() == Some(0);
+        let never_above = [
+            limits.quota().map(|q| u64::from(q.burst().get())),
+            limits.max_cost(),
+            capacity.max_cost(),
+            zero_cap.then_some(0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u64::MAX);
+        Rules {
+            limits,
+            max_items: limits.max_items().unwrap_or(u32::MAX),
+            max_cost: limits.max_cost().unwrap_or(u64::MAX),
+            max_in_flight: limits.max_in_flight().unwrap_or(u32::MAX),
+            never_above,
+        }
     }
 }

@@ -29,18 +29,17 @@ pub(crate) fn check(
         });
     }
     let t = quota.interval().as_u64();
-    let tau = t.saturating_mul(u64::from(burst - 1));
-    let additional = t.saturating_mul(u64::from(cost.saturating_sub(1)));
-    let earliest = tat.as_u64().saturating_add(additional).saturating_sub(tau);
+    // The classic form is `tat + t·(cost - 1) - t·(burst - 1)`; the same instant as
+    // `tat + t·cost - t·burst`, with one multiplication fewer on the hot path.
+    let charge = t.saturating_mul(u64::from(cost));
+    let window = t.saturating_mul(u64::from(burst));
+    let earliest = tat.as_u64().saturating_add(charge).saturating_sub(window);
     if now.as_u64() < earliest {
         return Err(RejectReason::RateLimited {
             retry_at: Nanos::new(earliest),
         });
     }
-    let base = tat.max(now).as_u64();
-    Ok(Nanos::new(
-        base.saturating_add(t.saturating_mul(u64::from(cost))),
-    ))
+    Ok(Nanos::new(tat.max(now).as_u64().saturating_add(charge)))
 }
 
 /// Gives back `cost` units (work admitted and then cancelled before it ran).

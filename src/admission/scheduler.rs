@@ -6,8 +6,9 @@ use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
 use super::codel::CoDel;
-use super::config::{PushOptions, SchedulerConfig, ShedPolicy, TenantLimits};
+use super::config::{PushOptions, Rules, SchedulerConfig, ShedPolicy, TenantLimits};
 use super::gcra;
+use super::quota::Quota;
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{BlockReason, Limit, RejectReason, Rejected};
 use crate::pressure::{PressureGauge, PressureLevel};
@@ -84,7 +85,10 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     queue: FairQueue<K, T, S>,
     clock: C,
     config: SchedulerConfig,
-    overrides: Vec<TenantLimits>,
+    /// The default limits, flattened for the admission check.
+    default_rules: Rules,
+    /// Per-tenant limits (a slot's `limits` indexes this), flattened.
+    overrides: Vec<Rules>,
     free_overrides: Vec<u32>,
     /// Tenants kept only while their rate limit recovers, soonest recovery first.
     cooling: BinaryHeap<Reverse<Cooling>>,
@@ -363,6 +367,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             queue,
             clock,
             config,
+            default_rules: Rules::new(config.tenant_limits(), config.capacity()),
             overrides: Vec::new(),
             free_overrides: Vec::new(),
             cooling: BinaryHeap::new(),
@@ -482,10 +487,11 @@ where
         now
     }
 
-    #[inline]
-    fn limits_of(&self, limits_idx: u32) -> &TenantLimits {
+    /// The rules of a slot's `limits` index (`NIL`: the defaults).
+    #[inline(always)]
+    fn rules_of(&self, limits_idx: u32) -> &Rules {
         if limits_idx == NIL {
-            self.config.tenant_limits_ref()
+            &self.default_rules
         } else {
             &self.overrides[limits_idx as usize]
         }
@@ -662,28 +668,18 @@ where
             // A deadline already passed can never be met: refuse it at the door.
             return Err(RejectReason::DeadlineExpired { deadline });
         }
-        let limits = self.limits_of(t.limits);
+        let rules = self.rules_of(t.limits);
         let cost64 = u64::from(cost);
+        let class_quota = spec.tenant_quota();
         // "Never" before "not now": a cost no limit can ever allow is reported as such.
-        // A cap of zero items (queued or in flight) admits nothing, ever.
-        let zero_cap = limits.max_items() == Some(0)
-            || limits.max_in_flight() == Some(0)
-            || self.config.capacity().max_items() == Some(0);
-        let never = [
-            limits.quota().map(|q| u64::from(q.burst().get())),
-            limits.max_cost(),
-            self.config.capacity().max_cost(),
-            spec.tenant_quota().map(|q| u64::from(q.burst().get())),
-            zero_cap.then_some(0),
-        ];
-        if let Some(max) = never.into_iter().flatten().find(|&max| cost64 > max) {
-            return Err(RejectReason::TooLarge { cost: cost64, max });
+        if cost64 > rules.never_above || class_quota.is_some_and(|q| cost > q.burst().get()) {
+            return Err(self.too_large(rules, class_quota, cost64));
         }
-        let new_tat = match limits.quota() {
+        let new_tat = match rules.limits.quota() {
             Some(quota) => Some(gcra::check(&quota, t.tat, now, cost)?),
             None => None,
         };
-        let new_class_tat = match spec.tenant_quota() {
+        let new_class_tat = match class_quota {
             Some(quota) => {
                 let tat = self.queue.tenants_ref().class_tat(idx, class_idx);
                 match gcra::check(&quota, tat, now, cost) {
@@ -696,19 +692,15 @@ where
             }
             None => None,
         };
-        if let Some(max) = limits.max_cost() {
-            if t.queued_cost + cost64 > max {
-                return Err(RejectReason::TenantFull {
-                    limit: Limit::Cost(max),
-                });
-            }
+        if t.queued_cost.saturating_add(cost64) > rules.max_cost {
+            return Err(RejectReason::TenantFull {
+                limit: Limit::Cost(rules.max_cost),
+            });
         }
-        if let Some(max) = limits.max_items() {
-            if t.len >= max {
-                return Err(RejectReason::TenantFull {
-                    limit: Limit::Items(u64::from(max)),
-                });
-            }
+        if t.len >= rules.max_items {
+            return Err(RejectReason::TenantFull {
+                limit: Limit::Items(u64::from(rules.max_items)),
+            });
         }
         let evict_from = self.check_capacity(idx, cost64)?;
         Ok(Checked {
@@ -716,19 +708,52 @@ where
             new_tat,
             new_class_tat,
             evict_from,
-            max_in_flight: limits.max_in_flight().unwrap_or(u32::MAX),
+            max_in_flight: rules.max_in_flight,
         })
+    }
+
+    /// The first limit (in the documented order) that no cost above `cost` can ever pass.
+    #[cold]
+    fn too_large(&self, rules: &Rules, class_quota: Option<Quota>, cost: u64) -> RejectReason {
+        let limits = rules.limits;
+        let zero_cap = limits.max_items() == Some(0)
+            || limits.max_in_flight() == Some(0)
+            || self.config.capacity().max_items() == Some(0);
+        let never = [
+            limits.quota().map(|q| u64::from(q.burst().get())),
+            limits.max_cost(),
+            self.config.capacity().max_cost(),
+            class_quota.map(|q| u64::from(q.burst().get())),
+            zero_cap.then_some(0),
+        ];
+        match never.into_iter().flatten().find(|&max| cost > max) {
+            Some(max) => RejectReason::TooLarge { cost, max },
+            None => unreachable!("fairshare: cost {cost} passes every never-limit"),
+        }
     }
 
     /// The global capacity check: `Ok(None)` if there is room, `Ok(Some(v))` to evict from
     /// tenant `v`, or the refusal.
-    #[inline]
+    #[inline(always)]
     fn check_capacity(&self, idx: u32, cost: u64) -> Result<Option<u32>, RejectReason> {
-        let cap = self.config.capacity();
         let (need_items, need_cost) = self.shortfall(cost);
         if need_items == 0 && need_cost == 0 {
             return Ok(None);
         }
+        self.make_room(idx, cost, need_items, need_cost)
+    }
+
+    /// [`check_capacity`](Self::check_capacity) when the capacity is full: the refusal, or
+    /// the tenant to evict from.
+    #[cold]
+    fn make_room(
+        &self,
+        idx: u32,
+        cost: u64,
+        need_items: u64,
+        need_cost: u64,
+    ) -> Result<Option<u32>, RejectReason> {
+        let cap = self.config.capacity();
         let limit = if need_items > 0 {
             Limit::Items(cap.max_items().unwrap_or(0))
         } else {
@@ -763,7 +788,7 @@ where
     }
 
     /// How many items and how much cost must leave before an item of `cost` fits.
-    #[inline]
+    #[inline(always)]
     fn shortfall(&self, cost: u64) -> (u64, u64) {
         let cap = self.config.capacity();
         let items = cap
@@ -1225,6 +1250,12 @@ where
         self.version += 1;
         let old = self.config;
         self.config = config;
+        self.default_rules = Rules::new(config.tenant_limits(), config.capacity());
+        if old.capacity() != config.capacity() {
+            for rules in &mut self.overrides {
+                *rules = Rules::new(rules.limits, config.capacity());
+            }
+        }
         self.queue.set_queue_config(config.queue());
         self.queue
             .set_over_share_tracking(config.shed_policy() == ShedPolicy::EvictOverShare);
@@ -1340,7 +1371,8 @@ where
 
     fn refund_slot(&mut self, idx: u32, cost: u64, now: Nanos) {
         let quota = self
-            .limits_of(self.queue.tenants_ref().get(idx).limits)
+            .rules_of(self.queue.tenants_ref().get(idx).limits)
+            .limits
             .quota();
         if let Some(quota) = quota {
             let t = self.queue.tenants_mut().get_mut(idx);
@@ -1587,18 +1619,19 @@ where
             .expect("fairshare: the tenant table is full (2^31 tenants)");
         self.queue
             .set_slot_in_flight_limit(idx, limits.max_in_flight().unwrap_or(u32::MAX));
+        let rules = Rules::new(limits, self.config.capacity());
         let t = self.queue.tenants_mut().get_mut(idx);
         if t.limits != NIL {
-            self.overrides[t.limits as usize] = limits;
+            self.overrides[t.limits as usize] = rules;
             return;
         }
         let slot = match self.free_overrides.pop() {
             Some(slot) => {
-                self.overrides[slot as usize] = limits;
+                self.overrides[slot as usize] = rules;
                 slot
             }
             None => {
-                self.overrides.push(limits);
+                self.overrides.push(rules);
                 (self.overrides.len() - 1) as u32
             }
         };
@@ -1651,6 +1684,6 @@ where
             .tenants_ref()
             .find(key)
             .map_or(NIL, |i| self.queue.tenants_ref().get(i).limits);
-        *self.limits_of(idx)
+        self.rules_of(idx).limits
     }
 }
