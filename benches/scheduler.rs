@@ -107,10 +107,35 @@ mod queue {
             if let Some((q, _)) = fq.take() {
                 assert_eq!((q.len() as u64, q.active_tenants() as u64), (n * DEPTH, n));
             }
+
+            // Yardstick: the brief's reference O(1) DRR (see `reference`), same closed loop.
+            let mut drr: Option<crate::reference::ReferenceDrr> = None;
+            g.bench_with_input(BenchmarkId::new("reference_drr", n), &n, |b, &n| {
+                let q = drr.get_or_insert_with(|| {
+                    let mut q = crate::reference::ReferenceDrr::default();
+                    for _ in 0..DEPTH {
+                        for k in 0..n {
+                            q.push(k, k);
+                        }
+                    }
+                    q
+                });
+                b.iter(|| {
+                    let k = q.pop().unwrap();
+                    q.push(black_box(k), k);
+                });
+            });
+            if let Some(q) = drr.take() {
+                assert_eq!(q.len() as u64, n * DEPTH);
+            }
         }
         g.finish();
     }
 }
+
+/// The simplest designs the bars were calibrated with, measured beside ours.
+#[path = "groups/reference.rs"]
+mod reference;
 
 /// Admission: rate-limit check beside governor; admit + push + pop + complete.
 #[path = "groups/admission.rs"]

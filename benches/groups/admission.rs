@@ -58,6 +58,29 @@ pub(crate) fn check(c: &mut Criterion) {
         });
         drop(gov);
 
+        // Yardstick: a bare keyed GCRA (see `crate::reference`), time passed in.
+        let mut bare = None;
+        g.bench_with_input(BenchmarkId::new("reference_gcra", n), &n, |b, &n| {
+            let lim = bare.get_or_insert_with(|| {
+                // 1e9 per second: one unit per ns, a burst of 1e6.
+                let mut lim = crate::reference::ReferenceGcra::new(1, 1_000_000);
+                for k in 0..n {
+                    assert!(lim.check(k, 0));
+                }
+                lim
+            });
+            // Time advances 1 ns per check, so every check passes however long it runs.
+            let (mut k, mut now) = (0u64, 1_000_000_000u64);
+            b.iter(|| {
+                k = if k + 1 == n { 0 } else { k + 1 };
+                now += 1;
+                black_box(lim.check(black_box(k), now))
+            });
+        });
+        if let Some(lim) = bare.take() {
+            assert_eq!(lim.keys() as u64, n);
+        }
+
         // Ours: the whole pipeline (block, cost, never-admissible, GCRA, tenant caps,
         // capacity) via try_reserve; dropping the permit charges nothing. Time passed in by
         // the host (ManualClock), as the crate intends.
