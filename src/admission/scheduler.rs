@@ -630,18 +630,22 @@ where
                 evict_from: c.evict_from,
                 max_in_flight: c.max_in_flight,
             }),
-            Err(reason) => {
-                self.count_refusal(reason);
-                if self.config.tenant_detail() {
-                    self.detail_mut(idx).refused.record(reason);
-                }
-                self.queue.count_rejected();
-                let tenants = self.queue.tenants_mut();
-                tenants.get_mut(idx).counters.rejected += 1;
-                tenants.release_if_idle(idx);
-                Err(reason)
-            }
+            Err(reason) => Err(self.refused(idx, reason)),
         }
+    }
+
+    /// Counts a refusal of tenant `idx` and forgets the tenant if the check created it.
+    #[cold]
+    fn refused(&mut self, idx: u32, reason: RejectReason) -> RejectReason {
+        self.count_refusal(reason);
+        if self.config.tenant_detail() {
+            self.detail_mut(idx).refused.record(reason);
+        }
+        self.queue.count_rejected();
+        let tenants = self.queue.tenants_mut();
+        tenants.get_mut(idx).counters.rejected += 1;
+        tenants.release_if_idle(idx);
+        reason
     }
 
     #[inline]
