@@ -711,20 +711,11 @@ pub(crate) struct Rules {
 
 impl Rules {
     pub(crate) fn new(limits: TenantLimits, capacity: Capacity) -> Self {
-        // A cap of zero items (queued or in flight) admits nothing, ever.
-        let zero_cap = limits.max_items() == Some(0)
-            || limits.max_in_flight() == Some(0)
-            || capacity.max_items() == Some(0);
-        let never_above = [
-            limits.quota().map(|q| u64::from(q.burst().get())),
-            limits.max_cost(),
-            capacity.max_cost(),
-            zero_cap.then_some(0),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(u64::MAX);
+        let never_above = never_limits(&limits, &capacity, None)
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX);
         Rules {
             limits,
             max_items: limits.max_items().unwrap_or(u32::MAX),
@@ -733,4 +724,24 @@ impl Rules {
             never_above,
         }
     }
+}
+
+/// Every limit that bounds the cost of one item for ever, in the order a refusal names them:
+/// the tenant's burst, its cost cap, the global cost cap, the class's per-tenant burst, and 0
+/// if a cap of zero items (queued or in flight) admits nothing at all.
+pub(crate) fn never_limits(
+    limits: &TenantLimits,
+    capacity: &Capacity,
+    class_quota: Option<Quota>,
+) -> [Option<u64>; 5] {
+    let zero_cap = limits.max_items() == Some(0)
+        || limits.max_in_flight() == Some(0)
+        || capacity.max_items() == Some(0);
+    [
+        limits.quota().map(|q| u64::from(q.burst().get())),
+        limits.max_cost(),
+        capacity.max_cost(),
+        class_quota.map(|q| u64::from(q.burst().get())),
+        zero_cap.then_some(0),
+    ]
 }

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
 use super::codel::CoDel;
-use super::config::{PushOptions, Rules, SchedulerConfig, ShedPolicy, TenantLimits};
+use super::config::{PushOptions, Rules, SchedulerConfig, ShedPolicy, TenantLimits, never_limits};
 use super::gcra;
 use super::quota::Quota;
 use crate::clock::{Clock, Nanos, StdClock};
@@ -719,17 +719,7 @@ where
     /// The first limit (in the documented order) that no cost above `cost` can ever pass.
     #[cold]
     fn too_large(&self, rules: &Rules, class_quota: Option<Quota>, cost: u64) -> RejectReason {
-        let limits = rules.limits;
-        let zero_cap = limits.max_items() == Some(0)
-            || limits.max_in_flight() == Some(0)
-            || self.config.capacity().max_items() == Some(0);
-        let never = [
-            limits.quota().map(|q| u64::from(q.burst().get())),
-            limits.max_cost(),
-            self.config.capacity().max_cost(),
-            class_quota.map(|q| u64::from(q.burst().get())),
-            zero_cap.then_some(0),
-        ];
+        let never = never_limits(&rules.limits, &self.config.capacity(), class_quota);
         match never.into_iter().flatten().find(|&max| cost > max) {
             Some(max) => RejectReason::TooLarge { cost, max },
             None => unreachable!("fairshare: cost {cost} passes every never-limit"),
