@@ -716,14 +716,17 @@ where
         })
     }
 
-    /// The first limit (in the documented order) that no cost above `cost` can ever pass.
+    /// The refusal of an item whose `cost` some limit can never allow, naming the first such
+    /// limit in the documented order.
     #[cold]
     fn too_large(&self, rules: &Rules, class_quota: Option<Quota>, cost: u64) -> RejectReason {
         let never = never_limits(&rules.limits, &self.config.capacity(), class_quota);
-        match never.into_iter().flatten().find(|&max| cost > max) {
-            Some(max) => RejectReason::TooLarge { cost, max },
-            None => unreachable!("fairshare: cost {cost} passes every never-limit"),
-        }
+        let max = never
+            .into_iter()
+            .flatten()
+            .find(|&max| cost > max)
+            .unwrap_or(rules.never_above);
+        RejectReason::TooLarge { cost, max }
     }
 
     /// The global capacity check: `Ok(None)` if there is room, `Ok(Some(v))` to evict from
