@@ -251,7 +251,7 @@ fn a_tenant_override_sees_a_capacity_set_after_it() {
     assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
     let (_, r) = refused(s.try_push_with("b", 3, cost(11)));
     assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
-    // Loosened again: the same cost is merely "not now" (the queue holds 20 already).
+    // Loosened again: the same cost fits (20 queued + 11 <= 40).
     s.reconfigure(SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(40)));
     admitted(s.try_push_with("a", 4, cost(11)));
     assert_eq!(s.limits(&"a"), TenantLimits::new().with_max_items(5));
