@@ -224,7 +224,8 @@ pub struct RefusalCounters {
     pub tenant_full: u64,
     /// Refused: global capacity.
     pub capacity_full: u64,
-    /// Refused: anything else (zero cost, an unknown class, a deadline already passed).
+    /// Refused: anything else (zero cost, an unknown class, a deadline already passed, a full
+    /// tenant table).
     pub other: u64,
     /// Admitted, then handed back: evicted to make room for a tenant further below its share.
     pub evicted: u64,

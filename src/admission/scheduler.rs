@@ -153,7 +153,8 @@ pub struct AdmissionCounters {
     pub tenant_full: u64,
     /// Refused: global capacity.
     pub capacity_full: u64,
-    /// Refused: anything else (zero cost, hard limits).
+    /// Refused: anything else (zero cost, an unknown class, a deadline already passed, a full
+    /// tenant table).
     pub other: u64,
     /// Queued, then evicted to make room.
     pub evicted: u64,
