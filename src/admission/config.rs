@@ -1,6 +1,7 @@
 //! Admission settings: [`SchedulerConfig`], [`TenantLimits`], [`Capacity`], [`ShedPolicy`],
 //! [`QueueDelay`] and per-push [`PushOptions`].
 
+use super::gcra::Gcra;
 use super::quota::Quota;
 use crate::clock::Nanos;
 use crate::pressure::PressureConfig;
@@ -707,6 +708,12 @@ pub(crate) struct Rules {
     pub(crate) max_in_flight: u32,
     /// No item costing more is ever admissible (the check then finds which limit says so).
     pub(crate) never_above: u64,
+    /// The quota, multiplied out for the check.
+    pub(crate) rate: Option<Gcra>,
+    /// The global capacity's caps (`MAX` for none), so a check with room to spare passes
+    /// with two compares.
+    pub(crate) capacity_items: u64,
+    pub(crate) capacity_cost: u64,
 }
 
 impl Rules {
@@ -722,6 +729,9 @@ impl Rules {
             max_cost: limits.max_cost().unwrap_or(u64::MAX),
             max_in_flight: limits.max_in_flight().unwrap_or(u32::MAX),
             never_above,
+            rate: limits.quota().map(|q| Gcra::new(&q)),
+            capacity_items: capacity.max_items().unwrap_or(u64::MAX),
+            capacity_cost: capacity.max_cost().unwrap_or(u64::MAX),
         }
     }
 }

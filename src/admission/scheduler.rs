@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 
 use super::codel::CoDel;
 use super::config::{PushOptions, Rules, SchedulerConfig, ShedPolicy, TenantLimits, never_limits};
-use super::gcra;
+use super::gcra::{self, Gcra};
 use super::quota::Quota;
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{BlockReason, Limit, RejectReason, Rejected};
@@ -661,8 +661,38 @@ where
         reason
     }
 
-    #[inline]
+    /// The checks, in the documented order. The rare refusals (blocked, zero cost, unknown
+    /// class, deadline already passed, never admissible) and a class's per-tenant quota sit
+    /// behind one branch, in [`check_rare`](Self::check_rare): an ordinary item pays for a
+    /// few compares, then its rate, caps and room.
+    #[inline(always)]
     fn check(
+        &self,
+        idx: u32,
+        cost: u32,
+        class: ClassId,
+        deadline: Option<Nanos>,
+        now: Nanos,
+    ) -> Result<Checked, RejectReason> {
+        let t = self.queue.tenants_ref().get(idx);
+        let rules = self.rules_of(t.limits);
+        // A zero cost wraps to `u64::MAX`: one compare catches it with a cost above a bound.
+        let rare = t.blocked.is_some()
+            | (u64::from(cost).wrapping_sub(1) >= rules.never_above)
+            | deadline.is_some_and(|d| d <= now);
+        match self.queue.classes().get(class) {
+            Some(spec) if !rare && spec.tenant_quota().is_none() => {
+                self.check_limits(idx, rules, cost, class, None, now)
+            }
+            _ => self.check_rare(idx, cost, class, deadline, now),
+        }
+    }
+
+    /// [`check`](Self::check) when something rare is at stake: every check in order, from the
+    /// first.
+    #[cold]
+    #[inline(never)]
+    fn check_rare(
         &self,
         idx: u32,
         cost: u32,
@@ -680,7 +710,6 @@ where
         let Some(spec) = self.queue.classes().get(class) else {
             return Err(RejectReason::UnknownClass { class });
         };
-        let class_idx = class.index() as u16;
         if let Some(deadline) = deadline.filter(|&d| d <= now) {
             // A deadline already passed can never be met: refuse it at the door.
             return Err(RejectReason::DeadlineExpired { deadline });
@@ -692,23 +721,42 @@ where
         if cost64 > rules.never_above || class_quota.is_some_and(|q| cost > q.burst().get()) {
             return Err(self.too_large(rules, class_quota, cost64));
         }
-        let new_tat = match rules.limits.quota() {
-            Some(quota) => Some(gcra::check(&quota, t.tat, now, cost)?),
+        let class_rate = class_quota.map(|q| Gcra::new(&q));
+        self.check_limits(idx, rules, cost, class, class_rate, now)
+    }
+
+    /// The "not now" checks of an item no limit refuses for ever (so its cost is within every
+    /// burst): the tenant's rate, the class's per-tenant rate, the tenant's caps, the room.
+    #[inline(always)]
+    fn check_limits(
+        &self,
+        idx: u32,
+        rules: &Rules,
+        cost: u32,
+        class: ClassId,
+        class_rate: Option<Gcra>,
+        now: Nanos,
+    ) -> Result<Checked, RejectReason> {
+        let t = self.queue.tenants_ref().get(idx);
+        let new_tat = match rules.rate {
+            Some(rate) => Some(
+                rate.check(t.tat, now, cost)
+                    .map_err(|retry_at| RejectReason::RateLimited { retry_at })?,
+            ),
             None => None,
         };
-        let new_class_tat = match class_quota {
-            Some(quota) => {
+        let class_idx = class.index() as u16;
+        let new_class_tat = match class_rate {
+            Some(rate) => {
                 let tat = self.queue.tenants_ref().class_tat(idx, class_idx);
-                match gcra::check(&quota, tat, now, cost) {
-                    Ok(tat) => Some(tat),
-                    Err(RejectReason::RateLimited { retry_at }) => {
-                        return Err(RejectReason::ClassRateLimited { class, retry_at });
-                    }
-                    Err(other) => return Err(other),
-                }
+                Some(
+                    rate.check(tat, now, cost)
+                        .map_err(|retry_at| RejectReason::ClassRateLimited { class, retry_at })?,
+                )
             }
             None => None,
         };
+        let cost64 = u64::from(cost);
         if t.queued_cost.saturating_add(cost64) > rules.max_cost {
             return Err(RejectReason::TenantFull {
                 limit: Limit::Cost(rules.max_cost),
@@ -719,7 +767,13 @@ where
                 limit: Limit::Items(u64::from(rules.max_items)),
             });
         }
-        let evict_from = self.check_capacity(idx, cost64)?;
+        let room = (self.queue.len() as u64) < rules.capacity_items
+            && self.queue.queued_cost().saturating_add(cost64) <= rules.capacity_cost;
+        let evict_from = if room {
+            None
+        } else {
+            self.check_capacity(idx, cost64)?
+        };
         Ok(Checked {
             class: class_idx,
             new_tat,
@@ -743,8 +797,10 @@ where
     }
 
     /// The global capacity check: `Ok(None)` if there is room, `Ok(Some(v))` to evict from
-    /// tenant `v`, or the refusal.
-    #[inline(always)]
+    /// tenant `v`, or the refusal. Out of line: [`check_limits`](Self::check_limits) calls it
+    /// only when its quick test (the same bounds, from [`Rules`]) finds no room.
+    #[cold]
+    #[inline(never)]
     fn check_capacity(&self, idx: u32, cost: u64) -> Result<Option<u32>, RejectReason> {
         let (need_items, need_cost) = self.shortfall(cost);
         if need_items == 0 && need_cost == 0 {
