@@ -106,6 +106,22 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     /// Bumped by every change that can make queued items dispatchable or free room without
     /// a push or pop (limits, blocks, reconfiguration): the shared handle wakes waiters on it.
     version: u64,
+    /// The classes the admission check's fast path serves (see [`plain_classes`]), kept in
+    /// step with the queue's classes.
+    plain_classes: u64,
+}
+
+/// Bit `c` is set when class `c` exists and has no per-tenant quota: all the admission check
+/// needs to know of a class on its fast path, in one word instead of a lookup in the specs.
+fn plain_classes(classes: &Classes) -> u64 {
+    classes
+        .specs()
+        .iter()
+        .enumerate()
+        .filter(|(_, spec)| spec.tenant_quota().is_none())
+        .fold(0, |mask, (c, _)| {
+            mask | 1u64.checked_shl(c as u32).unwrap_or(0)
+        })
 }
 
 /// One tenant's refusals and waits, valid while its slot has `generation` (a slot reused by
@@ -362,6 +378,8 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
     /// ```
     pub fn with_clock_and_hasher(config: SchedulerConfig, clock: C, hasher: S) -> Self {
         let mut queue = FairQueue::with_config_and_hasher(config.queue(), hasher);
+        // A new queue has the single default class (the check asserts the two agree).
+        let plain_classes = plain_classes(&Classes::single());
         queue.set_over_share_tracking(config.shed_policy() == ShedPolicy::EvictOverShare);
         queue.set_in_flight_limit(config.max_in_flight());
         Scheduler {
@@ -381,6 +399,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             counters: AdmissionCounters::default(),
             details: Vec::new(),
             version: 0,
+            plain_classes,
         }
     }
 
@@ -674,18 +693,21 @@ where
         deadline: Option<Nanos>,
         now: Nanos,
     ) -> Result<Checked, RejectReason> {
+        debug_assert_eq!(self.plain_classes, plain_classes(self.queue.classes()));
         let t = self.queue.tenants_ref().get(idx);
         let rules = self.rules_of(t.limits);
         // A zero cost wraps to `u64::MAX`: one compare catches it with a cost above a bound.
         let rare = t.blocked.is_some()
             | (u64::from(cost).wrapping_sub(1) >= rules.never_above)
             | deadline.is_some_and(|d| d <= now);
-        match self.queue.classes().get(class) {
-            Some(spec) if !rare && spec.tenant_quota().is_none() => {
-                self.check_limits(idx, rules, cost, class, None, now)
-            }
-            _ => self.check_rare(idx, cost, class, deadline, now),
+        let plain_class = self
+            .plain_classes
+            .checked_shr(class.index() as u32)
+            .is_some_and(|bits| bits & 1 != 0);
+        if rare | !plain_class {
+            return self.check_rare(idx, cost, class, deadline, now);
         }
+        self.check_limits(idx, rules, cost, class, None, now)
     }
 
     /// [`check`](Self::check) when something rare is at stake: every check in order, from the
@@ -1173,6 +1195,7 @@ where
     /// ```
     pub fn set_classes(&mut self, classes: Classes) -> Result<(), crate::ConfigError> {
         self.queue.set_classes(classes)?;
+        self.plain_classes = plain_classes(self.queue.classes());
         // New reservations or ceilings can make queued work dispatchable: wake waiters.
         self.version += 1;
         Ok(())
