@@ -86,8 +86,8 @@ impl std::fmt::Display for ClassId {
 /// - `tenant_quota` (default none): a rate limit on each tenant's work in this class, applied
 ///   by the [`Scheduler`](crate::Scheduler) in addition to the tenant's own quota.
 ///
-/// Reservations and ceilings bind only while a global in-flight limit is set; the
-/// [`Config`](crate::Config) loader refuses them without one. `pop` (untracked) holds no slot,
+/// Reservations and ceilings bind only while a global in-flight limit is set; the `Config`
+/// loader (feature `serde`) refuses them without one. `pop` (untracked) holds no slot,
 /// so only priorities and weights apply to it.
 ///
 /// # Choosing the class
