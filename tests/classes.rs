@@ -2073,3 +2073,40 @@ fn shared_handle_pushes_into_classes_and_reports_class_rate_limits() {
     let _ = h.try_push_with(1, 1, api()).unwrap();
     assert_eq!(h.with_scheduler(|s| s.queue().class_len(API)), 2);
 }
+
+/// Removing a class forgets every tenant's state in it: a class added again at the same index
+/// starts fresh instead of inheriting the removed class's per-tenant rate state.
+#[test]
+fn a_removed_class_takes_its_rate_state_with_it() {
+    let (mut s, _clock) = rate_scheduler(None);
+    // Tenant 1 spends the api class's burst of 2; an item in the bulk class keeps it known
+    // through the removal (and, before the fix, kept its api side entry with it).
+    let _ = s.try_push_with(1, 0, api()).unwrap();
+    let _ = s.try_push_with(1, 1, api()).unwrap();
+    let _ = s.try_push(1, 2).unwrap();
+    assert!(matches!(
+        s.try_push_with(1, 3, api()).unwrap_err().reason(),
+        RejectReason::ClassRateLimited { .. }
+    ));
+    // Drain both classes, then remove the api class.
+    let mut served = Vec::new();
+    while let Some(item) = s.pop() {
+        served.push(item);
+    }
+    served.sort_unstable();
+    assert_eq!(served, [0, 1, 2]);
+    let _ = s.try_push(1, 4).unwrap(); // keeps tenant 1 known through the change
+    s.set_classes(classes([ClassSpec::new("bulk")])).unwrap();
+    s.set_classes(classes([
+        ClassSpec::new("bulk"),
+        ClassSpec::new("api").with_tenant_quota(Some(per_second(2))),
+    ]))
+    .unwrap();
+    // Time has not moved: only a fresh rate state admits two more at once.
+    let _ = s.try_push_with(1, 5, api()).unwrap();
+    let _ = s.try_push_with(1, 6, api()).unwrap();
+    assert!(matches!(
+        s.try_push_with(1, 7, api()).unwrap_err().reason(),
+        RejectReason::ClassRateLimited { .. }
+    ));
+}

@@ -1171,7 +1171,8 @@ where
     }
 
     /// Replaces the classes (see [`FairQueue::set_classes`]): work queued in a class stays
-    /// there under the new settings. Each class's `tenant_quota` applies to pushes from now on.
+    /// there under the new settings. Each class's `tenant_quota` applies to pushes from now on;
+    /// a removed class's per-tenant rate state goes with it.
     ///
     /// # Errors
     ///

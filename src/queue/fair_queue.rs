@@ -1835,7 +1835,9 @@ where
 
     /// Replaces the classes. Classes may be added, changed or reordered in place (work queued
     /// in class `i` stays in class `i`, under its new settings); a class may only be removed
-    /// (by a shorter list) while it holds no queued or in-flight items.
+    /// (by a shorter list) while it holds no queued or in-flight items. A removed class takes
+    /// every tenant's state in it along (carried debt, per-tenant class rate state): a class
+    /// added later at the same index starts fresh.
     ///
     /// # Errors
     ///
@@ -1877,6 +1879,11 @@ where
             }
         } else if !was_single && classes.len() == 1 {
             self.single_since = self.counters;
+        }
+        if classes.len() < self.class_count() {
+            // Clamped: a class list never holds more than `MAX_CLASSES`.
+            self.tenants
+                .drop_classes_from(u16::try_from(classes.len()).unwrap_or(u16::MAX));
         }
         self.rings.resize_with(classes.len() - 1, ClassState::new);
         let spec = &classes.specs()[0];

@@ -520,6 +520,37 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
         Some(idx)
     }
 
+    /// Frees every tenant's side entries of classes `classes` and above: the classes a
+    /// shorter class list removed. Their flows are empty (a class with work cannot be
+    /// removed), so only carried debt and class rate state go, which a class added later at
+    /// the same index must not inherit. O(tenants + side entries); only on a change of classes.
+    pub(crate) fn drop_classes_from(&mut self, classes: u16) {
+        for idx in 0..self.slots.len() {
+            if self.keys[idx].is_none() {
+                continue;
+            }
+            // Walk the chain through the link that points at each entry, unlinking as we go.
+            let mut link = self.slots[idx].extra;
+            let mut prev = NIL;
+            while link != NIL {
+                let entry = self.extras[link as usize];
+                if entry.class >= classes {
+                    debug_assert!(entry.flow.len == 0 && !entry.flow.in_ring());
+                    if prev == NIL {
+                        self.slots[idx].extra = entry.chain;
+                    } else {
+                        self.extras[prev as usize].chain = entry.chain;
+                    }
+                    self.extras[link as usize].chain = self.extras_free;
+                    self.extras_free = link;
+                } else {
+                    prev = link;
+                }
+                link = entry.chain;
+            }
+        }
+    }
+
     /// Frees the slot if nothing keeps it alive. Returns whether it was freed.
     #[inline(always)]
     pub(crate) fn release_if_idle(&mut self, idx: u32) -> bool {
