@@ -541,14 +541,19 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
                     } else {
                         self.extras[prev as usize].chain = entry.chain;
                     }
-                    self.extras[link as usize].chain = self.extras_free;
-                    self.extras_free = link;
+                    self.free_extra(link);
                 } else {
                     prev = link;
                 }
                 link = entry.chain;
             }
         }
+    }
+
+    /// Puts side entry `e`, already unlinked from its tenant's chain, on the free list.
+    fn free_extra(&mut self, e: u32) {
+        self.extras[e as usize].chain = self.extras_free;
+        self.extras_free = e;
     }
 
     /// Frees the slot if nothing keeps it alive. Returns whether it was freed.
@@ -572,8 +577,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
         let mut e = std::mem::replace(&mut self.slots[idx as usize].extra, NIL);
         while e != NIL {
             let next = self.extras[e as usize].chain;
-            self.extras[e as usize].chain = self.extras_free;
-            self.extras_free = e;
+            self.free_extra(e);
             e = next;
         }
         let slot = &mut self.slots[idx as usize];
