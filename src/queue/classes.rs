@@ -17,6 +17,9 @@ use crate::error::ConfigError;
 /// ```
 pub const MAX_CLASSES: usize = 64;
 
+// The queue indexes its inline class states by `c & (MAX_CLASSES - 1)`.
+const _: () = assert!(MAX_CLASSES.is_power_of_two());
+
 /// A class of work, by its position in the [`Classes`] it was defined in.
 ///
 /// [`ClassId::DEFAULT`] (position 0) is where `try_push` and every call without a class puts

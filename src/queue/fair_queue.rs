@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::classes::{ClassCounters, ClassId, ClassState, Classes};
+use super::classes::{ClassCounters, ClassId, ClassState, Classes, MAX_CLASSES};
 use super::config::QueueConfig;
 use super::items::{ItemSlab, NIL, Taken};
 use super::over_share::OverShare;
@@ -106,13 +106,15 @@ pub struct FairQueue<K, T, S = DefaultHashBuilder> {
     tenants: Tenants<K, S>,
     items: ItemSlab<T>,
     /// One DRR ring of backlogged flows per class, by its front (the flow served next); the
-    /// last is the front's `prev`. Keeping the front saves pop a load of the last flow. The
-    /// default class's is kept inline, the others' (`rings[c - 1]`) beside it.
-    ring0: ClassState,
-    rings: Vec<ClassState>,
+    /// last is the front's `prev`. Keeping the front saves pop a load of the last flow. Every
+    /// possible class's state is kept inline (the first `class_count` are live; classes are
+    /// few), so the dispatch path reaches any class at a fixed offset from the queue, without
+    /// a bounds check or a load that a store elsewhere would force it to repeat.
+    rings: [ClassState; MAX_CLASSES],
+    class_count: usize,
     /// While the queue has one class, the per-class bookkeeping (each flow's `len`, each
-    /// tenant's `active_flows`, `ring0`'s totals and counters) is skipped: everything is in the
-    /// default class. `ring0.counters` then holds the counters as of the last switch to one
+    /// tenant's `active_flows`, `rings[0]`'s totals and counters) is skipped: everything is in
+    /// the default class. `rings[0].counters` then holds the counters as of the last switch to one
     /// class, and `single_since` the queue's counters at that moment.
     single_since: QueueCounters,
     /// The only class has a ceiling or an in-flight cap of its own.
@@ -311,8 +313,8 @@ impl<K, T, S> FairQueue<K, T, S> {
         FairQueue {
             tenants: Tenants::with_hasher(hasher),
             items: ItemSlab::new(),
-            ring0: ClassState::new(),
-            rings: Vec::new(),
+            rings: std::array::from_fn(|_| ClassState::new()),
+            class_count: 1,
             single_since: QueueCounters::default(),
             single_capped: false,
             vclock: 0,
@@ -558,29 +560,30 @@ impl<K, T, S> FairQueue<K, T, S> {
 
     // ----- the DRR rings -----
 
+    /// Whether the queue has one class (see `single_since`).
+    #[inline(always)]
+    fn single(&self) -> bool {
+        self.class_count == 1
+    }
+
+    /// Class `c`'s state (`c` below `class_count`; the mask only spares a bounds check).
     #[inline(always)]
     fn ring(&self, c: usize) -> &ClassState {
-        if c == 0 {
-            &self.ring0
-        } else {
-            &self.rings[c - 1]
-        }
+        debug_assert!(c < self.class_count);
+        &self.rings[c & (MAX_CLASSES - 1)]
     }
 
     #[inline(always)]
     fn ring_mut(&mut self, c: usize) -> &mut ClassState {
-        if c == 0 {
-            &mut self.ring0
-        } else {
-            &mut self.rings[c - 1]
-        }
+        debug_assert!(c < self.class_count);
+        &mut self.rings[c & (MAX_CLASSES - 1)]
     }
 
     /// The state of `class`, with the default class's totals filled in while it is the only
     /// one (see `single_since`).
     fn ring_get(&self, class: ClassId) -> Option<ClassState> {
         match class.index() {
-            0 if self.rings.is_empty() => Some(self.class0_state()),
+            0 if self.single() => Some(self.class0_state()),
             c if c < self.class_count() => Some(self.ring(c).clone()),
             _ => None,
         }
@@ -588,7 +591,7 @@ impl<K, T, S> FairQueue<K, T, S> {
 
     /// The default class's state while it is the only class.
     fn class0_state(&self) -> ClassState {
-        let (now, then, base) = (&self.counters, &self.single_since, &self.ring0.counters);
+        let (now, then, base) = (&self.counters, &self.single_since, &self.rings[0].counters);
         ClassState {
             items: u64::from(self.items.len()),
             queued_cost: self.queued_cost,
@@ -601,26 +604,28 @@ impl<K, T, S> FairQueue<K, T, S> {
                     - i128::from(then.served_cost))
                 .clamp(0, i128::from(u64::MAX)) as u64,
             },
-            ..self.ring0.clone()
+            ..self.rings[0].clone()
         }
     }
 
     /// Number of classes.
     #[inline(always)]
     fn class_count(&self) -> usize {
-        self.rings.len() + 1
+        self.class_count
     }
 
     /// Every class's state, in class order.
     fn all_rings(&self) -> impl Iterator<Item = &ClassState> + '_ {
-        std::iter::once(&self.ring0).chain(&self.rings)
+        self.rings[..self.class_count].iter()
     }
 
-    /// Flow `fid` of class `c`: the default class's flows are embedded in their tenant's
-    /// slot, which the compiler sees when `c` is the constant 0.
+    /// Flow `fid`. With `ONE` (the queue has one class) every flow is embedded in its
+    /// tenant's slot, which the compiler then sees; otherwise the id says where it lives.
+    /// The DRR helpers below take the same `ONE`: `true` only on the single-class fast
+    /// paths, `false` everywhere else (correct for any number of classes).
     #[inline(always)]
-    fn flow_in(&self, c: usize, fid: u32) -> &Flow {
-        if c == 0 {
+    fn flow_in<const ONE: bool>(&self, fid: u32) -> &Flow {
+        if ONE {
             &self.tenants.get(fid).flow
         } else {
             self.tenants.flow(fid)
@@ -628,8 +633,8 @@ impl<K, T, S> FairQueue<K, T, S> {
     }
 
     #[inline(always)]
-    fn flow_in_mut(&mut self, c: usize, fid: u32) -> &mut Flow {
-        if c == 0 {
+    fn flow_in_mut<const ONE: bool>(&mut self, fid: u32) -> &mut Flow {
+        if ONE {
             &mut self.tenants.get_mut(fid).flow
         } else {
             self.tenants.flow_mut(fid)
@@ -661,46 +666,46 @@ impl<K, T, S> FairQueue<K, T, S> {
 
     /// Appends flow `fid` behind every backlogged flow of its class `c`.
     #[inline(always)]
-    fn ring_push_back(&mut self, c: usize, fid: u32) {
+    fn ring_push_back<const ONE: bool>(&mut self, c: usize, fid: u32) {
         let front = self.ring(c).front;
         if front == NIL {
-            let f = self.flow_in_mut(c, fid);
+            let f = self.flow_in_mut::<ONE>(fid);
             f.prev = fid;
             f.next = fid;
             self.ring_mut(c).front = fid;
-            if !self.rings.is_empty() {
+            if !ONE && !self.single() {
                 self.class_activated(c);
             }
         } else {
-            let tail = self.flow_in(c, front).prev;
+            let tail = self.flow_in::<ONE>(front).prev;
             {
-                let f = self.flow_in_mut(c, fid);
+                let f = self.flow_in_mut::<ONE>(fid);
                 f.prev = tail;
                 f.next = front;
             }
-            self.flow_in_mut(c, tail).next = fid;
-            self.flow_in_mut(c, front).prev = fid;
+            self.flow_in_mut::<ONE>(tail).next = fid;
+            self.flow_in_mut::<ONE>(front).prev = fid;
         }
         self.ring_mut(c).ring_len += 1;
     }
 
     #[inline(always)]
-    fn ring_unlink(&mut self, c: usize, fid: u32) {
+    fn ring_unlink<const ONE: bool>(&mut self, c: usize, fid: u32) {
         if self.ring(c).ring_len == 1 {
             self.ring_mut(c).front = NIL;
         } else {
             let (prev, next) = {
-                let f = self.flow_in(c, fid);
+                let f = self.flow_in::<ONE>(fid);
                 (f.prev, f.next)
             };
             if self.ring(c).front == fid {
                 self.ring_mut(c).front = next;
             }
-            self.flow_in_mut(c, prev).next = next;
-            self.flow_in_mut(c, next).prev = prev;
+            self.flow_in_mut::<ONE>(prev).next = next;
+            self.flow_in_mut::<ONE>(next).prev = prev;
         }
         self.ring_mut(c).ring_len -= 1;
-        let f = self.flow_in_mut(c, fid);
+        let f = self.flow_in_mut::<ONE>(fid);
         f.prev = NIL;
         f.next = NIL;
     }
@@ -783,9 +788,8 @@ impl<K, T, S> FairQueue<K, T, S> {
                 (best, bp, bv) = (c, p, v);
             }
         };
-        consider(0, &self.ring0);
-        for (i, ring) in self.rings.iter().enumerate() {
-            consider(i + 1, ring);
+        for (c, ring) in self.rings[..self.class_count].iter().enumerate() {
+            consider(c, ring);
         }
         if best == NONE {
             return None;
@@ -812,7 +816,7 @@ impl<K, T, S> FairQueue<K, T, S> {
             .min()
             .unwrap_or(self.vclock)
             .min(self.vclock);
-        for r in std::iter::once(&mut self.ring0).chain(&mut self.rings) {
+        for r in &mut self.rings[..self.class_count] {
             r.vtime = r.vtime.max(least) - least;
         }
         self.vclock -= least;
@@ -822,8 +826,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     fn resolve_classes(&mut self) {
         let limit = self.max_in_flight;
         let specs = self.classes.specs();
-        self.ring0.resolve(&specs[0], limit);
-        for (ring, spec) in self.rings.iter_mut().zip(&specs[1..]) {
+        for (ring, spec) in self.rings.iter_mut().zip(specs) {
             ring.resolve(spec, limit);
         }
     }
@@ -844,7 +847,7 @@ where
         c.served_cost = c.served_cost.saturating_add(u64::from(cost));
         self.counters.dispatched += 1;
         self.counters.served_cost = self.counters.served_cost.saturating_add(u64::from(cost));
-        if !self.rings.is_empty() {
+        if !self.single() {
             let ring = self.ring_mut(usize::from(class));
             ring.counters.dispatched += 1;
             ring.counters.served_cost = ring.counters.served_cost.saturating_add(u64::from(cost));
@@ -854,12 +857,12 @@ where
     /// Restores "the head node is live, or the list is empty" for flow `fid` of class `c`
     /// by freeing the tombstones at its head.
     #[inline(always)]
-    fn skip_tombstones(&mut self, c: usize, fid: u32) {
-        let mut head = self.flow_in(c, fid).head;
+    fn skip_tombstones<const ONE: bool>(&mut self, fid: u32) {
+        let mut head = self.flow_in::<ONE>(fid).head;
         while head != NIL && !self.items.is_live(head) {
             head = self.items.free(head);
         }
-        let f = self.flow_in_mut(c, fid);
+        let f = self.flow_in_mut::<ONE>(fid);
         f.head = head;
         if head == NIL {
             f.tail = NIL;
@@ -869,12 +872,12 @@ where
     /// Bookkeeping after `n` items of total cost `cost` left flow `fid` of tenant `idx` in
     /// class `c` (whatever the way).
     #[inline(always)]
-    fn after_removal(&mut self, c: usize, idx: u32, fid: u32, n: u32, cost: u64) {
+    fn after_removal<const ONE: bool>(&mut self, c: usize, idx: u32, fid: u32, n: u32, cost: u64) {
         if n == 0 {
             return;
         }
         self.queued_cost -= cost;
-        if self.rings.is_empty() {
+        if ONE || self.single() {
             // One class: the tenant's totals are its flow's.
             let t = self.tenants.get_mut(idx);
             t.len -= n;
@@ -887,13 +890,13 @@ where
                 t.flow.deficit = t.flow.deficit.min(0);
                 self.active_tenants -= 1;
                 if in_ring {
-                    self.ring_unlink(0, fid);
+                    self.ring_unlink::<ONE>(0, fid);
                 }
             }
             self.touch(idx);
             return;
         }
-        let (t, extra) = self.tenants.tenant_and_flow(c, idx, fid);
+        let (t, extra) = self.tenants.tenant_and_flow::<ONE>(idx, fid);
         let f = match extra {
             Some(f) => f,
             None => &mut t.flow,
@@ -914,7 +917,7 @@ where
         ring.items -= u64::from(n);
         ring.queued_cost -= cost;
         if emptied && in_ring {
-            self.ring_unlink(c, fid);
+            self.ring_unlink::<ONE>(c, fid);
         }
         self.touch(idx);
     }
@@ -930,7 +933,7 @@ where
     /// Items queued in flow `fid` (see the note on `single_since`).
     #[inline]
     fn flow_len(&self, fid: u32) -> u32 {
-        if self.rings.is_empty() && fid & EXTRA == 0 {
+        if self.single() && fid & EXTRA == 0 {
             self.tenants.get(fid).len
         } else {
             self.tenants.flow(fid).len
@@ -940,18 +943,18 @@ where
     /// Takes the head item of backlogged flow `fid` (tenant `idx`, class `c`). Leaves the
     /// deficit to the caller and does not free the tenant slot.
     #[inline(always)]
-    fn take_head(&mut self, c: usize, idx: u32, fid: u32) -> (T, Taken) {
-        let head = self.flow_in(c, fid).head;
+    fn take_head<const ONE: bool>(&mut self, c: usize, idx: u32, fid: u32) -> (T, Taken) {
+        let head = self.flow_in::<ONE>(fid).head;
         let (item, taken, next) = self.items.take_and_free(head);
-        let f = self.flow_in_mut(c, fid);
+        let f = self.flow_in_mut::<ONE>(fid);
         f.head = next;
         if next == NIL {
             f.tail = NIL;
         } else if self.items.has_tombstones() {
             // Only deadlines make tombstones; without them the next node is not touched.
-            self.skip_tombstones(c, fid);
+            self.skip_tombstones::<ONE>(fid);
         }
-        self.after_removal(c, idx, fid, 1, u64::from(taken.cost));
+        self.after_removal::<ONE>(c, idx, fid, 1, u64::from(taken.cost));
         (item, taken)
     }
 
@@ -969,33 +972,32 @@ where
         if respect_limits && self.in_flight >= self.max_in_flight {
             return None;
         }
-        if self.rings.is_empty() {
+        if self.single() {
             if track && respect_limits && self.single_capped && self.class0_full() {
                 return None;
             }
-            return self.pop_class(0, respect_limits);
+            return self.pop_class::<true>(0, respect_limits);
         }
-        self.pop_classes(respect_limits, track)
+        match (respect_limits, track) {
+            (true, true) => self.pop_classes::<true, true>(),
+            (true, false) => self.pop_classes::<true, false>(),
+            (false, _) => self.pop_classes::<false, false>(),
+        }
     }
 
     /// Whether the only class is at its ceiling or its own in-flight cap.
     #[cold]
     fn class0_full(&self) -> bool {
-        self.in_flight >= self.ring0.cap
+        self.in_flight >= self.rings[0].cap
     }
 
     /// The next item when there are several classes: choose the class, then its DRR step.
     #[inline(never)]
-    fn pop_classes(&mut self, respect_limits: bool, track: bool) -> Option<Popped<T>> {
+    fn pop_classes<const LIMITS: bool, const TRACK: bool>(&mut self) -> Option<Popped<T>> {
+        let (respect_limits, track) = (LIMITS, TRACK);
         loop {
             let (c, charge) = self.pick_class(track && respect_limits)?;
-            let popped = if c == 0 {
-                self.pop_class(0, respect_limits)
-            } else {
-                // `max(1)` changes nothing but tells the compiler `c != 0`, which folds every
-                // default-class test inside the step.
-                self.pop_class(c.max(1), respect_limits)
-            };
+            let popped = self.pop_class::<false>(c, respect_limits);
             if let Some(p) = popped {
                 if charge {
                     let ring = self.ring_mut(c);
@@ -1014,9 +1016,9 @@ where
         }
     }
 
-    /// The DRR step inside class `c`.
+    /// The DRR step inside class `c` (`ONE`: the queue's only class, `c` = 0).
     #[inline(always)]
-    fn pop_class(&mut self, c: usize, respect_limits: bool) -> Option<Popped<T>> {
+    fn pop_class<const ONE: bool>(&mut self, c: usize, respect_limits: bool) -> Option<Popped<T>> {
         let mut rotations = 0u32;
         let default_weight = self.config.default_weight();
         loop {
@@ -1024,16 +1026,16 @@ where
             if front == NIL {
                 return None;
             }
-            let idx = if c == 0 {
+            let idx = if ONE || front & EXTRA == 0 {
                 front
             } else {
                 self.tenants.flow_owner(front).0
             };
-            let (t, extra) = self.tenants.tenant_and_flow(c, idx, front);
+            let (t, extra) = self.tenants.tenant_and_flow::<ONE>(idx, front);
             if respect_limits && t.in_flight >= t.max_in_flight {
                 // At its in-flight limit: park the flow (off the ring) so it blocks nobody; a
                 // completion brings it back.
-                self.ring_unlink(c, front);
+                self.ring_unlink::<ONE>(c, front);
                 continue;
             }
             let (weight, split) = (t.weight.unwrap_or(default_weight), t.active_flows);
@@ -1045,7 +1047,7 @@ where
                 // Charge before taking: a flow the item empties keeps only its debt.
                 let cost = self.items.cost(f.head);
                 f.deficit = f.deficit.saturating_sub(units(i64::from(cost)));
-                let (item, taken) = self.take_head(c, idx, front);
+                let (item, taken) = self.take_head::<ONE>(c, idx, front);
                 return Some(Popped {
                     item,
                     tenant: idx,
@@ -1056,7 +1058,7 @@ where
             }
             let next = f.next;
             let q = self.split_quantum(weight, split);
-            let f = self.flow_in_mut(c, front);
+            let f = self.flow_in_mut::<ONE>(front);
             f.deficit = f.deficit.saturating_add(q);
             // Rotate: the front goes to the back of the ring.
             self.ring_mut(c).front = next;
@@ -1082,7 +1084,7 @@ where
         if track {
             self.tenants.get_mut(idx).in_flight += 1;
             self.in_flight += 1;
-            if !self.rings.is_empty() {
+            if !self.single() {
                 self.ring_mut(usize::from(class)).in_flight += 1;
             }
             Some(Ticket {
@@ -1115,7 +1117,7 @@ where
             .collect();
         for fid in parked {
             let c = usize::from(self.tenants.flow_owner(fid).1);
-            self.ring_push_back(c, fid);
+            self.ring_push_back::<false>(c, fid);
         }
     }
 
@@ -1131,7 +1133,26 @@ where
         now: Nanos,
         deadline: Option<Nanos>,
     ) {
-        let fid = if class == 0 {
+        if self.single() {
+            debug_assert_eq!(class, 0);
+            self.link_in::<true>(idx, 0, item, cost, now, deadline);
+        } else {
+            self.link_in::<false>(idx, class, item, cost, now, deadline);
+        }
+    }
+
+    /// [`link`](Self::link), with `ONE` telling whether the queue has one class.
+    #[inline(always)]
+    fn link_in<const ONE: bool>(
+        &mut self,
+        idx: u32,
+        class: u16,
+        item: T,
+        cost: u32,
+        now: Nanos,
+        deadline: Option<Nanos>,
+    ) {
+        let fid = if ONE {
             idx
         } else {
             self.tenants.flow_or_insert(idx, class)
@@ -1139,8 +1160,8 @@ where
         let c = usize::from(class);
         let node = self.items.alloc(item, cost, now);
         let default_weight = self.config.default_weight();
-        let single = self.rings.is_empty();
-        let (t, extra) = self.tenants.tenant_and_flow(c, idx, fid);
+        let single = ONE;
+        let (t, extra) = self.tenants.tenant_and_flow::<ONE>(idx, fid);
         let f = match extra {
             Some(f) => f,
             None => &mut t.flow,
@@ -1184,9 +1205,9 @@ where
         }
         if activated {
             let q = self.split_quantum(weight, split);
-            let f = self.flow_in_mut(c, fid);
+            let f = self.flow_in_mut::<ONE>(fid);
             f.deficit = f.deficit.min(0).saturating_add(q);
-            self.ring_push_back(c, fid);
+            self.ring_push_back::<ONE>(c, fid);
         }
         if let Some(at) = deadline {
             // Entries of items that left before their deadline stay until it passes; compact
@@ -1248,8 +1269,8 @@ where
             let (item, taken) = self.items.take_item(e.node);
             let (idx, class) = self.tenants.flow_owner(e.flow);
             let c = usize::from(class);
-            self.skip_tombstones(c, e.flow);
-            self.after_removal(c, idx, e.flow, 1, u64::from(taken.cost));
+            self.skip_tombstones::<false>(e.flow);
+            self.after_removal::<false>(c, idx, e.flow, 1, u64::from(taken.cost));
             self.counters.removed += 1;
             out.push(Rejected::new(
                 item,
@@ -1277,7 +1298,7 @@ where
             .min_by_key(|&fid| self.items.enqueued(self.tenants.flow(fid).head))
             .expect("evict_head: the tenant has items queued");
         let c = usize::from(self.tenants.flow_owner(fid).1);
-        let (item, taken) = self.take_head(c, idx, fid);
+        let (item, taken) = self.take_head::<false>(c, idx, fid);
         self.counters.removed += 1;
         (item, taken.cost)
     }
@@ -1374,7 +1395,7 @@ where
         f.tail = prev_kept;
         self.counters.removed += u64::from(removed);
         let (idx, class) = self.tenants.flow_owner(fid);
-        self.after_removal(usize::from(class), idx, fid, removed, removed_cost);
+        self.after_removal::<false>(usize::from(class), idx, fid, removed, removed_cost);
         removed_cost
     }
 
@@ -1821,7 +1842,7 @@ where
         t.counters.served_cost = correct(t.counters.served_cost);
         self.in_flight -= 1;
         self.counters.served_cost = correct(self.counters.served_cost);
-        if !self.rings.is_empty() && usize::from(class) < self.class_count() {
+        if !self.single() && usize::from(class) < self.class_count() {
             let ring = self.ring_mut(usize::from(class));
             ring.in_flight = ring.in_flight.saturating_sub(1);
             ring.counters.served_cost = correct(ring.counters.served_cost);
@@ -1867,10 +1888,10 @@ where
                 problem: "cannot remove a class that has work queued or in flight",
             });
         }
-        let was_single = self.rings.is_empty();
+        let was_single = self.single();
         if was_single && classes.len() > 1 {
             // Resume the per-class bookkeeping skipped while everything was in one class.
-            self.ring0 = self.class0_state();
+            self.rings[0] = self.class0_state();
             let backlogged: Vec<u32> = self.tenants.iter().map(|(i, _, _)| i).collect();
             for idx in backlogged {
                 let t = self.tenants.get_mut(idx);
@@ -1882,15 +1903,60 @@ where
         }
         if classes.len() < self.class_count() {
             // Clamped: a class list never holds more than `MAX_CLASSES`.
-            self.tenants
+            let moved = self
+                .tenants
                 .drop_classes_from(u16::try_from(classes.len()).unwrap_or(u16::MAX));
+            self.relink_moved_flows(&moved);
         }
-        self.rings.resize_with(classes.len() - 1, ClassState::new);
+        // States past the last class stay fresh, for a class added later.
+        for ring in self.rings.iter_mut().skip(classes.len()) {
+            *ring = ClassState::new();
+        }
+        self.class_count = classes.len();
         let spec = &classes.specs()[0];
         self.single_capped = spec.ceiling_percent() < 100 || spec.max_in_flight().is_some();
         self.classes = classes;
         self.resolve_classes();
         Ok(())
+    }
+
+    /// Fixes every reference to the default-class flows that `Tenants::drop_classes_from`
+    /// moved from the side slab into their tenants' slots (`(slot, old id)` pairs): ring
+    /// links (neighbours may have moved too), the default class's ring front and deadline
+    /// entries.
+    #[cold]
+    fn relink_moved_flows(&mut self, moved: &[(u32, u32)]) {
+        if moved.is_empty() {
+            return;
+        }
+        let new_id: std::collections::HashMap<u32, u32> =
+            moved.iter().map(|&(idx, old)| (old, idx)).collect();
+        let id = |fid: u32| new_id.get(&fid).copied().unwrap_or(fid);
+        for &(idx, _) in moved {
+            let f = self.tenants.flow_mut(idx);
+            if f.in_ring() {
+                (f.prev, f.next) = (id(f.prev), id(f.next));
+            }
+        }
+        for &(idx, _) in moved {
+            let f = *self.tenants.flow(idx);
+            if f.in_ring() {
+                self.tenants.flow_mut(f.prev).next = idx;
+                self.tenants.flow_mut(f.next).prev = idx;
+            }
+        }
+        self.rings[0].front = id(self.rings[0].front);
+        if self
+            .deadlines
+            .iter()
+            .any(|Reverse(e)| new_id.contains_key(&e.flow))
+        {
+            let mut entries = std::mem::take(&mut self.deadlines).into_vec();
+            for Reverse(e) in &mut entries {
+                e.flow = id(e.flow);
+            }
+            self.deadlines = entries.into();
+        }
     }
 
     /// The queue's classes.

@@ -86,9 +86,11 @@ pub(crate) const COOLING: u8 = 2;
 
 /// One FIFO of a tenant inside one class, with its place on that class's DRR ring.
 ///
-/// A tenant's flow in the default class is embedded in its slot; flows in other classes live
-/// in [`Tenants`]' side slab, chained from the slot, and are freed with it. A *flow id* is the
-/// tenant's slot index for the embedded flow, and [`EXTRA`] `|` the side-slab index otherwise.
+/// One flow per tenant is embedded in its slot: the flow of its *home* class
+/// ([`Tenant::home`]). Flows in other classes live in [`Tenants`]' side slab, chained from the
+/// slot, and are freed with it. A *flow id* is the tenant's slot index for the embedded flow,
+/// and [`EXTRA`] `|` the side-slab index otherwise, so the id alone says where a flow lives.
+/// With one class the home class is always the default class.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flow {
     /// DRR deficit: positive = may be served now; carried debt while idle is <= 0.
@@ -122,8 +124,8 @@ impl Flow {
 /// Flow ids with this bit set name a flow in the side slab.
 pub(crate) const EXTRA: u32 = 1 << 31;
 
-/// A flow outside the default class, or (with `class` 0) only the rate state of the default
-/// class's per-tenant quota, whose flow is embedded in the tenant slot.
+/// A flow outside the tenant's home class, or (with `class` the home class) only the rate
+/// state of that class's per-tenant quota, whose flow is embedded in the tenant slot.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ExtraFlow {
     pub(crate) flow: Flow,
@@ -135,12 +137,19 @@ pub(crate) struct ExtraFlow {
     pub(crate) chain: u32,
 }
 
+/// `Tenant::home` of a slot whose embedded flow no class has claimed yet: it counts as the
+/// default class's until a push to another class claims it (see [`Tenants::flow_or_insert`]).
+pub(crate) const HOME_UNSET: u16 = u16::MAX;
+
 /// A tenant's slot. (Measured: the compiler's field order beats a hand-made cache-line
 /// layout here; `#[repr(C, align(64))]` made push+pop 50% slower.)
 #[derive(Debug)]
 pub(crate) struct Tenant {
-    /// The flow in the default class (its `next` also chains free slots).
+    /// The flow in the home class (its `next` also chains free slots).
     pub(crate) flow: Flow,
+    /// The class whose flow is embedded (`HOME_UNSET`: the default class, still claimable).
+    /// Work in one class, the common case, then never touches the side slab.
+    pub(crate) home: u16,
     /// Cost queued over all classes.
     pub(crate) queued_cost: u64,
     /// Items queued over all classes.
@@ -174,6 +183,7 @@ impl Tenant {
         Tenant {
             generation,
             flow: Flow::EMPTY,
+            home: HOME_UNSET,
             len: 0,
             queued_cost: 0,
             extra: NIL,
@@ -380,18 +390,17 @@ impl<K, S> Tenants<K, S> {
         latest
     }
 
-    /// Tenant `idx` and its flow `fid` in `class` at once: `None` when the flow is the
-    /// embedded one (`class` 0, `fid == idx`: use `tenant.flow`), so hot paths index the slab
-    /// once; with `class` the constant 0 the test folds away.
+    /// Tenant `idx` and its flow `fid` at once: `None` when the flow is the embedded one
+    /// (`fid == idx`: use `tenant.flow`), so hot paths index the slab once. With `ONE` (the
+    /// queue has one class, whose flows are all embedded) the test folds away.
     #[inline(always)]
-    pub(crate) fn tenant_and_flow(
+    pub(crate) fn tenant_and_flow<const ONE: bool>(
         &mut self,
-        class: usize,
         idx: u32,
         fid: u32,
     ) -> (&mut Tenant, Option<&mut Flow>) {
         let t = &mut self.slots[idx as usize];
-        if class == 0 {
+        if ONE || fid & EXTRA == 0 {
             debug_assert_eq!(fid, idx);
             (t, None)
         } else {
@@ -399,11 +408,20 @@ impl<K, S> Tenants<K, S> {
         }
     }
 
+    /// The class whose flow is embedded in slot `idx`.
+    #[inline(always)]
+    pub(crate) fn home(&self, idx: u32) -> u16 {
+        match self.slots[idx as usize].home {
+            HOME_UNSET => 0,
+            c => c,
+        }
+    }
+
     /// The tenant slot and class of flow `fid`.
     #[inline(always)]
     pub(crate) fn flow_owner(&self, fid: u32) -> (u32, u16) {
         if fid & EXTRA == 0 {
-            (fid, 0)
+            (fid, self.home(fid))
         } else {
             let e = &self.extras[(fid & !EXTRA) as usize];
             (e.tenant, e.class)
@@ -413,23 +431,47 @@ impl<K, S> Tenants<K, S> {
     /// Tenant `idx`'s flow in `class`, if it has one.
     #[inline(always)]
     pub(crate) fn find_flow(&self, idx: u32, class: u16) -> Option<u32> {
-        if class == 0 {
+        if self.home(idx) == class {
             return Some(idx);
         }
         self.find_extra(idx, class).map(|e| e | EXTRA)
     }
 
-    /// Tenant `idx`'s flow in `class`, made if it has none.
-    #[inline]
+    /// Tenant `idx`'s flow in `class`, made if it has none. The first class to ask for a
+    /// flow of a slot whose embedded flow is unclaimed and pristine (nothing queued, no
+    /// carried debt, and nothing in flight that a completion would charge to it) claims it,
+    /// unless it already has a side flow with state.
+    #[inline(always)]
     pub(crate) fn flow_or_insert(&mut self, idx: u32, class: u16) -> u32 {
-        if class == 0 {
+        let t = &self.slots[idx as usize];
+        if t.home == class || (class == 0 && t.home == HOME_UNSET) {
             return idx;
         }
-        self.extra_or_insert(idx, class) | EXTRA
+        self.flow_or_insert_slow(idx, class)
     }
 
-    /// Every flow of tenant `idx`: the default class's first, then the side entries (newest
-    /// first; a class-0 side entry holds only rate state and is always empty).
+    #[inline(never)]
+    fn flow_or_insert_slow(&mut self, idx: u32, class: u16) -> u32 {
+        let existing = self.find_extra(idx, class);
+        let t = &self.slots[idx as usize];
+        let f = &t.flow;
+        let pristine = |f: &Flow| f.len == 0 && f.deficit == 0 && !f.in_ring();
+        if t.home == HOME_UNSET
+            && t.in_flight == 0
+            && pristine(f)
+            && existing.is_none_or(|e| pristine(&self.extras[e as usize].flow))
+        {
+            self.slots[idx as usize].home = class;
+            return idx;
+        }
+        match existing {
+            Some(e) => e | EXTRA,
+            None => self.insert_extra(idx, class) | EXTRA,
+        }
+    }
+
+    /// Every flow of tenant `idx`: the embedded one first, then the side entries (newest
+    /// first; a side entry of the home class holds only rate state and is always empty).
     pub(crate) fn flows_of(&self, idx: u32) -> impl Iterator<Item = u32> + '_ {
         let mut e = self.slots[idx as usize].extra;
         std::iter::once(idx).chain(std::iter::from_fn(move || {
@@ -523,11 +565,27 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
     /// Frees every tenant's side entries of classes `classes` and above: the classes a
     /// shorter class list removed. Their flows are empty (a class with work cannot be
     /// removed), so only carried debt and class rate state go, which a class added later at
-    /// the same index must not inherit. O(tenants + side entries); only on a change of classes.
-    pub(crate) fn drop_classes_from(&mut self, classes: u16) {
+    /// the same index must not inherit. An embedded flow of a removed class is cleared and
+    /// the tenant's default-class flow moved into the slot: returned as `(slot, old flow id)`
+    /// pairs, for the caller to fix the ring and deadline entries that name the old id.
+    /// O(tenants + side entries); only on a change of classes.
+    pub(crate) fn drop_classes_from(&mut self, classes: u16) -> Vec<(u32, u32)> {
+        let mut moved = Vec::new();
         for idx in 0..self.slots.len() {
             if self.keys[idx].is_none() {
                 continue;
+            }
+            let home = self.slots[idx].home;
+            if home != HOME_UNSET && home >= classes {
+                let t = &mut self.slots[idx];
+                debug_assert!(t.flow.len == 0 && !t.flow.in_ring());
+                t.flow = Flow::EMPTY;
+                t.home = HOME_UNSET;
+                if let Some(e) = self.find_extra(idx as u32, 0) {
+                    let flow = std::mem::replace(&mut self.extras[e as usize].flow, Flow::EMPTY);
+                    self.slots[idx].flow = flow;
+                    moved.push((idx as u32, e | EXTRA));
+                }
             }
             // Walk the chain through the link that points at each entry, unlinking as we go.
             let mut link = self.slots[idx].extra;
@@ -548,6 +606,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
                 link = entry.chain;
             }
         }
+        moved
     }
 
     /// Puts side entry `e`, already unlinked from its tenant's chain, on the free list.
