@@ -2110,3 +2110,106 @@ fn a_removed_class_takes_its_rate_state_with_it() {
         RejectReason::ClassRateLimited { .. }
     ));
 }
+
+// ===== the home class: which flow lives in the tenant's slot =====
+
+/// Tenants whose first push went to class 2 (so class 2's flow is the one in their slot and
+/// their default-class work lives beside it) keep every default-class item, its order, its
+/// deadline and its place on the ring when class 2 is removed and the queue goes back to one
+/// class; tenants whose slot held the default class are untouched.
+#[test]
+fn removing_the_home_class_moves_default_class_work_into_the_slot() {
+    let clock = ManualClock::new();
+    let mut s: Scheduler<u8, u32, ManualClock> =
+        Scheduler::with_clock(SchedulerConfig::new(), clock.clone());
+    s.set_classes(classes([
+        ClassSpec::new("a"),
+        ClassSpec::new("b"),
+        ClassSpec::new("c"),
+    ]))
+    .unwrap();
+    let in_c = PushOptions::new().class(cls(2));
+    // Tenants 1 and 2 claim class 2 for their slots; tenant 3 the default class.
+    let _ = s.try_push_with(1, 100, in_c).unwrap();
+    let _ = s.try_push_with(2, 200, in_c).unwrap();
+    let _ = s.try_push(3, 300).unwrap();
+    // Default-class work for all three (side flows for 1 and 2), one item with a deadline.
+    for i in 1..=3u32 {
+        let _ = s.try_push(1, 100 + i).unwrap();
+        let _ = s.try_push(2, 200 + i).unwrap();
+        let _ = s.try_push(3, 300 + i).unwrap();
+    }
+    let soon = PushOptions::new().deadline(Nanos::from_secs(1));
+    let _ = s.try_push_with(2, 299, soon).unwrap();
+    // Serve class 2 empty (the default class gives up one turn to it), then remove it.
+    let mut before = Vec::new();
+    while s.queue().class_len(cls(2)) > 0 {
+        let d = s.dispatch().unwrap();
+        before.push(d.item);
+        assert!(s.complete(d.ticket, 1));
+    }
+    assert!(before.contains(&100) && before.contains(&200));
+    s.set_classes(classes([ClassSpec::new("a")])).unwrap();
+    assert_eq!(
+        s.queue().class_len(ClassId::DEFAULT),
+        11 - (before.len() - 2)
+    );
+    // The deadline still names the right flow: the item expires from tenant 2.
+    clock.set(Nanos::from_secs(2));
+    let expired: Vec<u32> = s
+        .take_expired()
+        .into_iter()
+        .map(|r| r.into_inner())
+        .collect();
+    assert_eq!(expired, [299]);
+    // Everything else comes back, in each tenant's FIFO order, round robin between them.
+    let mut after = Vec::new();
+    while let Some(d) = s.dispatch() {
+        after.push(d.item);
+        assert!(s.complete(d.ticket, 1));
+    }
+    let mut all: Vec<u32> = before.iter().chain(&after).copied().collect();
+    all.push(299);
+    all.sort_unstable();
+    let mut want: Vec<u32> = (0..=3).flat_map(|i| [100 + i, 200 + i, 300 + i]).collect();
+    want.push(299);
+    want.sort_unstable();
+    assert_eq!(all, want, "nothing lost, nothing twice");
+    for t in [100, 200, 300] {
+        let order: Vec<u32> = after
+            .iter()
+            .copied()
+            .filter(|i| i / 100 * 100 == t)
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "FIFO per tenant: {order:?}"
+        );
+    }
+    let firsts: std::collections::BTreeSet<u32> = after[..3].iter().map(|i| i / 100).collect();
+    assert_eq!(firsts.len(), 3, "round robin after the change: {after:?}");
+    assert_eq!(s.queue().len(), 0);
+}
+
+/// A slot whose embedded flow is still unclaimed is not claimed by another class while the
+/// tenant has default-class work in flight: completing that work charges its actual cost to
+/// the default-class flow, which must still be there (found by the class model test).
+#[test]
+fn the_slot_flow_is_not_reassigned_under_work_in_flight() {
+    let mut q: FairQueue<&str, u32> = FairQueue::new();
+    q.set_classes(classes([
+        ClassSpec::new("a"),
+        ClassSpec::new("b"),
+        ClassSpec::new("c"),
+        ClassSpec::new("d"),
+    ]))
+    .unwrap();
+    push_in(&mut q, "t", 0, 1);
+    let d = q.dispatch().unwrap();
+    push_in(&mut q, "t", 1, 2);
+    assert!(q.complete(d.ticket, 5));
+    assert_eq!(q.tenant_counters(&"t").unwrap().served_cost, 5);
+    let d = q.dispatch().unwrap();
+    assert_eq!((d.item, d.ticket.class()), (2, cls(1)));
+    assert!(q.complete(d.ticket, 1));
+}
