@@ -107,10 +107,10 @@ pub struct FairQueue<K, T, S = DefaultHashBuilder> {
     items: ItemSlab<T>,
     /// One DRR ring of backlogged flows per class, by its front (the flow served next); the
     /// last is the front's `prev`. Keeping the front saves pop a load of the last flow. Every
-    /// possible class's state is kept inline (the first `class_count` are live; classes are
-    /// few), so the dispatch path reaches any class at a fixed offset from the queue, without
-    /// a bounds check or a load that a store elsewhere would force it to repeat.
-    rings: [ClassState; MAX_CLASSES],
+    /// possible class's state is kept in one fixed array (the first `class_count` are live;
+    /// classes are few), so the dispatch path reaches any class without a bounds check or a
+    /// length that a store elsewhere would force it to reload.
+    rings: Box<[ClassState; MAX_CLASSES]>,
     class_count: usize,
     /// While the queue has one class, the per-class bookkeeping (each flow's `len`, each
     /// tenant's `active_flows`, `rings[0]`'s totals and counters) is skipped: everything is in
@@ -313,7 +313,7 @@ impl<K, T, S> FairQueue<K, T, S> {
         FairQueue {
             tenants: Tenants::with_hasher(hasher),
             items: ItemSlab::new(),
-            rings: std::array::from_fn(|_| ClassState::new()),
+            rings: Box::new(std::array::from_fn(|_| ClassState::new())),
             class_count: 1,
             single_since: QueueCounters::default(),
             single_capped: false,
@@ -508,6 +508,7 @@ impl<K, T, S> FairQueue<K, T, S> {
             + self.items.allocated_bytes()
             + self.deadlines.capacity() * std::mem::size_of::<Reverse<DeadlineEntry>>()
             + self.over.as_ref().map_or(0, OverShare::allocated_bytes)
+            + std::mem::size_of::<[ClassState; MAX_CLASSES]>()
     }
 
     /// Bytes per known tenant (its slot, its key twice, its table entry; load-factor slack
