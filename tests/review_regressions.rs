@@ -323,6 +323,50 @@ fn purge_and_retain_go_class_by_class() {
     assert_eq!(q.purge(&"x"), [0, 10, 20]);
 }
 
+/// A backlogged class that cannot be served (held at its in-flight cap by work that does not
+/// complete) pins the least virtual time; the other class's keeps growing with every
+/// dispatch. The shift still brings it down (the pinned class keeps a bounded lag), so the
+/// pick never loses the order of virtual times (a debug assertion in the pick) and the held
+/// class, once free, is served next.
+#[test]
+fn a_class_held_at_its_cap_does_not_stop_virtual_time_renormalization() {
+    let mut q: FairQueue<&str, u32> = FairQueue::new();
+    q.set_classes(
+        fairshare::Classes::new([
+            fairshare::ClassSpec::new("held").with_max_in_flight(Some(1)),
+            fairshare::ClassSpec::new("busy"),
+            fairshare::ClassSpec::new("third"),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let big = u32::MAX;
+    q.try_push_in("h", cls(0), 0, 1).unwrap();
+    q.try_push_in("h", cls(0), 1, 1).unwrap();
+    let held = q.dispatch().unwrap();
+    assert_eq!(held.ticket.class(), cls(0));
+    // 2,000 dispatches of cost 2^32 - 1 each in "busy" and "third" (about 2^48 of virtual
+    // time each): far past 2^56 without a bounded shift, while "held" stays backlogged.
+    let mut served = [0u32; 3];
+    for i in 0..2_000u32 {
+        q.try_push_in("b", cls(1), i, big).unwrap();
+        q.try_push_in("t", cls(2), i, big).unwrap();
+        for _ in 0..2 {
+            let d = q.dispatch().unwrap();
+            served[d.ticket.class().index()] += 1;
+            q.complete(d.ticket, big);
+        }
+    }
+    assert_eq!(served, [0, 2_000, 2_000]);
+    // Freed, the held class (far behind) is served at once.
+    q.complete(held.ticket, 1);
+    q.try_push_in("b", cls(1), 0, 1).unwrap();
+    q.try_push_in("t", cls(2), 0, 1).unwrap();
+    let d = q.dispatch().unwrap();
+    assert_eq!((d.ticket.class(), d.item), (cls(0), 1));
+    q.complete(d.ticket, 1);
+}
+
 /// Virtual times are shifted down when they grow large; huge costs keep classes fair through
 /// many shifts, and nothing overflows.
 #[test]
@@ -350,7 +394,8 @@ fn class_shares_survive_virtual_time_renormalization() {
         }
     }
     // 24,000 dispatches of cost 2^32 - 1 in class a (each adds about 2^48 of virtual time)
-    // push its virtual time past the 2^62 shift point; the split stays 1:3 throughout.
+    // push its virtual time past the 2^55 shift point many times; the split stays 1:3
+    // throughout.
     assert_eq!(served[0] + served[1], 96_000);
     assert!(served[0].abs_diff(24_000) <= 2, "{served:?}");
 }

@@ -547,6 +547,8 @@ pub(crate) struct ClassState {
     pub(crate) vstep: u64,
     /// Settings resolved against the global in-flight limit (see `resolve`).
     pub(crate) priority: u8,
+    /// `(255 - priority) << 56`: the priority part of [`pick_key`](Self::pick_key).
+    pub(crate) rank: u64,
     /// The most items the class may have in flight for a dispatch to serve it.
     pub(crate) cap: u64,
     /// In-flight slots reserved for it (0 without a global limit).
@@ -555,10 +557,25 @@ pub(crate) struct ClassState {
 }
 
 impl ClassState {
+    /// The pick order, smaller first: the higher priority, then the lower virtual time.
+    /// Exact because virtual times stay below 2^56: the queue renormalises them once one
+    /// passes 2^55, one charge adds less than 2^48, and the shift always brings the leader
+    /// back to 2^54 or less (see `FairQueue::renormalize_vtimes`).
+    #[inline(always)]
+    pub(crate) fn pick_key(&self) -> u64 {
+        debug_assert!(
+            self.vtime < 1 << 56,
+            "virtual time {} not renormalised",
+            self.vtime
+        );
+        self.rank | self.vtime
+    }
+
     pub(crate) fn new() -> Self {
         ClassState {
             front: super::items::NIL,
             vstep: 1 << 16,
+            rank: u64::from(u8::MAX) << 56,
             cap: u64::MAX,
             ..ClassState::default()
         }
@@ -569,6 +586,7 @@ impl ClassState {
         // Class weights are honoured up to 2^16 (a larger weight counts as 2^16).
         self.vstep = ((1u64 << 16) / u64::from(spec.weight().get())).max(1);
         self.priority = spec.priority();
+        self.rank = u64::from(u8::MAX - self.priority) << 56;
         if limit == u64::MAX {
             self.cap = spec.max_in_flight().map_or(u64::MAX, u64::from);
             self.reserved = 0;
