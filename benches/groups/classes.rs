@@ -67,7 +67,8 @@ fn step(q: &mut FairQueue<u64, u64>, running: &mut VecDeque<Dispatch<u64>>, clas
     let d = q.dispatch().unwrap();
     let k = d.item;
     if classes {
-        q.try_push_in(black_box(k), class_of(k), k, 1).unwrap();
+        // Back to the class it came from, as the ticket says (no recomputing in the loop).
+        q.try_push_in(black_box(k), d.ticket.class(), k, 1).unwrap();
     } else {
         // The flat queue's own push (into the default class).
         q.try_push(black_box(k), k).unwrap();
