@@ -1831,6 +1831,34 @@ where
         })
     }
 
+    /// Charges flow `fid` of tenant `idx` (class `class`) for `delta` more cost than its
+    /// estimate (less, if negative): the deficit within the debt and credit caps, and the
+    /// served-cost counts of the tenant, the queue and the class.
+    #[inline(never)]
+    fn correct_cost(&mut self, idx: u32, fid: u32, class: u16, delta: i64) {
+        let q = self.quantum_of_flow(idx);
+        let max_debt = q.saturating_mul(i64::from(self.config.max_debt_rounds()));
+        let f = self.tenants.flow_mut(fid);
+        let corrected = f.deficit.saturating_sub(units(delta));
+        let lo = f.deficit.min(-max_debt);
+        let hi = f.deficit.max(q);
+        f.deficit = corrected.clamp(lo, hi);
+        let correct = |served: u64| {
+            if delta >= 0 {
+                served.saturating_add(delta.unsigned_abs())
+            } else {
+                served.saturating_sub(delta.unsigned_abs())
+            }
+        };
+        let t = self.tenants.get_mut(idx);
+        t.counters.served_cost = correct(t.counters.served_cost);
+        self.counters.served_cost = correct(self.counters.served_cost);
+        if !self.single() && usize::from(class) < self.class_count() {
+            let ring = self.ring_mut(usize::from(class));
+            ring.counters.served_cost = correct(ring.counters.served_cost);
+        }
+    }
+
     /// Reports that a dispatched item finished, with what it actually cost. The tenant's
     /// future share is corrected by `actual_cost - estimate`: debt is capped at
     /// `max_debt_rounds` rounds of its quantum and credit at one quantum, so one bad estimate
@@ -1859,32 +1887,19 @@ where
         if self.tenants.get(idx).in_flight == 0 {
             return false;
         }
-        let q = self.quantum_of_flow(idx);
-        let max_debt = q.saturating_mul(i64::from(self.config.max_debt_rounds()));
         let delta = i64::from(actual_cost) - i64::from(ticket.cost);
-        let f = self.tenants.flow_mut(fid);
-        let corrected = f.deficit.saturating_sub(units(delta));
-        let lo = f.deficit.min(-max_debt);
-        let hi = f.deficit.max(q);
-        f.deficit = corrected.clamp(lo, hi);
-        let correct = |served: u64| {
-            if delta >= 0 {
-                served.saturating_add(delta.unsigned_abs())
-            } else {
-                served.saturating_sub(delta.unsigned_abs())
-            }
-        };
+        if delta != 0 {
+            // An exact estimate (the common case) changes no share and no count.
+            self.correct_cost(idx, fid, class, delta);
+        }
         let t = self.tenants.get_mut(idx);
         t.in_flight -= 1;
         // Only a tenant that was at its limit can have parked flows.
         let was_full = t.in_flight + 1 == t.max_in_flight;
-        t.counters.served_cost = correct(t.counters.served_cost);
         self.in_flight -= 1;
-        self.counters.served_cost = correct(self.counters.served_cost);
         if !self.single() && usize::from(class) < self.class_count() {
             let ring = self.ring_mut(usize::from(class));
             ring.in_flight = ring.in_flight.saturating_sub(1);
-            ring.counters.served_cost = correct(ring.counters.served_cost);
         }
         if was_full {
             self.unpark(idx);
