@@ -914,30 +914,26 @@ where
             }
             self.queue.tenants_mut().release_if_idle(v);
         }
-        if self.queue.tenants_ref().get(plan.idx).max_in_flight != plan.max_in_flight {
+        // One borrow of the slot for the common case (the tenant's own rate state): a
+        // changed in-flight cap, a class rate state and the start of cooling are rare and
+        // out of line.
+        let t = self.queue.tenants_mut().get_mut(plan.idx);
+        let cap_changed = t.max_in_flight != plan.max_in_flight;
+        let mut cool_until = None;
+        if let Some(tat) = plan.new_tat {
+            t.tat = tat;
+            if tat > plan.now && t.flags & COOLING == 0 {
+                cool_until = Some(tat);
+            }
+        }
+        if cap_changed {
             self.queue
                 .set_slot_in_flight_limit(plan.idx, plan.max_in_flight);
         }
-        if plan.new_tat.is_some() || plan.new_class_tat.is_some() {
-            let tenants = self.queue.tenants_mut();
-            if let Some(tat) = plan.new_tat {
-                tenants.get_mut(plan.idx).tat = tat;
-            }
-            if let Some(tat) = plan.new_class_tat {
-                tenants.set_class_tat(plan.idx, plan.class, tat);
-            }
-            // Remembered until every rate state of the tenant equals a fresh one's.
-            let until = plan.new_tat.max(plan.new_class_tat).unwrap_or(Nanos::ZERO);
-            let handle = tenants.handle(plan.idx);
-            let t = tenants.get_mut(plan.idx);
-            if until > plan.now && t.flags & COOLING == 0 {
-                t.flags |= COOLING;
-                self.cooling.push(Reverse(Cooling {
-                    until,
-                    index: handle.index,
-                    generation: handle.generation,
-                }));
-            }
+        if let Some(tat) = plan.new_class_tat {
+            self.commit_class_tat(plan.idx, plan.class, plan.new_tat, tat, plan.now);
+        } else if let Some(until) = cool_until {
+            self.start_cooling(plan.idx, until);
         }
         self.queue.link(
             plan.idx,
@@ -950,6 +946,42 @@ where
         self.counters.admitted += 1;
         self.observe_pressure(plan.now);
         Admitted { evicted }
+    }
+
+    /// Stores the new TAT of a class's per-tenant quota and starts cooling if some rate
+    /// state of the tenant now differs from a fresh one's.
+    #[cold]
+    #[inline(never)]
+    fn commit_class_tat(
+        &mut self,
+        idx: u32,
+        class: u16,
+        new_tat: Option<Nanos>,
+        tat: Nanos,
+        now: Nanos,
+    ) {
+        self.queue.tenants_mut().set_class_tat(idx, class, tat);
+        // Remembered until every rate state of the tenant equals a fresh one's.
+        let until = new_tat.map_or(tat, |t| t.max(tat));
+        let flags = self.queue.tenants_ref().get(idx).flags;
+        if until > now && flags & COOLING == 0 {
+            self.start_cooling(idx, until);
+        }
+    }
+
+    /// Marks tenant `idx` as cooling until `until`: it is remembered (not forgotten when
+    /// idle) until its rate state equals a fresh one's. Once per cooling period.
+    #[cold]
+    #[inline(never)]
+    fn start_cooling(&mut self, idx: u32, until: Nanos) {
+        let tenants = self.queue.tenants_mut();
+        let handle = tenants.handle(idx);
+        tenants.get_mut(idx).flags |= COOLING;
+        self.cooling.push(Reverse(Cooling {
+            until,
+            index: handle.index,
+            generation: handle.generation,
+        }));
     }
 
     /// Admits `item` for `key` with cost 1.

@@ -1200,9 +1200,10 @@ where
         let c = usize::from(class);
         let node = self.items.alloc(item, cost, now);
         let default_weight = self.config.default_weight();
+        let quantum = self.config.quantum();
         let single = ONE;
-        let (t, extra) = self.tenants.tenant_and_flow::<ONE>(idx, fid);
-        let f = match extra {
+        let (t, mut extra) = self.tenants.tenant_and_flow::<ONE>(idx, fid);
+        let f = match extra.as_deref_mut() {
             Some(f) => f,
             None => &mut t.flow,
         };
@@ -1230,8 +1231,16 @@ where
             }
             activated
         };
-        let weight = t.weight.unwrap_or(default_weight);
-        let split = t.active_flows;
+        if activated {
+            // A newly backlogged flow starts its round with a fresh quantum (a debt carried
+            // over is kept), set while the flow is at hand.
+            let q = split_quantum(quantum, t.weight.unwrap_or(default_weight), t.active_flows);
+            let f = match extra {
+                Some(f) => f,
+                None => &mut t.flow,
+            };
+            f.deficit = f.deficit.min(0).saturating_add(q);
+        }
         if tenant_activated {
             self.active_tenants += 1;
         }
@@ -1244,9 +1253,6 @@ where
             ring.counters.pushed += 1;
         }
         if activated {
-            let q = self.split_quantum(weight, split);
-            let f = self.flow_in_mut::<ONE>(fid);
-            f.deficit = f.deficit.min(0).saturating_add(q);
             self.ring_push_back::<ONE>(c, fid);
         }
         if let Some(at) = deadline {
@@ -1376,6 +1382,8 @@ where
 
     /// Sets tenant `idx`'s in-flight limit (`u32::MAX`: none), bringing it back to the ring
     /// if it was parked and now has room.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn set_slot_in_flight_limit(&mut self, idx: u32, max: u32) {
         self.tenants.get_mut(idx).max_in_flight = max;
         self.unpark(idx);
