@@ -1883,6 +1883,7 @@ where
     /// assert!(q.complete(d.ticket, 4));
     /// assert_eq!(q.tenant_counters(&"a"), None); // forgotten: nothing left to remember
     /// ```
+    #[inline]
     pub fn complete(&mut self, ticket: Ticket, actual_cost: u32) -> bool {
         let Some(idx) = self.tenants.resolve(ticket.tenant) else {
             return false;
