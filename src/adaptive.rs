@@ -12,7 +12,7 @@ use crate::clock::Nanos;
 /// # Examples
 ///
 /// ```
-/// assert_ne!(fairshare::Outcome::Success, fairshare::Outcome::Failure);
+/// assert_ne!(fairshare::adaptive::Outcome::Success, fairshare::adaptive::Outcome::Failure);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -32,7 +32,8 @@ pub enum Outcome {
 /// # Examples
 ///
 /// ```
-/// use fairshare::{Aimd, Nanos};
+/// use fairshare::Nanos;
+/// use fairshare::adaptive::Aimd;
 /// let aimd = Aimd::new(1, 100, Nanos::from_millis(50)).with_backoff_permille(500);
 /// assert_eq!(aimd.bounds(), (1, 100));
 /// ```
@@ -51,7 +52,7 @@ impl Aimd {
     /// # Examples
     ///
     /// ```
-    /// let a = fairshare::Aimd::new(0, 10, fairshare::Nanos::from_millis(5));
+    /// let a = fairshare::adaptive::Aimd::new(0, 10, fairshare::Nanos::from_millis(5));
     /// assert_eq!(a.bounds(), (1, 10));
     /// ```
     pub const fn new(min: u32, max: u32, latency_threshold: Nanos) -> Self {
@@ -70,7 +71,7 @@ impl Aimd {
     /// # Examples
     ///
     /// ```
-    /// let a = fairshare::Aimd::new(1, 10, fairshare::Nanos::from_millis(5)).with_backoff_permille(500);
+    /// let a = fairshare::adaptive::Aimd::new(1, 10, fairshare::Nanos::from_millis(5)).with_backoff_permille(500);
     /// assert_eq!(a.backoff_permille(), 500);
     /// ```
     pub const fn with_backoff_permille(mut self, permille: u32) -> Self {
@@ -89,7 +90,7 @@ impl Aimd {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Aimd::new(2, 8, fairshare::Nanos::ZERO).bounds(), (2, 8));
+    /// assert_eq!(fairshare::adaptive::Aimd::new(2, 8, fairshare::Nanos::ZERO).bounds(), (2, 8));
     /// ```
     pub const fn bounds(&self) -> (u32, u32) {
         (self.min, self.max)
@@ -100,7 +101,7 @@ impl Aimd {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Aimd::new(1, 8, fairshare::Nanos::ZERO).backoff_permille(), 900);
+    /// assert_eq!(fairshare::adaptive::Aimd::new(1, 8, fairshare::Nanos::ZERO).backoff_permille(), 900);
     /// ```
     pub const fn backoff_permille(&self) -> u32 {
         self.backoff_permille
@@ -115,7 +116,7 @@ impl Aimd {
 /// # Examples
 ///
 /// ```
-/// let g = fairshare::Gradient::new(1, 200);
+/// let g = fairshare::adaptive::Gradient::new(1, 200);
 /// assert_eq!(g.bounds(), (1, 200));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -133,7 +134,7 @@ impl Gradient {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Gradient::new(0, 0).bounds(), (1, 1));
+    /// assert_eq!(fairshare::adaptive::Gradient::new(0, 0).bounds(), (1, 1));
     /// ```
     pub const fn new(min: u32, max: u32) -> Self {
         let min = if min == 0 { 1 } else { min };
@@ -150,7 +151,7 @@ impl Gradient {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Gradient::new(3, 9).bounds(), (3, 9));
+    /// assert_eq!(fairshare::adaptive::Gradient::new(3, 9).bounds(), (3, 9));
     /// ```
     pub const fn bounds(&self) -> (u32, u32) {
         (self.min, self.max)
@@ -162,7 +163,8 @@ impl Gradient {
 /// # Examples
 ///
 /// ```
-/// use fairshare::{AdaptiveLimit, Aimd, Nanos, Outcome};
+/// use fairshare::Nanos;
+/// use fairshare::adaptive::{AdaptiveLimit, Aimd, Outcome};
 /// let mut limit = AdaptiveLimit::aimd(Aimd::new(1, 10, Nanos::from_millis(100)), 4);
 /// assert_eq!(limit.current(), 4);
 /// assert_eq!(limit.on_sample(Nanos::from_millis(500), Outcome::Success), 3); // too slow: back off
@@ -192,7 +194,8 @@ impl AdaptiveLimit {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{AdaptiveLimit, Aimd, Nanos};
+    /// use fairshare::Nanos;
+    /// use fairshare::adaptive::{AdaptiveLimit, Aimd};
     /// assert_eq!(AdaptiveLimit::aimd(Aimd::new(2, 8, Nanos::ZERO), 100).current(), 8);
     /// ```
     pub fn aimd(cfg: Aimd, initial: u32) -> Self {
@@ -210,7 +213,7 @@ impl AdaptiveLimit {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{AdaptiveLimit, Gradient};
+    /// use fairshare::adaptive::{AdaptiveLimit, Gradient};
     /// assert_eq!(AdaptiveLimit::gradient(Gradient::new(1, 50), 20).current(), 20);
     /// ```
     pub fn gradient(cfg: Gradient, initial: u32) -> Self {
@@ -245,7 +248,7 @@ impl AdaptiveLimit {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{AdaptiveLimit, Gradient};
+    /// use fairshare::adaptive::{AdaptiveLimit, Gradient};
     /// assert_eq!(AdaptiveLimit::gradient(Gradient::new(1, 50), 5).current(), 5);
     /// ```
     pub fn current(&self) -> u32 {
@@ -258,7 +261,8 @@ impl AdaptiveLimit {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{AdaptiveLimit, Aimd, Nanos, Outcome};
+    /// use fairshare::Nanos;
+    /// use fairshare::adaptive::{AdaptiveLimit, Aimd, Outcome};
     /// let mut l = AdaptiveLimit::aimd(Aimd::new(1, 10, Nanos::from_millis(100)), 2);
     /// // two fast successes (one limit's worth) grow the limit by one
     /// l.on_sample(Nanos::from_millis(1), Outcome::Success);

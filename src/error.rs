@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::clock::Nanos;
-use crate::queue::ClassId;
+use crate::push::ClassId;
 
 /// Why an operator blocked a tenant. Carried back in [`RejectReason::Blocked`] so a host can
 /// tell the tenant's client what happened.
@@ -229,7 +229,7 @@ impl fmt::Display for Limit {
 /// ```
 /// use fairshare::{FairQueue, RejectReason};
 /// let mut q: FairQueue<&str, String> = FairQueue::new();
-/// let err = q.try_push_with_cost("acme", "job".to_string(), 0).unwrap_err();
+/// let err = q.try_push_with("acme", "job".to_string(), fairshare::PushOptions::new().with_cost(0)).unwrap_err();
 /// assert_eq!(err.reason(), RejectReason::ZeroCost);
 /// assert_eq!(err.into_inner(), "job");
 /// ```
@@ -252,7 +252,7 @@ impl<T> Rejected<T> {
     /// ```
     /// # use fairshare::{FairQueue, RejectReason};
     /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
-    /// let err = q.try_push_with_cost(1, 7, 0).unwrap_err();
+    /// let err = q.try_push_with(1, 7, fairshare::PushOptions::new().with_cost(0)).unwrap_err();
     /// assert_eq!(err.reason(), RejectReason::ZeroCost);
     /// ```
     pub fn reason(&self) -> RejectReason {
@@ -266,7 +266,7 @@ impl<T> Rejected<T> {
     /// ```
     /// # use fairshare::FairQueue;
     /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
-    /// let err = q.try_push_with_cost(1, 7, 0).unwrap_err();
+    /// let err = q.try_push_with(1, 7, fairshare::PushOptions::new().with_cost(0)).unwrap_err();
     /// assert_eq!(*err.item(), 7);
     /// ```
     pub fn item(&self) -> &T {
@@ -280,7 +280,7 @@ impl<T> Rejected<T> {
     /// ```
     /// # use fairshare::FairQueue;
     /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
-    /// let err = q.try_push_with_cost(1, 7, 0).unwrap_err();
+    /// let err = q.try_push_with(1, 7, fairshare::PushOptions::new().with_cost(0)).unwrap_err();
     /// assert_eq!(err.into_inner(), 7);
     /// ```
     pub fn into_inner(self) -> T {
@@ -294,7 +294,7 @@ impl<T> Rejected<T> {
     /// ```
     /// # use fairshare::{FairQueue, RejectReason};
     /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
-    /// let (item, reason) = q.try_push_with_cost(1, 7, 0).unwrap_err().into_parts();
+    /// let (item, reason) = q.try_push_with(1, 7, fairshare::PushOptions::new().with_cost(0)).unwrap_err().into_parts();
     /// assert_eq!((item, reason), (7, RejectReason::ZeroCost));
     /// ```
     pub fn into_parts(self) -> (T, RejectReason) {
@@ -308,7 +308,7 @@ impl<T> Rejected<T> {
     /// ```
     /// # use fairshare::FairQueue;
     /// # let mut q: FairQueue<u32, u32> = FairQueue::new();
-    /// assert!(!q.try_push_with_cost(1, 7, 0).unwrap_err().is_retryable());
+    /// assert!(!q.try_push_with(1, 7, fairshare::PushOptions::new().with_cost(0)).unwrap_err().is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
         self.reason.is_retryable()

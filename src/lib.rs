@@ -68,7 +68,7 @@
 //! rule and the bound on give-back.
 //!
 //! ```
-//! use fairshare::{ClassSpec, Classes, FairQueue};
+//! use fairshare::{ClassSpec, Classes, FairQueue, PushOptions};
 //!
 //! let mut q: FairQueue<&str, &str> = FairQueue::new();
 //! q.set_classes(Classes::new([
@@ -82,7 +82,7 @@
 //!     q.try_push("acme", "page").unwrap();
 //! }
 //! let mut busy: Vec<_> = (0..4).map(|_| q.dispatch().unwrap()).collect(); // api borrows all 4
-//! q.try_push_in("alice", signin, "login", 1).unwrap();
+//! q.try_push_with("alice", "login", PushOptions::new().with_class(signin)).unwrap();
 //! assert!(q.dispatch().is_none()); // every slot is busy...
 //! q.complete(busy.pop().unwrap().ticket, 1);
 //! assert_eq!(q.dispatch().unwrap().item, "login"); // ...and the first freed is sign-in's
@@ -93,13 +93,15 @@
 //!
 //! The incident's post-mortem found the job type "did not have sufficient rate limit and
 //! validation protections". A [`Scheduler`] puts one pipeline of checks in front of the fair
-//! queue: blocked tenants, per-tenant rate quotas ([`Quota`], a cost-weighted GCRA with
-//! burst), per-tenant queue caps, a global [`Capacity`] with a [`ShedPolicy`], per-item
-//! deadlines and a CoDel-style [`QueueDelay`] target. Every refusal is a [`RejectReason`] that
+//! queue: blocked tenants, per-tenant rate quotas ([`Quota`](config::Quota), a cost-weighted
+//! GCRA with burst), per-tenant queue caps, a global [`Capacity`](config::Capacity) with a
+//! [`ShedPolicy`](config::ShedPolicy), per-item deadlines and a CoDel-style
+//! [`QueueDelay`](config::QueueDelay) target. Every setting lives in [`config`]. Every refusal is a [`RejectReason`] that
 //! names the binding limit and, where a retry can succeed, when.
 //!
 //! ```
-//! use fairshare::{ManualClock, Quota, RejectReason, Scheduler, SchedulerConfig, TenantLimits};
+//! use fairshare::{ManualClock, RejectReason, Scheduler, SchedulerConfig};
+//! use fairshare::config::{Quota, TenantLimits};
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
 //!
@@ -122,23 +124,51 @@
 //!
 //! [`SharedScheduler`] is a cloneable `Send + Sync` handle: producers push, workers wait with
 //! [`SharedScheduler::dispatch_timeout`] or await [`SharedScheduler::dispatch_async`] (no
-//! runtime dependency), and each dispatched item carries a [`Lease`] that frees its in-flight
-//! slot when completed or dropped. [`PressureLevel`]s with hysteresis tell the host when to
-//! answer 429 or 503, and an [`AdaptiveLimit`] (AIMD or gradient) can size the in-flight limit
+//! runtime dependency), and each dispatched item carries a [`Lease`](shared::Lease) that frees
+//! its in-flight slot when completed or dropped. [`PressureLevel`](pressure::PressureLevel)s
+//! with hysteresis tell the host when to answer 429 or 503, and an
+//! [`AdaptiveLimit`](adaptive::AdaptiveLimit) (AIMD or gradient) can size the in-flight limit
 //! from observed latency.
+//!
+//! # One push, three layers
+//!
+//! Every layer ([`FairQueue`], [`Scheduler`], [`SharedScheduler`]) pushes the same way:
+//! `try_push(key, item)` with the defaults, `try_push_with(key, item, options)` with a
+//! [`PushOptions`] (cost, [`ClassId`], deadline), and `try_push_to(handle, item, options)` with a
+//! [`TenantHandle`] from `tenant(key)`, which skips hashing the key. The same input is refused
+//! for the same [`RejectReason`] in every layer, checked in one documented order (see
+//! [`Scheduler`]).
+//!
+//! ```
+//! use fairshare::{PushOptions, SchedulerConfig, SharedScheduler};
+//!
+//! let s: SharedScheduler<&str, &str> = SharedScheduler::new(SchedulerConfig::new());
+//! let acme = s.tenant("acme");
+//! s.try_push("globex", "ticket").unwrap();
+//! s.try_push_to(acme, "export", PushOptions::new().with_cost(20)).unwrap();
+//! assert_eq!(s.len(), 2);
+//! ```
 //!
 //! # Nothing is lost
 //!
 //! Every item handed to the crate comes back to the host exactly once: from `pop`/`dispatch`,
-//! inside a [`Rejected`] (see [`Rejected::into_inner`]), evicted inside [`Admitted`], expired
-//! or shed through [`Scheduler::take_expired`], or from `purge`, `retain`, `drain` and
-//! [`SharedScheduler::close`].
+//! inside a [`Rejected`] (see [`Rejected::into_inner`]) when a push is refused, through
+//! [`Scheduler::take_returned`] when it leaves the queue undispatched (evicted, expired or
+//! shed), or from `purge`, `retain`, `drain` and [`SharedScheduler::close`].
 //!
 //! # Time
 //!
 //! Time-based features take a [`Clock`]: [`StdClock`] is the only code that reads real time,
 //! and [`ManualClock`] lets tests and simulations drive time by hand. A clock that steps
 //! backwards counts as no time passed.
+//!
+//! # Modules
+//!
+//! The root holds the names every user needs. The rest is grouped by concept:
+//! [`config`] (every setting, and the serde file form), [`stats`] (snapshots and counters),
+//! [`pressure`] (graded pressure levels), [`adaptive`] (adaptive concurrency limits),
+//! [`shared`] (the thread-safe handle's jobs, leases and futures), [`queue`] (the fair queue's
+//! iterator and hasher) and [`clock`].
 //!
 //! # Feature flags
 //!
@@ -151,37 +181,24 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
-mod adaptive;
+pub mod adaptive;
 mod admission;
-mod clock;
-#[cfg(feature = "serde")]
-mod config;
+pub mod clock;
+pub mod config;
 mod error;
-mod pressure;
-mod queue;
-mod shared;
-mod stats;
+pub mod pressure;
+mod push;
+pub mod queue;
+pub mod shared;
+pub mod stats;
 mod sync;
 
-pub use adaptive::{AdaptiveLimit, Aimd, Gradient, Outcome};
-pub use admission::{
-    AdmissionCounters, Admitted, Capacity, Permit, PushOptions, QueueDelay, Quota, Scheduler,
-    SchedulerConfig, ShedPolicy, TenantLimits,
-};
+pub use admission::{Permit, Scheduler, SchedulerConfig};
 pub use clock::{Clock, ManualClock, Nanos, StdClock};
-#[cfg(feature = "serde")]
-pub use config::{
-    CapacityConfig, ClassConfig, Config, LimitsConfig, QueueDelayConfig, RateConfig, TenantConfig,
-    TenantSettings, ValidConfig,
-};
 pub use error::{BlockReason, ConfigError, Limit, RejectReason, Rejected};
-pub use pressure::{Band, PressureConfig, PressureGauge, PressureLevel};
-pub use queue::{
-    ClassCounters, ClassId, ClassSpec, Classes, DefaultHashBuilder, Dispatch, Drain, FairQueue,
-    MAX_CLASSES, QueueConfig, QueueCounters, TenantCounters, TenantHandle, Ticket,
-};
-pub use shared::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError, Waiting};
-pub use stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogram, WaitSummary};
+pub use push::{ClassId, PushOptions};
+pub use queue::{ClassSpec, Classes, Dispatch, FairQueue, TenantHandle, Ticket};
+pub use shared::SharedScheduler;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

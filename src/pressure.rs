@@ -14,7 +14,7 @@ use crate::clock::Nanos;
 /// # Examples
 ///
 /// ```
-/// use fairshare::PressureLevel;
+/// use fairshare::pressure::PressureLevel;
 /// assert!(PressureLevel::Critical > PressureLevel::Shedding);
 /// assert_eq!(PressureLevel::Elevated.to_string(), "elevated");
 /// ```
@@ -49,7 +49,7 @@ impl std::fmt::Display for PressureLevel {
 /// # Examples
 ///
 /// ```
-/// let b = fairshare::Band::new(800, 700);
+/// let b = fairshare::pressure::Band::new(800, 700);
 /// assert_eq!((b.enter(), b.exit()), (800, 700));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Band {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Band::new(500, 900).exit(), 500);
+    /// assert_eq!(fairshare::pressure::Band::new(500, 900).exit(), 500);
     /// ```
     pub const fn new(enter: u32, exit: u32) -> Self {
         Band {
@@ -79,7 +79,7 @@ impl Band {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Band::new(5, 4).enter(), 5);
+    /// assert_eq!(fairshare::pressure::Band::new(5, 4).enter(), 5);
     /// ```
     pub const fn enter(&self) -> u32 {
         self.enter
@@ -90,7 +90,7 @@ impl Band {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Band::new(5, 4).exit(), 4);
+    /// assert_eq!(fairshare::pressure::Band::new(5, 4).exit(), 4);
     /// ```
     pub const fn exit(&self) -> u32 {
         // Never above `enter`, even for a deserialised value that skipped `new`.
@@ -111,7 +111,8 @@ impl Band {
 /// # Examples
 ///
 /// ```
-/// use fairshare::{Nanos, PressureConfig};
+/// use fairshare::Nanos;
+/// use fairshare::pressure::PressureConfig;
 /// let cfg = PressureConfig::new().with_max_items(1_000).with_target_delay(Nanos::from_millis(50));
 /// assert_eq!(cfg.max_items(), Some(1_000));
 /// ```
@@ -132,7 +133,7 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::PressureConfig::new().max_cost(), None);
+    /// assert_eq!(fairshare::pressure::PressureConfig::new().max_cost(), None);
     /// ```
     pub const fn new() -> Self {
         PressureConfig {
@@ -150,7 +151,7 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::PressureConfig::new().with_max_items(9).max_items(), Some(9));
+    /// assert_eq!(fairshare::pressure::PressureConfig::new().with_max_items(9).max_items(), Some(9));
     /// ```
     pub const fn with_max_items(mut self, max: u64) -> Self {
         self.max_items = Some(max);
@@ -162,7 +163,7 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::PressureConfig::new().with_max_cost(9).max_cost(), Some(9));
+    /// assert_eq!(fairshare::pressure::PressureConfig::new().with_max_cost(9).max_cost(), Some(9));
     /// ```
     pub const fn with_max_cost(mut self, max: u64) -> Self {
         self.max_cost = Some(max);
@@ -174,7 +175,8 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Nanos, PressureConfig};
+    /// use fairshare::Nanos;
+    /// use fairshare::pressure::PressureConfig;
     /// let c = PressureConfig::new().with_target_delay(Nanos::from_millis(5));
     /// assert_eq!(c.target_delay(), Some(Nanos::from_millis(5)));
     /// ```
@@ -188,7 +190,7 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Band, PressureConfig};
+    /// use fairshare::pressure::{Band, PressureConfig};
     /// let c = PressureConfig::new().with_bands(Band::new(300, 200), Band::new(600, 500), Band::new(900, 800));
     /// assert_eq!(c.bands()[2].enter(), 900);
     /// ```
@@ -204,7 +206,7 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::PressureConfig::new().max_items(), None);
+    /// assert_eq!(fairshare::pressure::PressureConfig::new().max_items(), None);
     /// ```
     pub const fn max_items(&self) -> Option<u64> {
         self.max_items
@@ -215,7 +217,7 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::PressureConfig::new().max_cost(), None);
+    /// assert_eq!(fairshare::pressure::PressureConfig::new().max_cost(), None);
     /// ```
     pub const fn max_cost(&self) -> Option<u64> {
         self.max_cost
@@ -226,7 +228,7 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::PressureConfig::new().target_delay(), None);
+    /// assert_eq!(fairshare::pressure::PressureConfig::new().target_delay(), None);
     /// ```
     pub const fn target_delay(&self) -> Option<Nanos> {
         self.target_delay
@@ -237,7 +239,7 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::PressureConfig::new().bands()[0].enter(), 500);
+    /// assert_eq!(fairshare::pressure::PressureConfig::new().bands()[0].enter(), 500);
     /// ```
     pub const fn bands(&self) -> [Band; 3] {
         [self.elevated, self.shedding, self.critical]
@@ -248,7 +250,8 @@ impl PressureConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Nanos, PressureConfig};
+    /// use fairshare::Nanos;
+    /// use fairshare::pressure::PressureConfig;
     /// let c = PressureConfig::new().with_max_items(100).with_target_delay(Nanos::from_millis(10));
     /// assert_eq!(c.load_permille(50, 0, Nanos::from_millis(2)), 500);
     /// assert_eq!(c.load_permille(10, 0, Nanos::from_millis(20)), 2000);
@@ -285,7 +288,7 @@ impl Default for PressureConfig {
 /// # Examples
 ///
 /// ```
-/// use fairshare::{PressureConfig, PressureGauge, PressureLevel};
+/// use fairshare::pressure::{PressureConfig, PressureGauge, PressureLevel};
 /// let mut g = PressureGauge::new(PressureConfig::new());
 /// assert_eq!(g.update(820), PressureLevel::Shedding);
 /// assert_eq!(g.update(750), PressureLevel::Shedding); // above shedding's exit (700)
@@ -304,8 +307,8 @@ impl PressureGauge {
     /// # Examples
     ///
     /// ```
-    /// let g = fairshare::PressureGauge::new(fairshare::PressureConfig::new());
-    /// assert_eq!(g.level(), fairshare::PressureLevel::Normal);
+    /// let g = fairshare::pressure::PressureGauge::new(fairshare::pressure::PressureConfig::new());
+    /// assert_eq!(g.level(), fairshare::pressure::PressureLevel::Normal);
     /// ```
     pub const fn new(config: PressureConfig) -> Self {
         PressureGauge {
@@ -319,7 +322,7 @@ impl PressureGauge {
     /// # Examples
     ///
     /// ```
-    /// let g = fairshare::PressureGauge::new(fairshare::PressureConfig::new());
+    /// let g = fairshare::pressure::PressureGauge::new(fairshare::pressure::PressureConfig::new());
     /// assert_eq!(g.config().max_items(), None);
     /// ```
     pub const fn config(&self) -> &PressureConfig {
@@ -331,8 +334,8 @@ impl PressureGauge {
     /// # Examples
     ///
     /// ```
-    /// let g = fairshare::PressureGauge::new(fairshare::PressureConfig::new());
-    /// assert_eq!(g.level(), fairshare::PressureLevel::Normal);
+    /// let g = fairshare::pressure::PressureGauge::new(fairshare::pressure::PressureConfig::new());
+    /// assert_eq!(g.level(), fairshare::pressure::PressureLevel::Normal);
     /// ```
     pub const fn level(&self) -> PressureLevel {
         self.level
@@ -343,13 +346,28 @@ impl PressureGauge {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{PressureConfig, PressureGauge, PressureLevel};
+    /// use fairshare::pressure::{PressureConfig, PressureGauge, PressureLevel};
     /// let mut g = PressureGauge::new(PressureConfig::new());
     /// assert_eq!(g.update(2000), PressureLevel::Critical);
     /// assert_eq!(g.update(900), PressureLevel::Critical); // critical's exit is 850
     /// assert_eq!(g.update(0), PressureLevel::Normal);
     /// ```
     pub fn update(&mut self, load_permille: u32) -> PressureLevel {
+        self.level = self.peek(load_permille);
+        self.level
+    }
+
+    /// The level [`update`](Self::update) would move to, without moving.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::pressure::{PressureConfig, PressureGauge, PressureLevel};
+    /// let g = PressureGauge::new(PressureConfig::new());
+    /// assert_eq!(g.peek(2000), PressureLevel::Critical);
+    /// assert_eq!(g.level(), PressureLevel::Normal);
+    /// ```
+    pub fn peek(&self, load_permille: u32) -> PressureLevel {
         use PressureLevel::*;
         let [e, s, c] = self.config.bands();
         let entered = if load_permille >= c.enter() {
@@ -362,26 +380,26 @@ impl PressureGauge {
             Normal
         };
         if entered >= self.level {
-            self.level = entered;
-            return self.level;
+            return entered;
         }
         // Falling: step down while below the current level's exit threshold.
+        let mut level = self.level;
         loop {
-            let exit = match self.level {
+            let exit = match level {
                 Normal => break,
                 Elevated => e.exit(),
                 Shedding => s.exit(),
                 Critical => c.exit(),
             };
-            if load_permille >= exit || self.level <= entered {
+            if load_permille >= exit || level <= entered {
                 break;
             }
-            self.level = match self.level {
+            level = match level {
                 Critical => Shedding,
                 Shedding => Elevated,
                 _ => Normal,
             };
         }
-        self.level
+        level
     }
 }

@@ -1,11 +1,12 @@
 //! Observability: a fixed-size [`WaitHistogram`] and the [`Stats`] snapshot a
 //! [`Scheduler`](crate::Scheduler) reports (serde-serialisable with the `serde` feature).
 
-use crate::admission::AdmissionCounters;
+pub use crate::admission::AdmissionCounters;
+pub use crate::queue::{ClassCounters, QueueCounters, TenantCounters};
+
 use crate::clock::Nanos;
 use crate::error::RejectReason;
 use crate::pressure::PressureLevel;
-use crate::queue::{ClassCounters, QueueCounters, TenantCounters};
 
 /// Sub-buckets per power of two: relative error of a reported percentile is at most 1/4.
 const SUB: usize = 4;
@@ -18,7 +19,8 @@ const BUCKETS: usize = 64 * SUB;
 /// # Examples
 ///
 /// ```
-/// use fairshare::{Nanos, WaitHistogram};
+/// use fairshare::Nanos;
+/// use fairshare::stats::WaitHistogram;
 /// let mut h = WaitHistogram::new();
 /// for ms in 1..=100 {
 ///     h.record(Nanos::from_millis(ms));
@@ -56,7 +58,7 @@ impl WaitHistogram {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::WaitHistogram::new().count(), 0);
+    /// assert_eq!(fairshare::stats::WaitHistogram::new().count(), 0);
     /// ```
     pub fn new() -> Self {
         WaitHistogram {
@@ -91,7 +93,7 @@ impl WaitHistogram {
     /// # Examples
     ///
     /// ```
-    /// let mut h = fairshare::WaitHistogram::new();
+    /// let mut h = fairshare::stats::WaitHistogram::new();
     /// h.record(fairshare::Nanos::new(7));
     /// assert_eq!(h.count(), 1);
     /// ```
@@ -105,7 +107,7 @@ impl WaitHistogram {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::WaitHistogram::new().count(), 0);
+    /// assert_eq!(fairshare::stats::WaitHistogram::new().count(), 0);
     /// ```
     pub fn count(&self) -> u64 {
         self.total
@@ -116,7 +118,7 @@ impl WaitHistogram {
     /// # Examples
     ///
     /// ```
-    /// let mut h = fairshare::WaitHistogram::new();
+    /// let mut h = fairshare::stats::WaitHistogram::new();
     /// h.record(fairshare::Nanos::new(3));
     /// assert_eq!(h.percentile(99.0), fairshare::Nanos::new(3));
     /// ```
@@ -147,7 +149,7 @@ impl WaitHistogram {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::WaitHistogram::new().max(), fairshare::Nanos::ZERO);
+    /// assert_eq!(fairshare::stats::WaitHistogram::new().max(), fairshare::Nanos::ZERO);
     /// ```
     pub fn max(&self) -> Nanos {
         self.percentile(100.0)
@@ -159,9 +161,9 @@ impl WaitHistogram {
 /// # Examples
 ///
 /// ```
-/// let mut h = fairshare::WaitHistogram::new();
+/// let mut h = fairshare::stats::WaitHistogram::new();
 /// h.record(fairshare::Nanos::from_millis(1));
-/// let w = fairshare::WaitSummary::from(&h);
+/// let w = fairshare::stats::WaitSummary::from(&h);
 /// assert_eq!(w.count, 1);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -200,12 +202,13 @@ impl From<&WaitHistogram> for WaitSummary {
 /// # Examples
 ///
 /// ```
-/// use fairshare::{Scheduler, SchedulerConfig, TenantLimits};
+/// use fairshare::{Scheduler, SchedulerConfig};
+/// use fairshare::config::TenantLimits;
 /// let cfg = SchedulerConfig::new()
 ///     .with_tenant_detail(true)
 ///     .with_tenant_limits(TenantLimits::new().with_max_items(1));
 /// let mut s: Scheduler<&str, u8> = Scheduler::new(cfg);
-/// let _ = s.try_push("a", 1).unwrap();
+/// s.try_push("a", 1).unwrap();
 /// let _ = s.try_push("a", 2).unwrap_err(); // over its item cap
 /// let refused = s.stats().tenants[0].refused.unwrap();
 /// assert_eq!((refused.tenant_full, refused.total()), (1, 1));
@@ -257,7 +260,7 @@ impl RefusalCounters {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::RefusalCounters::default().total(), 0);
+    /// assert_eq!(fairshare::stats::RefusalCounters::default().total(), 0);
     /// ```
     pub fn total(&self) -> u64 {
         self.blocked
@@ -273,7 +276,7 @@ impl RefusalCounters {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::RefusalCounters::default().returned(), 0);
+    /// assert_eq!(fairshare::stats::RefusalCounters::default().returned(), 0);
     /// ```
     pub fn returned(&self) -> u64 {
         self.evicted + self.expired + self.shed
@@ -289,7 +292,7 @@ impl RefusalCounters {
 /// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new());
 /// s.set_classes(Classes::new([ClassSpec::new("api"), ClassSpec::new("bulk")]).unwrap()).unwrap();
 /// let bulk = s.classes().id("bulk").unwrap();
-/// let _ = s.try_push_with("a", 1, PushOptions::new().class(bulk).cost(3)).unwrap();
+/// s.try_push_with("a", 1, PushOptions::new().with_class(bulk).with_cost(3)).unwrap();
 /// let stats = s.stats();
 /// assert_eq!(stats.classes[1].name, "bulk");
 /// assert_eq!((stats.classes[1].queued, stats.classes[1].queued_cost), (1, 3));
@@ -318,7 +321,7 @@ pub struct ClassStats {
 /// ```
 /// use fairshare::{Scheduler, SchedulerConfig};
 /// let mut s: Scheduler<String, u8> = Scheduler::new(SchedulerConfig::new());
-/// let _ = s.try_push("a".into(), 1).unwrap();
+/// s.try_push("a".into(), 1).unwrap();
 /// let stats = s.stats();
 /// assert_eq!(stats.tenants[0].key, "a");
 /// assert_eq!(stats.tenants[0].queued, 1);
@@ -354,7 +357,7 @@ pub struct TenantStats<K> {
 /// ```
 /// use fairshare::{Scheduler, SchedulerConfig};
 /// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new());
-/// let _ = s.try_push("a", 1).unwrap();
+/// s.try_push("a", 1).unwrap();
 /// s.pop();
 /// let stats = s.stats();
 /// assert_eq!((stats.admission.admitted, stats.queue.dispatched), (1, 1));

@@ -1,11 +1,10 @@
 //! Admission settings: [`SchedulerConfig`], [`TenantLimits`], [`Capacity`], [`ShedPolicy`],
-//! [`QueueDelay`] and per-push [`PushOptions`].
+//! [`QueueDelay`].
 
 use super::gcra::Gcra;
 use super::quota::Quota;
 use crate::clock::Nanos;
 use crate::pressure::PressureConfig;
-use crate::queue::ClassId;
 use crate::queue::QueueConfig;
 
 /// Per-tenant admission limits: a rate quota and queue caps. `None` means unlimited.
@@ -17,7 +16,7 @@ use crate::queue::QueueConfig;
 /// # Examples
 ///
 /// ```
-/// use fairshare::{Quota, TenantLimits};
+/// use fairshare::config::{Quota, TenantLimits};
 /// use std::num::NonZeroU32;
 ///
 /// let limits = TenantLimits::new()
@@ -28,7 +27,6 @@ use crate::queue::QueueConfig;
 /// assert!(TenantLimits::UNLIMITED.quota().is_none());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TenantLimits {
     quota: Option<Quota>,
     max_items: Option<u32>,
@@ -50,7 +48,7 @@ impl TenantLimits {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::TenantLimits::new(), fairshare::TenantLimits::UNLIMITED);
+    /// assert_eq!(fairshare::config::TenantLimits::new(), fairshare::config::TenantLimits::UNLIMITED);
     /// ```
     pub const fn new() -> Self {
         Self::UNLIMITED
@@ -62,8 +60,8 @@ impl TenantLimits {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let q = fairshare::Quota::per_second(NonZeroU32::new(5).unwrap());
-    /// assert_eq!(fairshare::TenantLimits::new().with_quota(q).quota(), Some(q));
+    /// let q = fairshare::config::Quota::per_second(NonZeroU32::new(5).unwrap());
+    /// assert_eq!(fairshare::config::TenantLimits::new().with_quota(q).quota(), Some(q));
     /// ```
     pub const fn with_quota(mut self, quota: Quota) -> Self {
         self.quota = Some(quota);
@@ -75,7 +73,7 @@ impl TenantLimits {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::TenantLimits::new().with_max_items(3).max_items(), Some(3));
+    /// assert_eq!(fairshare::config::TenantLimits::new().with_max_items(3).max_items(), Some(3));
     /// ```
     pub const fn with_max_items(mut self, max: u32) -> Self {
         self.max_items = Some(max);
@@ -87,7 +85,7 @@ impl TenantLimits {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::TenantLimits::new().with_max_cost(9).max_cost(), Some(9));
+    /// assert_eq!(fairshare::config::TenantLimits::new().with_max_cost(9).max_cost(), Some(9));
     /// ```
     pub const fn with_max_cost(mut self, max: u64) -> Self {
         self.max_cost = Some(max);
@@ -100,7 +98,7 @@ impl TenantLimits {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::TenantLimits::new().with_max_in_flight(2).max_in_flight(), Some(2));
+    /// assert_eq!(fairshare::config::TenantLimits::new().with_max_in_flight(2).max_in_flight(), Some(2));
     /// ```
     pub const fn with_max_in_flight(mut self, max: u32) -> Self {
         self.max_in_flight = Some(max);
@@ -112,7 +110,7 @@ impl TenantLimits {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::TenantLimits::new().max_in_flight(), None);
+    /// assert_eq!(fairshare::config::TenantLimits::new().max_in_flight(), None);
     /// ```
     pub const fn max_in_flight(&self) -> Option<u32> {
         self.max_in_flight
@@ -123,7 +121,7 @@ impl TenantLimits {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::TenantLimits::new().quota(), None);
+    /// assert_eq!(fairshare::config::TenantLimits::new().quota(), None);
     /// ```
     pub const fn quota(&self) -> Option<Quota> {
         self.quota
@@ -134,7 +132,7 @@ impl TenantLimits {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::TenantLimits::new().max_items(), None);
+    /// assert_eq!(fairshare::config::TenantLimits::new().max_items(), None);
     /// ```
     pub const fn max_items(&self) -> Option<u32> {
         self.max_items
@@ -145,7 +143,7 @@ impl TenantLimits {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::TenantLimits::new().max_cost(), None);
+    /// assert_eq!(fairshare::config::TenantLimits::new().max_cost(), None);
     /// ```
     pub const fn max_cost(&self) -> Option<u64> {
         self.max_cost
@@ -157,11 +155,10 @@ impl TenantLimits {
 /// # Examples
 ///
 /// ```
-/// let cap = fairshare::Capacity::new().with_max_items(10_000).with_max_cost(1_000_000);
+/// let cap = fairshare::config::Capacity::new().with_max_items(10_000).with_max_cost(1_000_000);
 /// assert_eq!(cap.max_items(), Some(10_000));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Capacity {
     max_items: Option<u64>,
     max_cost: Option<u64>,
@@ -173,7 +170,7 @@ impl Capacity {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Capacity::new().max_cost(), None);
+    /// assert_eq!(fairshare::config::Capacity::new().max_cost(), None);
     /// ```
     pub const fn new() -> Self {
         Capacity {
@@ -187,7 +184,7 @@ impl Capacity {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Capacity::new().with_max_items(5).max_items(), Some(5));
+    /// assert_eq!(fairshare::config::Capacity::new().with_max_items(5).max_items(), Some(5));
     /// ```
     pub const fn with_max_items(mut self, max: u64) -> Self {
         self.max_items = Some(max);
@@ -199,7 +196,7 @@ impl Capacity {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Capacity::new().with_max_cost(5).max_cost(), Some(5));
+    /// assert_eq!(fairshare::config::Capacity::new().with_max_cost(5).max_cost(), Some(5));
     /// ```
     pub const fn with_max_cost(mut self, max: u64) -> Self {
         self.max_cost = Some(max);
@@ -211,7 +208,7 @@ impl Capacity {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Capacity::new().max_items(), None);
+    /// assert_eq!(fairshare::config::Capacity::new().max_items(), None);
     /// ```
     pub const fn max_items(&self) -> Option<u64> {
         self.max_items
@@ -222,7 +219,7 @@ impl Capacity {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::Capacity::new().max_cost(), None);
+    /// assert_eq!(fairshare::config::Capacity::new().max_cost(), None);
     /// ```
     pub const fn max_cost(&self) -> Option<u64> {
         self.max_cost
@@ -234,7 +231,7 @@ impl Capacity {
 /// # Examples
 ///
 /// ```
-/// assert_eq!(fairshare::ShedPolicy::default(), fairshare::ShedPolicy::RejectNew);
+/// assert_eq!(fairshare::config::ShedPolicy::default(), fairshare::config::ShedPolicy::RejectNew);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -255,19 +252,19 @@ pub enum ShedPolicy {
 /// A CoDel-style queueing-delay target: when the waiting time of items dispatched from
 /// tenants with a standing queue stays at or above `target` for a whole `interval`, such items
 /// that waited that long are shed (handed back through
-/// [`Scheduler::take_expired`](crate::Scheduler::take_expired)) at a growing rate until the
+/// [`Scheduler::take_returned`](crate::Scheduler::take_returned)) at a growing rate until the
 /// delay falls below target. A tenant's last queued item is never shed and never counts, so a
 /// flooding tenant's standing queue is shed while light tenants are untouched.
 ///
 /// # Examples
 ///
 /// ```
-/// use fairshare::{Nanos, QueueDelay};
+/// use fairshare::Nanos;
+/// use fairshare::config::QueueDelay;
 /// let d = QueueDelay::new(Nanos::from_millis(5), Nanos::from_millis(100));
 /// assert_eq!(d.target(), Nanos::from_millis(5));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct QueueDelay {
     target: Nanos,
     interval: Nanos,
@@ -279,7 +276,8 @@ impl QueueDelay {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Nanos, QueueDelay};
+    /// use fairshare::Nanos;
+    /// use fairshare::config::QueueDelay;
     /// let d = QueueDelay::new(Nanos::from_millis(5), Nanos::from_millis(100));
     /// assert_eq!(d.interval(), Nanos::from_millis(100));
     /// ```
@@ -292,7 +290,8 @@ impl QueueDelay {
     /// # Examples
     ///
     /// ```
-    /// # use fairshare::{Nanos, QueueDelay};
+    /// # use fairshare::Nanos;
+    /// # use fairshare::config::QueueDelay;
     /// assert_eq!(QueueDelay::new(Nanos::new(1), Nanos::new(2)).target(), Nanos::new(1));
     /// ```
     pub const fn target(&self) -> Nanos {
@@ -304,7 +303,8 @@ impl QueueDelay {
     /// # Examples
     ///
     /// ```
-    /// # use fairshare::{Nanos, QueueDelay};
+    /// # use fairshare::Nanos;
+    /// # use fairshare::config::QueueDelay;
     /// assert_eq!(QueueDelay::new(Nanos::new(1), Nanos::new(2)).interval(), Nanos::new(2));
     /// ```
     pub const fn interval(&self) -> Nanos {
@@ -317,7 +317,8 @@ impl QueueDelay {
 /// # Examples
 ///
 /// ```
-/// use fairshare::{Capacity, Quota, SchedulerConfig, ShedPolicy, TenantLimits};
+/// use fairshare::SchedulerConfig;
+/// use fairshare::config::{Capacity, Quota, ShedPolicy, TenantLimits};
 /// use std::num::NonZeroU32;
 ///
 /// const CFG: SchedulerConfig = SchedulerConfig::new()
@@ -337,7 +338,7 @@ pub struct SchedulerConfig {
     capacity: Capacity,
     shed: ShedPolicy,
     queue_delay: Option<QueueDelay>,
-    max_in_flight: Option<u64>,
+    max_in_flight: Option<u32>,
     pressure: Option<PressureConfig>,
     tenant_detail: bool,
 }
@@ -349,7 +350,7 @@ impl SchedulerConfig {
     ///
     /// ```
     /// let c = fairshare::SchedulerConfig::new();
-    /// assert_eq!(c.shed_policy(), fairshare::ShedPolicy::RejectNew);
+    /// assert_eq!(c.shed_policy(), fairshare::config::ShedPolicy::RejectNew);
     /// ```
     pub const fn new() -> Self {
         SchedulerConfig {
@@ -373,7 +374,7 @@ impl SchedulerConfig {
     /// let c = fairshare::SchedulerConfig::new().with_max_in_flight(Some(16));
     /// assert_eq!(c.max_in_flight(), Some(16));
     /// ```
-    pub const fn with_max_in_flight(mut self, max: Option<u64>) -> Self {
+    pub const fn with_max_in_flight(mut self, max: Option<u32>) -> Self {
         self.max_in_flight = max;
         self
     }
@@ -385,7 +386,7 @@ impl SchedulerConfig {
     /// ```
     /// assert_eq!(fairshare::SchedulerConfig::new().max_in_flight(), None);
     /// ```
-    pub const fn max_in_flight(&self) -> Option<u64> {
+    pub const fn max_in_flight(&self) -> Option<u32> {
         self.max_in_flight
     }
 
@@ -395,7 +396,8 @@ impl SchedulerConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{PressureConfig, SchedulerConfig};
+    /// use fairshare::SchedulerConfig;
+    /// use fairshare::pressure::PressureConfig;
     /// let c = SchedulerConfig::new().with_pressure(Some(PressureConfig::new().with_max_items(10)));
     /// assert!(c.pressure().is_some());
     /// ```
@@ -421,7 +423,8 @@ impl SchedulerConfig {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// use fairshare::{QueueConfig, SchedulerConfig};
+    /// use fairshare::SchedulerConfig;
+    /// use fairshare::config::QueueConfig;
     /// let c = SchedulerConfig::new()
     ///     .with_queue(QueueConfig::new().with_quantum(NonZeroU32::new(10).unwrap()));
     /// assert_eq!(c.queue().quantum().get(), 10);
@@ -436,7 +439,8 @@ impl SchedulerConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{SchedulerConfig, TenantLimits};
+    /// use fairshare::SchedulerConfig;
+    /// use fairshare::config::TenantLimits;
     /// let c = SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_items(5));
     /// assert_eq!(c.tenant_limits().max_items(), Some(5));
     /// ```
@@ -450,7 +454,8 @@ impl SchedulerConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Capacity, SchedulerConfig};
+    /// use fairshare::SchedulerConfig;
+    /// use fairshare::config::Capacity;
     /// let c = SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(100));
     /// assert_eq!(c.capacity().max_cost(), Some(100));
     /// ```
@@ -464,7 +469,8 @@ impl SchedulerConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{SchedulerConfig, ShedPolicy};
+    /// use fairshare::SchedulerConfig;
+    /// use fairshare::config::ShedPolicy;
     /// let c = SchedulerConfig::new().with_shed_policy(ShedPolicy::EvictOverShare);
     /// assert_eq!(c.shed_policy(), ShedPolicy::EvictOverShare);
     /// ```
@@ -478,7 +484,8 @@ impl SchedulerConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Nanos, QueueDelay, SchedulerConfig};
+    /// use fairshare::{Nanos, SchedulerConfig};
+    /// use fairshare::config::QueueDelay;
     /// let d = QueueDelay::new(Nanos::from_millis(5), Nanos::from_millis(100));
     /// assert_eq!(SchedulerConfig::new().with_queue_delay(Some(d)).queue_delay(), Some(d));
     /// ```
@@ -525,7 +532,7 @@ impl SchedulerConfig {
     /// # Examples
     ///
     /// ```
-    /// # use fairshare::*;
+    /// use fairshare::config::{SchedulerConfig, ShedPolicy};
     /// assert_eq!(SchedulerConfig::new().shed_policy(), ShedPolicy::RejectNew);
     /// ```
     pub const fn shed_policy(&self) -> ShedPolicy {
@@ -544,9 +551,9 @@ impl SchedulerConfig {
     }
 
     /// Turns per-tenant detail on or off: with it on, the scheduler also counts each tenant's
-    /// refusals by reason and keeps a [`WaitHistogram`](crate::WaitHistogram) of each tenant's
-    /// waiting times, reported in [`TenantStats::refused`](crate::TenantStats::refused) and
-    /// [`TenantStats::wait`](crate::TenantStats::wait). Off by default.
+    /// refusals by reason and keeps a [`WaitHistogram`](crate::stats::WaitHistogram) of each tenant's
+    /// waiting times, reported in [`TenantStats::refused`](crate::stats::TenantStats::refused) and
+    /// [`TenantStats::wait`](crate::stats::TenantStats::wait). Off by default.
     ///
     /// The detail lives in a side table beside the tenant table, so the hot path pays one
     /// predictable branch when it is off. When it is on, a tenant's detail costs a pointer
@@ -582,117 +589,6 @@ impl SchedulerConfig {
     /// ```
     pub const fn tenant_detail(&self) -> bool {
         self.tenant_detail
-    }
-}
-
-/// How to push one item: its cost and an optional deadline.
-///
-/// # Examples
-///
-/// ```
-/// use fairshare::{Nanos, PushOptions};
-/// let o = PushOptions::new().cost(5).deadline(Nanos::from_secs(30));
-/// assert_eq!((o.get_cost(), o.get_deadline()), (5, Some(Nanos::from_secs(30))));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PushOptions {
-    cost: u32,
-    deadline: Option<Nanos>,
-    class: ClassId,
-}
-
-impl PushOptions {
-    /// Cost 1, no deadline.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(fairshare::PushOptions::new().get_cost(), 1);
-    /// ```
-    pub const fn new() -> Self {
-        PushOptions {
-            cost: 1,
-            deadline: None,
-            class: ClassId::DEFAULT,
-        }
-    }
-
-    /// Sets the estimated cost.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(fairshare::PushOptions::new().cost(3).get_cost(), 3);
-    /// ```
-    pub const fn cost(mut self, cost: u32) -> Self {
-        self.cost = cost;
-        self
-    }
-
-    /// Sets a deadline: if the item is still queued at that time it is never dispatched and
-    /// is handed back by [`Scheduler::take_expired`](crate::Scheduler::take_expired).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use fairshare::{Nanos, PushOptions};
-    /// assert_eq!(PushOptions::new().deadline(Nanos::new(9)).get_deadline(), Some(Nanos::new(9)));
-    /// ```
-    pub const fn deadline(mut self, at: Nanos) -> Self {
-        self.deadline = Some(at);
-        self
-    }
-
-    /// Puts the item in `class` (default: [`ClassId::DEFAULT`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{ClassId, PushOptions};
-    /// assert_eq!(PushOptions::new().class(ClassId::new(2)).get_class(), ClassId::new(2));
-    /// ```
-    pub const fn class(mut self, class: ClassId) -> Self {
-        self.class = class;
-        self
-    }
-
-    /// The class.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(fairshare::PushOptions::default().get_class(), fairshare::ClassId::DEFAULT);
-    /// ```
-    pub const fn get_class(&self) -> ClassId {
-        self.class
-    }
-
-    /// The cost.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(fairshare::PushOptions::default().get_cost(), 1);
-    /// ```
-    pub const fn get_cost(&self) -> u32 {
-        self.cost
-    }
-
-    /// The deadline.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(fairshare::PushOptions::default().get_deadline(), None);
-    /// ```
-    pub const fn get_deadline(&self) -> Option<Nanos> {
-        self.deadline
-    }
-}
-
-impl Default for PushOptions {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

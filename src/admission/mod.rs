@@ -9,6 +9,6 @@ mod gcra;
 mod quota;
 mod scheduler;
 
-pub use config::{Capacity, PushOptions, QueueDelay, SchedulerConfig, ShedPolicy, TenantLimits};
+pub use config::{Capacity, QueueDelay, SchedulerConfig, ShedPolicy, TenantLimits};
 pub use quota::Quota;
-pub use scheduler::{AdmissionCounters, Admitted, Permit, Scheduler};
+pub use scheduler::{AdmissionCounters, Permit, Scheduler};

@@ -11,7 +11,7 @@ use crate::clock::Nanos;
 /// # Examples
 ///
 /// ```
-/// use fairshare::Quota;
+/// use fairshare::config::Quota;
 /// use std::num::NonZeroU32;
 ///
 /// // 100 jobs per second, at most 20 at once.
@@ -21,7 +21,6 @@ use crate::clock::Nanos;
 /// assert_eq!(q.replenish_interval(), std::time::Duration::from_millis(10));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Quota {
     /// Nanoseconds per unit of cost (at least 1).
     interval: Nanos,
@@ -35,7 +34,7 @@ impl Quota {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let q = fairshare::Quota::per_second(NonZeroU32::new(4).unwrap());
+    /// let q = fairshare::config::Quota::per_second(NonZeroU32::new(4).unwrap());
     /// assert_eq!(q.burst().get(), 4);
     /// ```
     pub const fn per_second(rate: NonZeroU32) -> Self {
@@ -48,7 +47,7 @@ impl Quota {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let q = fairshare::Quota::per_minute(NonZeroU32::new(60).unwrap());
+    /// let q = fairshare::config::Quota::per_minute(NonZeroU32::new(60).unwrap());
     /// assert_eq!(q.replenish_interval(), std::time::Duration::from_secs(1));
     /// ```
     pub const fn per_minute(rate: NonZeroU32) -> Self {
@@ -61,7 +60,7 @@ impl Quota {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let q = fairshare::Quota::per_hour(NonZeroU32::new(3600).unwrap());
+    /// let q = fairshare::config::Quota::per_hour(NonZeroU32::new(3600).unwrap());
     /// assert_eq!(q.replenish_interval(), std::time::Duration::from_secs(1));
     /// ```
     pub const fn per_hour(rate: NonZeroU32) -> Self {
@@ -82,9 +81,9 @@ impl Quota {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let q = fairshare::Quota::with_period(Duration::from_millis(250)).unwrap();
+    /// let q = fairshare::config::Quota::with_period(Duration::from_millis(250)).unwrap();
     /// assert_eq!(q.burst().get(), 1);
-    /// assert!(fairshare::Quota::with_period(Duration::ZERO).is_none());
+    /// assert!(fairshare::config::Quota::with_period(Duration::ZERO).is_none());
     /// ```
     pub fn with_period(interval: Duration) -> Option<Self> {
         let interval = Nanos::from(interval);
@@ -100,7 +99,7 @@ impl Quota {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let q = fairshare::Quota::per_second(NonZeroU32::new(10).unwrap())
+    /// let q = fairshare::config::Quota::per_second(NonZeroU32::new(10).unwrap())
     ///     .allow_burst(NonZeroU32::new(1).unwrap());
     /// assert_eq!(q.burst().get(), 1);
     /// ```
@@ -115,7 +114,7 @@ impl Quota {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let q = fairshare::Quota::per_second(NonZeroU32::new(10).unwrap());
+    /// let q = fairshare::config::Quota::per_second(NonZeroU32::new(10).unwrap());
     /// assert_eq!(q.burst().get(), 10);
     /// ```
     pub const fn burst(&self) -> NonZeroU32 {
@@ -128,7 +127,7 @@ impl Quota {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let q = fairshare::Quota::per_second(NonZeroU32::new(1000).unwrap());
+    /// let q = fairshare::config::Quota::per_second(NonZeroU32::new(1000).unwrap());
     /// assert_eq!(q.replenish_interval(), std::time::Duration::from_millis(1));
     /// ```
     pub fn replenish_interval(&self) -> Duration {

@@ -6,15 +6,17 @@ use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
 use super::codel::CoDel;
-use super::config::{PushOptions, Rules, SchedulerConfig, ShedPolicy, TenantLimits, never_limits};
+use super::config::{Rules, SchedulerConfig, ShedPolicy, TenantLimits, never_limits};
 use super::gcra::{self, Gcra};
 use super::quota::Quota;
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{BlockReason, Limit, RejectReason, Rejected};
-use crate::pressure::{PressureGauge, PressureLevel};
+use crate::pressure::{PressureConfig, PressureGauge, PressureLevel};
+use crate::push::ClassId;
+use crate::push::PushOptions;
 use crate::queue::{
-    COOLING, ClassCosts, ClassId, Classes, DefaultHashBuilder, Dispatch, FairQueue, NIL,
-    TenantHandle, Ticket,
+    COOLING, ClassCosts, Classes, DefaultHashBuilder, Dispatch, FairQueue, NIL, TenantHandle,
+    Ticket,
 };
 use crate::stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogram, WaitSummary};
 
@@ -35,8 +37,8 @@ use crate::stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogra
 ///    earliest time a retry can pass;
 /// 5. the tenant's caps (queued cost, then queued items) → [`RejectReason::TenantFull`];
 /// 6. the global capacity → by [`ShedPolicy`]: refuse ([`RejectReason::CapacityFull`]) or
-///    evict the oldest items of the tenant furthest over its fair share, handed back in
-///    [`Admitted::evicted`].
+///    evict the oldest items of the tenant furthest over its fair share, handed back by
+///    [`take_returned`](Scheduler::take_returned).
 ///
 /// Dispatch honours the global in-flight limit and each tenant's
 /// [`max_in_flight`](TenantLimits::with_max_in_flight): a tenant at its cap is skipped until
@@ -60,7 +62,8 @@ use crate::stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogra
 /// # Examples
 ///
 /// ```
-/// use fairshare::{ManualClock, Quota, Scheduler, SchedulerConfig, TenantLimits};
+/// use fairshare::{ManualClock, Scheduler, SchedulerConfig};
+/// use fairshare::config::{Quota, TenantLimits};
 /// use std::num::NonZeroU32;
 /// use std::time::Duration;
 ///
@@ -70,8 +73,8 @@ use crate::stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogra
 /// );
 /// let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(config, clock.clone());
 ///
-/// let _ = s.try_push("acme", 1).unwrap();
-/// let _ = s.try_push("acme", 2).unwrap();
+/// s.try_push("acme", 1).unwrap();
+/// s.try_push("acme", 2).unwrap();
 /// let err = s.try_push("acme", 3).unwrap_err();
 /// assert_eq!(err.reason().retry_at(), Some(fairshare::Nanos::from_millis(500)));
 /// assert_eq!(err.into_inner(), 3); // nothing is lost
@@ -147,7 +150,7 @@ struct Cooling {
 /// ```
 /// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
 /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
-/// let _ = s.try_push("a", 1).unwrap();
+/// s.try_push("a", 1).unwrap();
 /// s.block("b", BlockReason::Abuse);
 /// s.try_push("b", 2).unwrap_err();
 /// let c = s.counters();
@@ -180,53 +183,6 @@ pub struct AdmissionCounters {
     pub shed: u64,
 }
 
-/// An admitted push. Holds the items evicted to make room for it, if the shedding policy
-/// evicted any; they are handed back here, never dropped.
-///
-/// # Examples
-///
-/// ```
-/// let mut s: fairshare::Scheduler<&str, u32> =
-///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-/// let admitted = s.try_push("a", 1).unwrap();
-/// assert!(admitted.evicted().is_empty());
-/// ```
-#[derive(Debug)]
-#[must_use = "items evicted to make room are handed back here"]
-pub struct Admitted<T> {
-    evicted: Vec<Rejected<T>>,
-}
-
-impl<T> Admitted<T> {
-    /// The evicted items, each with [`RejectReason::Evicted`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let mut s: fairshare::Scheduler<&str, u32> =
-    /// #     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// assert_eq!(s.try_push("a", 1).unwrap().evicted().len(), 0);
-    /// ```
-    pub fn evicted(&self) -> &[Rejected<T>] {
-        &self.evicted
-    }
-
-    /// Takes the evicted items.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let mut s: fairshare::Scheduler<&str, u32> =
-    /// #     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// let evicted: Vec<u32> = s.try_push("a", 1).unwrap()
-    ///     .into_evicted().into_iter().map(|r| r.into_inner()).collect();
-    /// assert!(evicted.is_empty());
-    /// ```
-    pub fn into_evicted(self) -> Vec<Rejected<T>> {
-        self.evicted
-    }
-}
-
 /// A checked admission, not yet committed: nothing is charged until
 /// [`commit`](Permit::commit), and dropping the permit leaves no trace.
 ///
@@ -235,7 +191,7 @@ impl<T> Admitted<T> {
 /// ```
 /// let mut s: fairshare::Scheduler<&str, String> =
 ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-/// let permit = s.try_reserve("acme", fairshare::PushOptions::new().cost(3)).unwrap();
+/// let permit = s.try_reserve("acme", fairshare::PushOptions::new().with_cost(3)).unwrap();
 /// // ... build the (expensive) item only now that it will be admitted ...
 /// let _ = permit.commit("report".to_string());
 /// assert_eq!(s.queue().tenant_queued_cost(&"acme"), 3);
@@ -294,7 +250,7 @@ where
     /// let _ = p.commit(7);
     /// assert_eq!(s.pop(), Some(7));
     /// ```
-    pub fn commit(mut self, item: T) -> Admitted<T> {
+    pub fn commit(mut self, item: T) {
         let plan = self
             .plan
             .take()
@@ -309,7 +265,7 @@ where
     /// ```
     /// # let mut s: fairshare::Scheduler<&str, u32> =
     /// #     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// let p = s.try_reserve("a", fairshare::PushOptions::new().cost(4)).unwrap();
+    /// let p = s.try_reserve("a", fairshare::PushOptions::new().with_cost(4)).unwrap();
     /// assert_eq!(p.cost(), 4);
     /// ```
     pub fn cost(&self) -> u32 {
@@ -410,7 +366,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
     /// ```
     /// let mut s: fairshare::Scheduler<&str, u32> =
     ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = s.try_push("a", 1).unwrap();
+    /// s.try_push("a", 1).unwrap();
     /// assert_eq!(s.queue().len(), 1);
     /// ```
     pub fn queue(&self) -> &FairQueue<K, T, S> {
@@ -472,7 +428,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
     }
 
     /// Items handed back by deadline expiry and queue-delay shedding that wait for
-    /// [`take_expired`](Self::take_expired).
+    /// [`take_returned`](Self::take_returned).
     ///
     /// # Examples
     ///
@@ -497,6 +453,12 @@ where
     /// Changes so far that can let work through without a push or pop (see the field).
     pub(crate) fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The clock's time, never earlier than any time this scheduler saw before, without
+    /// remembering it (for queries on `&self`).
+    fn peek_now(&self) -> Nanos {
+        self.clock.now().max(self.last_now)
     }
 
     /// The clock's time, never earlier than any time this scheduler saw before.
@@ -599,22 +561,6 @@ where
         self.counters.expired += (self.outbox.len() - before) as u64;
     }
 
-    /// Frees the detail of slots whose tenant has been forgotten.
-    fn prune_details(&mut self) {
-        let tenants = self.queue.tenants_ref();
-        for (i, d) in self.details.iter_mut().enumerate() {
-            if let Some(detail) = d {
-                let handle = TenantHandle::from_parts(i as u32, detail.generation);
-                if tenants.resolve(handle).is_none() {
-                    *d = None;
-                }
-            }
-        }
-        while matches!(self.details.last(), Some(None)) {
-            self.details.pop();
-        }
-    }
-
     fn count_refusal(&mut self, reason: RejectReason) {
         // Keep in step with `RefusalCounters::record` (the per-tenant counters).
         let c = &mut self.counters;
@@ -643,7 +589,6 @@ where
     #[inline(always)]
     fn plan_at(&mut self, key: K, opts: PushOptions, now: Nanos) -> Result<Plan, RejectReason> {
         self.sweep_cooling(now);
-        let cost = opts.get_cost();
         let Some(idx) = self.queue.tenants_mut().find_or_insert(key) else {
             let reason = RejectReason::QueueFull {
                 capacity: u64::from(u32::MAX - 1),
@@ -651,7 +596,14 @@ where
             self.count_refusal(reason);
             return Err(reason);
         };
-        let checked = self.check(idx, cost, opts.get_class(), opts.get_deadline(), now);
+        self.plan_slot(idx, opts, now)
+    }
+
+    /// [`plan_at`](Self::plan_at) for a tenant whose slot is known.
+    #[inline(always)]
+    fn plan_slot(&mut self, idx: u32, opts: PushOptions, now: Nanos) -> Result<Plan, RejectReason> {
+        let cost = opts.cost();
+        let checked = self.check(idx, cost, opts.class(), opts.deadline(), now);
         match checked {
             Ok(c) => Ok(Plan {
                 idx,
@@ -659,7 +611,7 @@ where
                 new_class_tat: c.new_class_tat,
                 cost,
                 now,
-                deadline: opts.get_deadline(),
+                deadline: opts.deadline(),
                 new_tat: c.new_tat,
                 evict_from: c.evict_from,
                 max_in_flight: c.max_in_flight,
@@ -890,15 +842,14 @@ where
         (items, cost)
     }
 
-    fn commit(&mut self, plan: Plan, item: T) -> Admitted<T> {
+    fn commit(&mut self, plan: Plan, item: T) {
         self.commit_in(plan, item)
     }
 
     /// The body of [`commit`](Self::commit), inlined into the push path so that the plan
     /// never goes through memory.
     #[inline(always)]
-    fn commit_in(&mut self, plan: Plan, item: T) -> Admitted<T> {
-        let mut evicted = Vec::new();
+    fn commit_in(&mut self, plan: Plan, item: T) {
         if let Some(v) = plan.evict_from {
             loop {
                 let (items, cost) = self.shortfall(u64::from(plan.cost));
@@ -906,7 +857,8 @@ where
                     break;
                 }
                 let (victim, _) = self.queue.evict_head(v);
-                evicted.push(Rejected::new(victim, RejectReason::Evicted));
+                self.outbox
+                    .push(Rejected::new(victim, RejectReason::Evicted));
                 self.counters.evicted += 1;
                 if self.config.tenant_detail() {
                     self.detail_mut(v).refused.evicted += 1;
@@ -945,7 +897,6 @@ where
         );
         self.counters.admitted += 1;
         self.observe_pressure(plan.now);
-        Admitted { evicted }
     }
 
     /// Stores the new TAT of a class's per-tenant quota and starts cooling if some rate
@@ -984,7 +935,8 @@ where
         }));
     }
 
-    /// Admits `item` for `key` with cost 1.
+    /// Admits `item` for `key` with the default [`PushOptions`] (cost 1, the default class,
+    /// no deadline), or refuses it.
     ///
     /// # Errors
     ///
@@ -995,15 +947,17 @@ where
     /// ```
     /// let mut s: fairshare::Scheduler<&str, u32> =
     ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = s.try_push("a", 1).unwrap();
+    /// s.try_push("a", 1).unwrap();
     /// assert_eq!(s.pop(), Some(1));
     /// ```
     #[inline]
-    pub fn try_push(&mut self, key: K, item: T) -> Result<Admitted<T>, Rejected<T>> {
+    pub fn try_push(&mut self, key: K, item: T) -> Result<(), Rejected<T>> {
         self.try_push_with(key, item, PushOptions::new())
     }
 
-    /// Admits `item` for `key` with a cost and an optional deadline, or refuses it.
+    /// Admits `item` for `key` with its cost, class and deadline, or refuses it. Items evicted
+    /// to make room for it (by [`ShedPolicy::EvictOverShare`]) come back through
+    /// [`take_returned`](Self::take_returned).
     ///
     /// # Errors
     ///
@@ -1013,22 +967,60 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Capacity, PushOptions, RejectReason, Scheduler, SchedulerConfig, Limit};
+    /// use fairshare::{PushOptions, RejectReason, Limit, Scheduler};
+    /// use fairshare::config::{Capacity, SchedulerConfig};
     /// let cfg = SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(10));
     /// let mut s: Scheduler<&str, &str> = Scheduler::new(cfg);
-    /// let _ = s.try_push_with("a", "big", PushOptions::new().cost(8)).unwrap();
-    /// let err = s.try_push_with("b", "more", PushOptions::new().cost(3)).unwrap_err();
+    /// s.try_push_with("a", "big", PushOptions::new().with_cost(8)).unwrap();
+    /// let err = s.try_push_with("b", "more", PushOptions::new().with_cost(3)).unwrap_err();
     /// assert_eq!(err.reason(), RejectReason::CapacityFull { limit: Limit::Cost(10) });
     /// ```
     #[inline]
-    pub fn try_push_with(
-        &mut self,
-        key: K,
-        item: T,
-        opts: PushOptions,
-    ) -> Result<Admitted<T>, Rejected<T>> {
+    pub fn try_push_with(&mut self, key: K, item: T, opts: PushOptions) -> Result<(), Rejected<T>> {
         let now = self.now();
         self.try_push_with_at(key, item, opts, now)
+    }
+
+    /// Admits `item` for the tenant behind `handle` (from [`tenant`](Self::tenant)), without
+    /// hashing its key.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_push_with`](Self::try_push_with), after [`RejectReason::StaleHandle`] if the
+    /// handle's tenant was forgotten.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{PushOptions, RejectReason, Scheduler, SchedulerConfig};
+    /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
+    /// let acme = s.tenant("acme");
+    /// s.try_push_to(acme, 1, PushOptions::new().with_cost(2)).unwrap();
+    /// assert_eq!(s.queue().tenant_queued_cost(&"acme"), 2);
+    /// s.pop();
+    /// s.release(acme);
+    /// let err = s.try_push_to(acme, 2, PushOptions::new()).unwrap_err();
+    /// assert_eq!(err.reason(), RejectReason::StaleHandle);
+    /// ```
+    pub fn try_push_to(
+        &mut self,
+        handle: TenantHandle,
+        item: T,
+        opts: PushOptions,
+    ) -> Result<(), Rejected<T>> {
+        let now = self.now();
+        self.sweep_cooling(now);
+        let Some(idx) = self.queue.tenants_ref().resolve(handle) else {
+            self.count_refusal(RejectReason::StaleHandle);
+            return self.queue.reject(item, RejectReason::StaleHandle);
+        };
+        match self.plan_slot(idx, opts, now) {
+            Ok(plan) => {
+                self.commit_in(plan, item);
+                Ok(())
+            }
+            Err(reason) => Err(Rejected::new(item, reason)),
+        }
     }
 
     /// Checks an item of `opts` for `key` and reserves its admission; nothing is charged until
@@ -1060,7 +1052,7 @@ where
     }
 
     /// The next item in fair order, or `None`. Items whose deadline has passed are never
-    /// returned (they wait in [`take_expired`](Self::take_expired)), nor are items the
+    /// returned (they wait in [`take_returned`](Self::take_returned)), nor are items the
     /// queue-delay target sheds.
     ///
     /// # Examples
@@ -1068,7 +1060,7 @@ where
     /// ```
     /// let mut s: fairshare::Scheduler<&str, u32> =
     ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = s.try_push("a", 1).unwrap();
+    /// s.try_push("a", 1).unwrap();
     /// assert_eq!(s.pop(), Some(1));
     /// assert_eq!(s.pop(), None);
     /// ```
@@ -1085,7 +1077,7 @@ where
     /// ```
     /// let mut s: fairshare::Scheduler<&str, u32> =
     ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = s.try_push("a", 1).unwrap();
+    /// s.try_push("a", 1).unwrap();
     /// let d = s.dispatch().unwrap();
     /// assert!(s.complete(d.ticket, 1));
     /// ```
@@ -1116,9 +1108,12 @@ where
         item: T,
         opts: PushOptions,
         now: Nanos,
-    ) -> Result<Admitted<T>, Rejected<T>> {
+    ) -> Result<(), Rejected<T>> {
         match self.plan_at(key, opts, now) {
-            Ok(plan) => Ok(self.commit_in(plan, item)),
+            Ok(plan) => {
+                self.commit_in(plan, item);
+                Ok(())
+            }
             Err(reason) => Err(Rejected::new(item, reason)),
         }
     }
@@ -1166,30 +1161,33 @@ where
     /// Feeds the pressure gauge the current load, if one is configured.
     #[inline]
     fn observe_pressure(&mut self, now: Nanos) {
-        if let Some(gauge) = &mut self.gauge {
-            // The delay signal: nothing waits in an empty queue; otherwise the longer of the
-            // last dispatched item's wait and the age of the item at the front of the ring, so
-            // stalled workers show up as growing delay.
-            let delay = if self.queue.is_empty() {
-                Nanos::ZERO
-            } else {
-                let front_age = self
-                    .queue
-                    .front_enqueued()
-                    .map_or(Nanos::ZERO, |t| now.saturating_since(t));
-                self.last_sojourn.max(front_age)
-            };
-            let load = gauge.config().load_permille(
-                self.queue.len() as u64,
-                self.queue.queued_cost(),
-                delay,
-            );
-            gauge.update(load);
+        if let Some(gauge) = &self.gauge {
+            let load = self.load_permille(gauge.config(), now);
+            if let Some(gauge) = &mut self.gauge {
+                gauge.update(load);
+            }
         }
     }
 
+    /// The load the pressure gauge is fed at `now`.
+    fn load_permille(&self, config: &PressureConfig, now: Nanos) -> u32 {
+        // The delay signal: nothing waits in an empty queue; otherwise the longer of the
+        // last dispatched item's wait and the age of the item at the front of the ring, so
+        // stalled workers show up as growing delay.
+        let delay = if self.queue.is_empty() {
+            Nanos::ZERO
+        } else {
+            let front_age = self
+                .queue
+                .front_enqueued()
+                .map_or(Nanos::ZERO, |t| now.saturating_since(t));
+            self.last_sojourn.max(front_age)
+        };
+        config.load_permille(self.queue.len() as u64, self.queue.queued_cost(), delay)
+    }
+
     /// The current pressure level (always `Normal` without a
-    /// [`PressureConfig`](crate::PressureConfig)). The gauge is fed on every admission and
+    /// [`PressureConfig`](crate::pressure::PressureConfig)). The gauge is fed on every admission and
     /// dispatch, and on this call, with the queued items, the queued cost and the queueing
     /// delay (zero when nothing is queued; otherwise the longer of the last dispatched item's
     /// wait and the age of the oldest item of the tenant served next); hysteresis keeps it
@@ -1198,18 +1196,18 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{PressureConfig, PressureLevel, Scheduler, SchedulerConfig};
+    /// use fairshare::{Scheduler, SchedulerConfig};
+    /// use fairshare::pressure::{PressureConfig, PressureLevel};
     /// let cfg = SchedulerConfig::new().with_pressure(Some(PressureConfig::new().with_max_items(10)));
     /// let mut s: Scheduler<u32, u32> = Scheduler::new(cfg);
-    /// for i in 0..9 { let _ = s.try_push(i, i).unwrap(); }
+    /// for i in 0..9 { s.try_push(i, i).unwrap(); }
     /// assert_eq!(s.pressure(), PressureLevel::Shedding); // 900 per mille
     /// ```
-    pub fn pressure(&mut self) -> PressureLevel {
-        let now = self.now();
-        self.observe_pressure(now);
-        self.gauge
-            .as_ref()
-            .map_or(PressureLevel::Normal, PressureGauge::level)
+    pub fn pressure(&self) -> PressureLevel {
+        let now = self.peek_now();
+        self.gauge.as_ref().map_or(PressureLevel::Normal, |gauge| {
+            gauge.peek(self.load_permille(gauge.config(), now))
+        })
     }
 
     /// Replaces the classes (see [`FairQueue::set_classes`]): work queued in a class stays
@@ -1231,7 +1229,7 @@ where
     ///     ClassSpec::new("api"),
     /// ]).unwrap()).unwrap();
     /// let signin = s.classes().id("signin").unwrap();
-    /// let _ = s.try_push_with("alice", 1, PushOptions::new().class(signin)).unwrap();
+    /// s.try_push_with("alice", 1, PushOptions::new().with_class(signin)).unwrap();
     /// let job = s.dispatch().unwrap();
     /// assert_eq!(job.ticket.class(), signin);
     /// s.complete(job.ticket, 1);
@@ -1268,7 +1266,7 @@ where
     /// s.set_in_flight_limit(Some(4));
     /// assert_eq!(s.queue().in_flight_limit(), Some(4));
     /// ```
-    pub fn set_in_flight_limit(&mut self, limit: Option<u64>) {
+    pub fn set_in_flight_limit(&mut self, limit: Option<u32>) {
         self.version += 1;
         self.config = self.config.with_max_in_flight(limit);
         self.queue.set_in_flight_limit(limit);
@@ -1284,7 +1282,7 @@ where
     /// ```
     /// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
     /// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new().with_tenant_detail(true));
-    /// let _ = s.try_push("a", 1).unwrap();
+    /// s.try_push("a", 1).unwrap();
     /// s.block("b", BlockReason::Abuse);
     /// let _ = s.try_push("b", 2).unwrap_err();
     /// s.pop();
@@ -1294,13 +1292,10 @@ where
     /// assert_eq!(stats.tenants.len(), 1); // "a" was forgotten once idle; "b" stays blocked
     /// assert_eq!(stats.tenants[0].refused.unwrap().blocked, 1);
     /// ```
-    pub fn stats(&mut self) -> Stats<K> {
-        let at = self.now();
+    pub fn stats(&self) -> Stats<K> {
+        let at = self.peek_now();
         let pressure = self.pressure();
         let detail = self.config.tenant_detail();
-        if detail {
-            self.prune_details();
-        }
         let details = &self.details;
         let tenants = self
             .queue
@@ -1371,9 +1366,10 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Capacity, Scheduler, SchedulerConfig};
+    /// use fairshare::{Scheduler, SchedulerConfig};
+    /// use fairshare::config::Capacity;
     /// let mut s: Scheduler<&str, u8> = Scheduler::new(SchedulerConfig::new());
-    /// for i in 0..3 { let _ = s.try_push("a", i).unwrap(); }
+    /// for i in 0..3 { s.try_push("a", i).unwrap(); }
     /// s.reconfigure(SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(2)));
     /// assert_eq!(s.queue().len(), 3); // nothing queued is dropped
     /// assert!(s.try_push("b", 9).is_err()); // but the new cap holds for newcomers
@@ -1442,7 +1438,7 @@ where
     /// ```
     /// let mut s: fairshare::Scheduler<&str, u32> =
     ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = s.try_push("a", 1).unwrap();
+    /// s.try_push("a", 1).unwrap();
     /// let d = s.dispatch().unwrap();
     /// assert!(s.complete(d.ticket, 3));
     /// ```
@@ -1453,9 +1449,12 @@ where
         done
     }
 
-    /// Hands back every item whose deadline has passed (as
-    /// [`RejectReason::DeadlineExpired`]) and every item the queue-delay target shed (as
-    /// [`RejectReason::QueueDelay`]). The host decides when to look; nothing is dropped.
+    /// Hands back every item that left the queue without being dispatched, oldest first: each
+    /// inside a [`Rejected`] whose reason says why. These are items evicted to make room
+    /// ([`RejectReason::Evicted`]), items whose deadline passed
+    /// ([`RejectReason::DeadlineExpired`]) and items the queue-delay target shed
+    /// ([`RejectReason::QueueDelay`]). This is the one way such items come back; the host
+    /// decides when to look, and nothing is dropped in the meantime.
     ///
     /// # Examples
     ///
@@ -1463,13 +1462,13 @@ where
     /// use fairshare::{ManualClock, Nanos, PushOptions, RejectReason, Scheduler, SchedulerConfig};
     /// let clock = ManualClock::new();
     /// let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(SchedulerConfig::new(), clock.clone());
-    /// let _ = s.try_push_with("a", 1, PushOptions::new().deadline(Nanos::from_secs(1))).unwrap();
+    /// s.try_push_with("a", 1, PushOptions::new().with_deadline(Nanos::from_secs(1))).unwrap();
     /// clock.set(Nanos::from_secs(2));
-    /// let expired = s.take_expired();
-    /// assert_eq!(expired[0].reason(), RejectReason::DeadlineExpired { deadline: Nanos::from_secs(1) });
+    /// let returned = s.take_returned();
+    /// assert_eq!(returned[0].reason(), RejectReason::DeadlineExpired { deadline: Nanos::from_secs(1) });
     /// assert_eq!(s.pop(), None);
     /// ```
-    pub fn take_expired(&mut self) -> Vec<Rejected<T>> {
+    pub fn take_returned(&mut self) -> Vec<Rejected<T>> {
         let now = self.now();
         self.expire(now);
         std::mem::take(&mut self.outbox)
@@ -1482,12 +1481,13 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Quota, Scheduler, SchedulerConfig, TenantLimits, ManualClock};
+    /// use fairshare::{Scheduler, SchedulerConfig, ManualClock};
+    /// use fairshare::config::{Quota, TenantLimits};
     /// use std::num::NonZeroU32;
     /// let limits = TenantLimits::new().with_quota(Quota::per_second(NonZeroU32::new(1).unwrap()));
     /// let mut s: Scheduler<&str, u32, _> =
     ///     Scheduler::with_clock(SchedulerConfig::new().with_tenant_limits(limits), ManualClock::new());
-    /// let _ = s.try_push("a", 1).unwrap();
+    /// s.try_push("a", 1).unwrap();
     /// assert!(s.try_push("a", 2).is_err());
     /// s.pop();
     /// s.refund(&"a", 1); // the job was cancelled before it ran
@@ -1542,17 +1542,18 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{ClassSpec, Classes, ManualClock, PushOptions, Quota, Scheduler, SchedulerConfig};
+    /// use fairshare::{ClassSpec, Classes, ManualClock, PushOptions, Scheduler, SchedulerConfig};
+    /// use fairshare::config::Quota;
     /// use std::num::NonZeroU32;
     /// let mut s: Scheduler<&str, u32, _> = Scheduler::with_clock(SchedulerConfig::new(), ManualClock::new());
     /// let one = Quota::per_second(NonZeroU32::new(1).unwrap());
     /// s.set_classes(Classes::new([ClassSpec::new("api"), ClassSpec::new("export").with_tenant_quota(Some(one))]).unwrap()).unwrap();
     /// let export = s.classes().id("export").unwrap();
-    /// let _ = s.try_push_with("a", 1, PushOptions::new().class(export)).unwrap();
-    /// assert!(s.try_push_with("a", 2, PushOptions::new().class(export)).is_err());
+    /// s.try_push_with("a", 1, PushOptions::new().with_class(export)).unwrap();
+    /// assert!(s.try_push_with("a", 2, PushOptions::new().with_class(export)).is_err());
     /// s.pop();
     /// s.refund_class(&"a", export, 1); // cancelled before it ran
-    /// assert!(s.try_push_with("a", 2, PushOptions::new().class(export)).is_ok());
+    /// assert!(s.try_push_with("a", 2, PushOptions::new().with_class(export)).is_ok());
     /// ```
     pub fn refund_class(&mut self, key: &K, class: ClassId, cost: u32) {
         self.version += 1;
@@ -1574,7 +1575,7 @@ where
     /// ```
     /// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
     /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
-    /// for i in 0..3 { let _ = s.try_push("flood", i).unwrap(); }
+    /// for i in 0..3 { s.try_push("flood", i).unwrap(); }
     /// s.block("flood", BlockReason::Abuse);
     /// assert_eq!(s.purge(&"flood"), [0, 1, 2]);
     /// ```
@@ -1602,7 +1603,7 @@ where
     /// ```
     /// let mut s: fairshare::Scheduler<&str, u32> =
     ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
-    /// for i in 0..4 { let _ = s.try_push("a", i).unwrap(); }
+    /// for i in 0..4 { s.try_push("a", i).unwrap(); }
     /// assert_eq!(s.retain(&"a", |i| i % 2 == 0), [1, 3]);
     /// ```
     pub fn retain(&mut self, key: &K, keep: impl FnMut(&T) -> bool) -> Vec<T> {
@@ -1629,7 +1630,7 @@ where
     /// let mut s: fairshare::Scheduler<&str, u8> =
     ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
     /// let h = s.tenant("acme");
-    /// let _ = s.try_push("acme", 1).unwrap();
+    /// s.try_push("acme", 1).unwrap();
     /// s.pop();
     /// assert_eq!(s.queue().tenant_counters(&"acme").unwrap().dispatched, 1);
     /// assert!(s.release(h));
@@ -1734,10 +1735,11 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{RejectReason, Scheduler, SchedulerConfig, TenantLimits, Limit};
+    /// use fairshare::{RejectReason, Scheduler, SchedulerConfig, Limit};
+    /// use fairshare::config::TenantLimits;
     /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
     /// s.set_limits("trial", TenantLimits::new().with_max_items(1));
-    /// let _ = s.try_push("trial", 1).unwrap();
+    /// s.try_push("trial", 1).unwrap();
     /// let err = s.try_push("trial", 2).unwrap_err();
     /// assert_eq!(err.reason(), RejectReason::TenantFull { limit: Limit::Items(1) });
     /// ```
@@ -1775,7 +1777,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Scheduler, SchedulerConfig, TenantLimits};
+    /// use fairshare::{Scheduler, SchedulerConfig};
+    /// use fairshare::config::TenantLimits;
     /// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
     /// s.set_limits("a", TenantLimits::new().with_max_items(1));
     /// s.clear_limits(&"a");
@@ -1806,7 +1809,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Scheduler, SchedulerConfig, TenantLimits};
+    /// use fairshare::{Scheduler, SchedulerConfig};
+    /// use fairshare::config::TenantLimits;
     /// let s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
     /// assert_eq!(s.limits(&"anyone"), TenantLimits::UNLIMITED);
     /// ```

@@ -4,6 +4,7 @@ use std::num::NonZeroU32;
 
 use crate::admission::Quota;
 use crate::error::ConfigError;
+use crate::push::ClassId;
 
 /// The most classes one queue can have. Choosing a class scans them all, so the count is kept
 /// small: classes are kinds of work (sign-in, api, bulk), not tenants. A queue keeps the state
@@ -12,7 +13,8 @@ use crate::error::ConfigError;
 /// # Examples
 ///
 /// ```
-/// use fairshare::{ClassSpec, Classes, MAX_CLASSES};
+/// use fairshare::{ClassSpec, Classes};
+/// use fairshare::queue::MAX_CLASSES;
 /// let too_many = (0..=MAX_CLASSES).map(|i| ClassSpec::new(format!("c{i}")));
 /// assert!(Classes::new(too_many).is_err());
 /// ```
@@ -20,56 +22,6 @@ pub const MAX_CLASSES: usize = 64;
 
 // The queue indexes its inline class states by `c & (MAX_CLASSES - 1)`.
 const _: () = assert!(MAX_CLASSES.is_power_of_two());
-
-/// A class of work, by its position in the [`Classes`] it was defined in.
-///
-/// [`ClassId::DEFAULT`] (position 0) is where `try_push` and every call without a class puts
-/// work; a queue without configured classes has only that one.
-///
-/// # Examples
-///
-/// ```
-/// use fairshare::{ClassId, ClassSpec, Classes};
-/// let classes = Classes::new([ClassSpec::new("api"), ClassSpec::new("bulk")]).unwrap();
-/// assert_eq!(classes.id("bulk"), Some(ClassId::new(1)));
-/// assert_eq!(ClassId::DEFAULT.index(), 0);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct ClassId(u16);
-
-impl ClassId {
-    /// The first class; the class of every push that names none.
-    pub const DEFAULT: ClassId = ClassId(0);
-
-    /// The class at position `index` of its [`Classes`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(fairshare::ClassId::new(2).index(), 2);
-    /// ```
-    pub const fn new(index: u16) -> Self {
-        ClassId(index)
-    }
-
-    /// The position of the class in its [`Classes`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(fairshare::ClassId::DEFAULT.index(), 0);
-    /// ```
-    pub const fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-impl std::fmt::Display for ClassId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "class #{}", self.0)
-    }
-}
 
 /// How one class shares the scheduler with the others.
 ///
@@ -224,7 +176,8 @@ impl ClassSpec {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{ClassSpec, Quota};
+    /// use fairshare::ClassSpec;
+    /// use fairshare::config::Quota;
     /// use std::num::NonZeroU32;
     /// let q = Quota::per_second(NonZeroU32::new(5).unwrap());
     /// assert_eq!(ClassSpec::new("a").with_tenant_quota(Some(q)).tenant_quota(), Some(q));
@@ -473,7 +426,7 @@ impl Classes {
         self.specs
             .iter()
             .position(|s| s.name == name)
-            .map(|i| ClassId(i as u16))
+            .map(|i| ClassId::new(i as u16))
     }
 
     /// The classes with their ids, in order.
@@ -491,7 +444,7 @@ impl Classes {
         self.specs
             .iter()
             .enumerate()
-            .map(|(i, s)| (ClassId(i as u16), s))
+            .map(|(i, s)| (ClassId::new(i as u16), s))
     }
 
     pub(crate) fn specs(&self) -> &[ClassSpec] {

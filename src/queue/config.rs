@@ -21,7 +21,7 @@ const ONE: NonZeroU32 = NonZeroU32::MIN;
 /// # Examples
 ///
 /// ```
-/// use fairshare::QueueConfig;
+/// use fairshare::config::QueueConfig;
 /// use std::num::NonZeroU32;
 ///
 /// const CFG: QueueConfig = QueueConfig::new()
@@ -44,7 +44,7 @@ impl QueueConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::QueueConfig::new(), fairshare::QueueConfig::default());
+    /// assert_eq!(fairshare::config::QueueConfig::new(), fairshare::config::QueueConfig::default());
     /// ```
     pub const fn new() -> Self {
         QueueConfig {
@@ -60,7 +60,7 @@ impl QueueConfig {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let c = fairshare::QueueConfig::new().with_quantum(NonZeroU32::new(8).unwrap());
+    /// let c = fairshare::config::QueueConfig::new().with_quantum(NonZeroU32::new(8).unwrap());
     /// assert_eq!(c.quantum().get(), 8);
     /// ```
     pub const fn with_quantum(mut self, quantum: NonZeroU32) -> Self {
@@ -74,7 +74,7 @@ impl QueueConfig {
     ///
     /// ```
     /// # use std::num::NonZeroU32;
-    /// let c = fairshare::QueueConfig::new().with_default_weight(NonZeroU32::new(3).unwrap());
+    /// let c = fairshare::config::QueueConfig::new().with_default_weight(NonZeroU32::new(3).unwrap());
     /// assert_eq!(c.default_weight().get(), 3);
     /// ```
     pub const fn with_default_weight(mut self, weight: NonZeroU32) -> Self {
@@ -87,7 +87,7 @@ impl QueueConfig {
     /// # Examples
     ///
     /// ```
-    /// let c = fairshare::QueueConfig::new().with_max_debt_rounds(0);
+    /// let c = fairshare::config::QueueConfig::new().with_max_debt_rounds(0);
     /// assert_eq!(c.max_debt_rounds(), 0);
     /// ```
     pub const fn with_max_debt_rounds(mut self, rounds: u32) -> Self {
@@ -104,7 +104,8 @@ impl QueueConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{ConfigError, QueueConfig};
+    /// use fairshare::ConfigError;
+    /// use fairshare::config::QueueConfig;
     /// assert!(QueueConfig::try_from_raw(10, 1, 4).is_ok());
     /// let err = QueueConfig::try_from_raw(10, 0, 4).unwrap_err();
     /// assert!(matches!(err, ConfigError::Invalid { field: "default_weight", .. }));
@@ -138,7 +139,7 @@ impl QueueConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::QueueConfig::new().quantum().get(), 1);
+    /// assert_eq!(fairshare::config::QueueConfig::new().quantum().get(), 1);
     /// ```
     pub const fn quantum(&self) -> NonZeroU32 {
         self.quantum
@@ -149,7 +150,7 @@ impl QueueConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::QueueConfig::new().default_weight().get(), 1);
+    /// assert_eq!(fairshare::config::QueueConfig::new().default_weight().get(), 1);
     /// ```
     pub const fn default_weight(&self) -> NonZeroU32 {
         self.default_weight
@@ -160,7 +161,7 @@ impl QueueConfig {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::QueueConfig::new().max_debt_rounds(), 4);
+    /// assert_eq!(fairshare::config::QueueConfig::new().max_debt_rounds(), 4);
     /// ```
     pub const fn max_debt_rounds(&self) -> u32 {
         self.max_debt_rounds

@@ -6,13 +6,14 @@ use std::num::NonZeroU32;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::classes::{ClassCounters, ClassId, ClassState, Classes, MAX_CLASSES};
+use super::classes::{ClassCounters, ClassState, Classes, MAX_CLASSES};
 use super::config::QueueConfig;
 use super::items::{ItemSlab, NIL, Taken};
 use super::over_share::OverShare;
 use super::tenants::{EXTRA, Flow, PINNED, TenantCounters, TenantHandle, Tenants};
 use crate::clock::Nanos;
 use crate::error::{BlockReason, ConfigError, RejectReason, Rejected};
+use crate::push::{ClassId, PushOptions};
 
 /// The default hasher of the tenant table: fast, and seeded per process so attacker-chosen
 /// tenant ids cannot be crafted to collide. The seed never changes the order of service.
@@ -158,7 +159,7 @@ pub struct FairQueue<K, T, S = DefaultHashBuilder> {
 /// use fairshare::FairQueue;
 /// let mut q: FairQueue<u8, u8> = FairQueue::new();
 /// q.try_push(1, 1).unwrap();
-/// q.try_push_with_cost(1, 2, 0).unwrap_err();
+/// q.try_push_with(1, 2, fairshare::PushOptions::new().with_cost(0)).unwrap_err();
 /// let c = q.counters();
 /// assert_eq!((c.pushed, c.rejected), (1, 1));
 /// ```
@@ -186,7 +187,7 @@ pub struct QueueCounters {
 /// ```
 /// use fairshare::FairQueue;
 /// let mut q: FairQueue<&str, &str> = FairQueue::new();
-/// q.try_push_with_cost("acme", "report", 10).unwrap();
+/// q.try_push_with("acme", "report", fairshare::PushOptions::new().with_cost(10)).unwrap();
 /// let d = q.dispatch().unwrap();
 /// assert_eq!(d.item, "report");
 /// assert_eq!(d.ticket.cost(), 10);
@@ -248,7 +249,7 @@ impl Ticket {
     ///
     /// ```
     /// # let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
-    /// # q.try_push_with_cost("a", 1, 3).unwrap();
+    /// # q.try_push_with("a", 1, fairshare::PushOptions::new().with_cost(3)).unwrap();
     /// let d = q.dispatch().unwrap();
     /// assert_eq!(d.ticket.cost(), 3);
     /// # q.complete(d.ticket, 3);
@@ -293,7 +294,8 @@ impl<K, T> FairQueue<K, T> {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{FairQueue, QueueConfig};
+    /// use fairshare::FairQueue;
+    /// use fairshare::config::QueueConfig;
     /// use std::num::NonZeroU32;
     /// let cfg = QueueConfig::new().with_quantum(NonZeroU32::new(100).unwrap());
     /// let q: FairQueue<u64, String> = FairQueue::with_config(cfg);
@@ -316,7 +318,8 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{FairQueue, QueueConfig};
+    /// use fairshare::FairQueue;
+    /// use fairshare::config::QueueConfig;
     /// use std::collections::hash_map::RandomState;
     /// let q: FairQueue<u64, u8, RandomState> =
     ///     FairQueue::with_config_and_hasher(QueueConfig::new(), RandomState::new());
@@ -386,8 +389,8 @@ impl<K, T, S> FairQueue<K, T, S> {
     ///
     /// ```
     /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
-    /// q.try_push_with_cost(1, 1, 5).unwrap();
-    /// q.try_push_with_cost(2, 2, 7).unwrap();
+    /// q.try_push_with(1, 1, fairshare::PushOptions::new().with_cost(5)).unwrap();
+    /// q.try_push_with(2, 2, fairshare::PushOptions::new().with_cost(7)).unwrap();
     /// assert_eq!(q.queued_cost(), 12);
     /// ```
     pub fn queued_cost(&self) -> u64 {
@@ -449,8 +452,8 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// let q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
     /// assert_eq!(q.in_flight_limit(), None);
     /// ```
-    pub fn in_flight_limit(&self) -> Option<u64> {
-        (self.max_in_flight != u64::MAX).then_some(self.max_in_flight)
+    pub fn in_flight_limit(&self) -> Option<u32> {
+        (self.max_in_flight != u64::MAX).then_some(self.max_in_flight as u32)
     }
 
     /// Sets the global in-flight limit: while `limit` items are dispatched and not completed,
@@ -470,8 +473,8 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// q.complete(d.ticket, 1);
     /// assert_eq!(q.dispatch().map(|d| d.item), Some(2));
     /// ```
-    pub fn set_in_flight_limit(&mut self, limit: Option<u64>) {
-        self.max_in_flight = limit.unwrap_or(u64::MAX);
+    pub fn set_in_flight_limit(&mut self, limit: Option<u32>) {
+        self.max_in_flight = limit.map_or(u64::MAX, u64::from);
         self.resolve_classes();
     }
 
@@ -1275,20 +1278,6 @@ where
         self.touch(idx);
     }
 
-    /// Refuses `item` if tenant `idx` is blocked or the slab is full.
-    #[inline(always)]
-    pub(crate) fn check_open(&mut self, idx: u32, item: T) -> Result<T, Rejected<T>> {
-        let t = self.tenants.get_mut(idx);
-        let reason = match t.blocked {
-            Some(reason) => RejectReason::Blocked { reason },
-            None if self.items.is_full() => full(),
-            None => return Ok(item),
-        };
-        t.counters.rejected += 1;
-        self.counters.rejected += 1;
-        Err(Rejected::new(item, reason))
-    }
-
     #[cold]
     pub(crate) fn reject(&mut self, item: T, reason: RejectReason) -> Result<(), Rejected<T>> {
         self.counters.rejected += 1;
@@ -1546,11 +1535,12 @@ where
     K: Hash + Eq + Clone,
     S: BuildHasher,
 {
-    /// Queues `item` for tenant `key` with cost 1.
+    /// Queues `item` for tenant `key` with the default [`PushOptions`] (cost 1, the default
+    /// class, no deadline).
     ///
     /// # Errors
     ///
-    /// See [`try_push_with_cost`](Self::try_push_with_cost).
+    /// See [`try_push_with`](Self::try_push_with).
     ///
     /// # Examples
     ///
@@ -1561,17 +1551,23 @@ where
     /// ```
     #[inline(always)]
     pub fn try_push(&mut self, key: K, item: T) -> Result<(), Rejected<T>> {
-        self.try_push_with_cost(key, item, 1)
+        self.try_push_with(key, item, PushOptions::new())
     }
 
-    /// Queues `item` for tenant `key` with an estimated `cost` (report the actual cost later
-    /// through [`dispatch`](Self::dispatch) and [`complete`](Self::complete)).
+    /// Queues `item` for tenant `key` with its cost, class and deadline (report the actual
+    /// cost later through [`dispatch`](Self::dispatch) and [`complete`](Self::complete)).
+    ///
+    /// The queue reads no clock: a deadline takes effect when the host calls
+    /// [`take_expired`](Self::take_expired) (the [`Scheduler`](crate::Scheduler) does so before
+    /// every dispatch).
     ///
     /// # Errors
     ///
-    /// The item comes back inside [`Rejected`] with
+    /// The item comes back inside [`Rejected`], checked in this order (the same as the
+    /// [`Scheduler`](crate::Scheduler)'s first checks), with
     /// - [`RejectReason::Blocked`] if an operator blocked the tenant,
-    /// - [`RejectReason::ZeroCost`] if `cost` is 0,
+    /// - [`RejectReason::ZeroCost`] if the cost is 0,
+    /// - [`RejectReason::UnknownClass`] if the queue has no such class,
     /// - [`RejectReason::QueueFull`] if the queue holds `u32::MAX - 1` items or 2^31 tenants.
     ///
     /// # Performance
@@ -1581,66 +1577,22 @@ where
     /// # Examples
     ///
     /// ```
-    /// let mut q: fairshare::FairQueue<&str, &str> = fairshare::FairQueue::new();
-    /// q.try_push_with_cost("acme", "export", 50).unwrap();
-    /// assert_eq!(q.tenant_queued_cost(&"acme"), 50);
-    /// ```
-    #[inline(always)]
-    pub fn try_push_with_cost(&mut self, key: K, item: T, cost: u32) -> Result<(), Rejected<T>> {
-        self.push_keyed(key, 0, item, cost)
-    }
-
-    /// Queues `item` for tenant `key` in `class`, with an estimated `cost`.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_push_with_cost`](Self::try_push_with_cost), plus
-    /// [`RejectReason::UnknownClass`] if the queue has no such class.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{ClassSpec, Classes, FairQueue};
+    /// use fairshare::{ClassSpec, Classes, FairQueue, PushOptions};
     /// let mut q: FairQueue<&str, &str> = FairQueue::new();
     /// q.set_classes(Classes::new([ClassSpec::new("api"), ClassSpec::new("bulk")]).unwrap())
     ///     .unwrap();
     /// let bulk = q.classes().id("bulk").unwrap();
-    /// q.try_push_in("acme", bulk, "export", 5).unwrap();
-    /// assert_eq!((q.class_len(bulk), q.tenant_class_len(&"acme", bulk)), (1, 1));
+    /// q.try_push_with("acme", "export", PushOptions::new().with_cost(50).with_class(bulk))
+    ///     .unwrap();
+    /// assert_eq!(q.tenant_queued_cost(&"acme"), 50);
+    /// assert_eq!(q.class_len(bulk), 1);
     /// ```
     #[inline(always)]
-    pub fn try_push_in(
-        &mut self,
-        key: K,
-        class: ClassId,
-        item: T,
-        cost: u32,
-    ) -> Result<(), Rejected<T>> {
-        // `class_count() <= MAX_CLASSES`, so a known class fits in a `u16`.
-        if class.index() < self.class_count() {
-            self.push_keyed(key, class.index() as u16, item, cost)
-        } else {
-            self.reject(item, RejectReason::UnknownClass { class })
-        }
-    }
-
-    #[inline(always)]
-    fn push_keyed(&mut self, key: K, class: u16, item: T, cost: u32) -> Result<(), Rejected<T>> {
-        if cost == 0 {
-            if let Some(idx) = self.tenants.find(&key) {
-                self.tenants.get_mut(idx).counters.rejected += 1;
-            }
-            return self.reject(item, RejectReason::ZeroCost);
-        }
-        if self.items.is_full() {
-            return self.reject(item, full());
-        }
+    pub fn try_push_with(&mut self, key: K, item: T, opts: PushOptions) -> Result<(), Rejected<T>> {
         let Some(idx) = self.tenants.find_or_insert(key) else {
             return self.reject(item, full());
         };
-        let item = self.check_open(idx, item)?;
-        self.link(idx, class, item, cost, Nanos::ZERO, None);
-        Ok(())
+        self.push_slot(idx, item, opts)
     }
 
     /// Pins tenant `key` and returns its handle, for pushes and queries without hashing.
@@ -1658,7 +1610,7 @@ where
     /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
     /// let h = q.tenant("acme");
     /// assert_eq!(q.tenant("acme"), h);
-    /// q.try_push_to(h, 5, 1).unwrap();
+    /// q.try_push_to(h, 5, fairshare::PushOptions::new()).unwrap();
     /// assert_eq!(q.pop(), Some(5));
     /// assert_eq!(q.known_tenants(), 1); // still pinned
     /// ```
@@ -1708,83 +1660,83 @@ where
         true
     }
 
-    /// Queues `item` for the tenant behind `handle`, without hashing.
+    /// Queues `item` for the tenant behind `handle` (from [`tenant`](Self::tenant)), without
+    /// hashing its key.
     ///
     /// # Errors
     ///
-    /// As [`try_push_with_cost`](Self::try_push_with_cost), plus
-    /// [`RejectReason::StaleHandle`] if the handle's tenant was forgotten.
+    /// As [`try_push_with`](Self::try_push_with), after [`RejectReason::StaleHandle`] if the
+    /// handle's tenant was forgotten.
     ///
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{FairQueue, RejectReason};
+    /// use fairshare::{FairQueue, PushOptions, RejectReason};
     /// let mut q: FairQueue<&str, u32> = FairQueue::new();
     /// let h = q.tenant("acme");
-    /// q.try_push_to(h, 1, 1).unwrap();
+    /// q.try_push_to(h, 1, PushOptions::new()).unwrap();
     /// q.pop();
     /// q.release(h);
-    /// assert_eq!(q.try_push_to(h, 2, 1).unwrap_err().reason(), RejectReason::StaleHandle);
+    /// let err = q.try_push_to(h, 2, PushOptions::new()).unwrap_err();
+    /// assert_eq!(err.reason(), RejectReason::StaleHandle);
     /// ```
     #[inline(always)]
     pub fn try_push_to(
         &mut self,
         handle: TenantHandle,
         item: T,
-        cost: u32,
-    ) -> Result<(), Rejected<T>> {
-        self.push_handle(handle, 0, item, cost)
-    }
-
-    /// Queues `item` for the tenant behind `handle` in `class`, without hashing.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_push_to`](Self::try_push_to), plus [`RejectReason::UnknownClass`] if the
-    /// queue has no such class.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{ClassId, FairQueue, RejectReason};
-    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
-    /// let h = q.tenant("acme");
-    /// q.try_push_to_in(h, ClassId::DEFAULT, 1, 1).unwrap();
-    /// let e = q.try_push_to_in(h, ClassId::new(3), 2, 1).unwrap_err();
-    /// assert_eq!(e.reason(), RejectReason::UnknownClass { class: ClassId::new(3) });
-    /// ```
-    #[inline]
-    pub fn try_push_to_in(
-        &mut self,
-        handle: TenantHandle,
-        class: ClassId,
-        item: T,
-        cost: u32,
-    ) -> Result<(), Rejected<T>> {
-        match u16::try_from(class.index()) {
-            Ok(c) if class.index() < self.class_count() => self.push_handle(handle, c, item, cost),
-            _ => self.reject(item, RejectReason::UnknownClass { class }),
-        }
-    }
-
-    #[inline(always)]
-    fn push_handle(
-        &mut self,
-        handle: TenantHandle,
-        class: u16,
-        item: T,
-        cost: u32,
+        opts: PushOptions,
     ) -> Result<(), Rejected<T>> {
         let Some(idx) = self.tenants.resolve(handle) else {
             return self.reject(item, RejectReason::StaleHandle);
         };
-        if cost == 0 {
-            self.tenants.get_mut(idx).counters.rejected += 1;
-            return self.reject(item, RejectReason::ZeroCost);
+        self.push_slot(idx, item, opts)
+    }
+
+    /// The push of every entry point, once the tenant's slot is found.
+    #[inline(always)]
+    fn push_slot(&mut self, idx: u32, item: T, opts: PushOptions) -> Result<(), Rejected<T>> {
+        let t = self.tenants.get(idx);
+        let class = opts.class().index();
+        if t.blocked.is_some()
+            | (opts.cost() == 0)
+            | (class >= self.class_count())
+            | self.items.is_full()
+        {
+            return self.refuse_push(idx, item, opts);
         }
-        let item = self.check_open(idx, item)?;
-        self.link(idx, class, item, cost, Nanos::ZERO, None);
+        // `class_count() <= MAX_CLASSES`, so a known class fits in a `u16`.
+        self.link(
+            idx,
+            class as u16,
+            item,
+            opts.cost(),
+            Nanos::ZERO,
+            opts.deadline(),
+        );
         Ok(())
+    }
+
+    /// The refusal of [`push_slot`](Self::push_slot), in the documented order.
+    #[cold]
+    #[inline(never)]
+    fn refuse_push(&mut self, idx: u32, item: T, opts: PushOptions) -> Result<(), Rejected<T>> {
+        let t = self.tenants.get_mut(idx);
+        let reason = if let Some(reason) = t.blocked {
+            RejectReason::Blocked { reason }
+        } else if opts.cost() == 0 {
+            RejectReason::ZeroCost
+        } else if opts.class().index() >= self.class_count {
+            RejectReason::UnknownClass {
+                class: opts.class(),
+            }
+        } else {
+            full()
+        };
+        t.counters.rejected += 1;
+        // A tenant the push itself created goes again.
+        self.tenants.release_if_idle(idx);
+        self.reject(item, reason)
     }
 
     /// Takes the next item in fair order, or `None` if nothing is queued.
@@ -1878,7 +1830,7 @@ where
     ///
     /// ```
     /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
-    /// q.try_push_with_cost("a", 1, 10).unwrap();
+    /// q.try_push_with("a", 1, fairshare::PushOptions::new().with_cost(10)).unwrap();
     /// let d = q.dispatch().unwrap();
     /// assert!(q.complete(d.ticket, 4));
     /// assert_eq!(q.tenant_counters(&"a"), None); // forgotten: nothing left to remember
@@ -1935,7 +1887,7 @@ where
     /// let mut q: FairQueue<&str, u32> = FairQueue::new();
     /// let two = Classes::new([ClassSpec::new("api"), ClassSpec::new("bulk")]).unwrap();
     /// q.set_classes(two).unwrap();
-    /// q.try_push_in("a", q.classes().id("bulk").unwrap(), 1, 1).unwrap();
+    /// q.try_push_with("a", 1, fairshare::PushOptions::new().with_class(q.classes().id("bulk").unwrap())).unwrap();
     /// assert!(q.set_classes(Classes::single()).is_err()); // "bulk" still holds an item
     /// ```
     pub fn set_classes(&mut self, classes: Classes) -> Result<(), ConfigError> {
@@ -2055,7 +2007,7 @@ where
     /// ```
     /// use fairshare::ClassId;
     /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
-    /// q.try_push_with_cost("a", 1, 7).unwrap();
+    /// q.try_push_with("a", 1, fairshare::PushOptions::new().with_cost(7)).unwrap();
     /// assert_eq!(q.class_queued_cost(ClassId::DEFAULT), 7);
     /// ```
     pub fn class_queued_cost(&self, class: ClassId) -> u64 {
@@ -2128,7 +2080,7 @@ where
     ///
     /// ```
     /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
-    /// q.try_push_with_cost("a", 1, 9).unwrap();
+    /// q.try_push_with("a", 1, fairshare::PushOptions::new().with_cost(9)).unwrap();
     /// assert_eq!(q.tenant_queued_cost(&"a"), 9);
     /// ```
     pub fn tenant_queued_cost(&self, key: &K) -> u64 {
@@ -2406,20 +2358,63 @@ where
         }
         Drain { queue: self }
     }
+
+    /// Takes every queued item whose deadline ([`PushOptions::with_deadline`]) is at or before
+    /// `now`, each as [`RejectReason::DeadlineExpired`]. The queue reads no clock, so a
+    /// deadline takes effect only here; the [`Scheduler`](crate::Scheduler) calls this before
+    /// every dispatch.
+    ///
+    /// # Performance
+    ///
+    /// O(log n) per expired item; O(1) when nothing is due.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{FairQueue, Nanos, PushOptions, RejectReason};
+    /// let mut q: FairQueue<&str, u32> = FairQueue::new();
+    /// q.try_push_with("a", 1, PushOptions::new().with_deadline(Nanos::from_secs(1))).unwrap();
+    /// q.try_push("a", 2).unwrap();
+    /// let expired = q.take_expired(Nanos::from_secs(1));
+    /// assert_eq!(expired[0].reason(), RejectReason::DeadlineExpired { deadline: Nanos::from_secs(1) });
+    /// assert_eq!(q.pop(), Some(2));
+    /// ```
+    pub fn take_expired(&mut self, now: Nanos) -> Vec<Rejected<T>> {
+        let mut out = Vec::new();
+        self.expire_due(now, &mut out, None);
+        out
+    }
 }
 
-/// Iterator returned by [`FairQueue::drain`].
+/// Iterator returned by [`FairQueue::drain`]. Like std's `Drain`, dropping it removes (and
+/// drops) whatever it did not yield, so the queue is empty afterwards either way.
 ///
 /// # Examples
 ///
 /// ```
 /// let mut q: fairshare::FairQueue<u8, u8> = fairshare::FairQueue::new();
 /// q.try_push(1, 1).unwrap();
-/// assert_eq!(q.drain().count(), 1);
+/// q.try_push(2, 2).unwrap();
+/// assert_eq!(q.drain().next(), Some(1));
+/// assert!(q.is_empty()); // the rest went with the iterator
 /// ```
 #[derive(Debug)]
-pub struct Drain<'a, K, T, S> {
+pub struct Drain<'a, K, T, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher,
+{
     queue: &'a mut FairQueue<K, T, S>,
+}
+
+impl<K, T, S> Drop for Drain<'_, K, T, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher,
+{
+    fn drop(&mut self) {
+        self.for_each(drop);
+    }
 }
 
 impl<K, T, S> Iterator for Drain<'_, K, T, S>

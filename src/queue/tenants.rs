@@ -33,7 +33,7 @@ use crate::error::BlockReason;
 ///
 /// let mut q: FairQueue<&str, u32> = FairQueue::new();
 /// let acme = q.tenant("acme");
-/// q.try_push_to(acme, 1, 1).unwrap();
+/// q.try_push_to(acme, 1, fairshare::PushOptions::new()).unwrap();
 /// assert_eq!(q.key(acme), Some(&"acme"));
 /// assert_eq!(q.pop(), Some(1));
 /// ```

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use super::waiters::{Waiters, WakePlan};
 use crate::adaptive::{AdaptiveLimit, Outcome};
-use crate::admission::{Admitted, PushOptions, Scheduler, SchedulerConfig};
+use crate::admission::{Scheduler, SchedulerConfig};
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{RejectReason, Rejected};
 use crate::pressure::PressureLevel;
-use crate::queue::{DefaultHashBuilder, Ticket};
+use crate::push::PushOptions;
+use crate::queue::{DefaultHashBuilder, TenantHandle, Ticket};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Why a wait for work ended without work.
@@ -21,7 +22,7 @@ use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// # Examples
 ///
 /// ```
-/// assert_eq!(fairshare::WaitError::Timeout.to_string(), "timed out waiting for work");
+/// assert_eq!(fairshare::shared::WaitError::Timeout.to_string(), "timed out waiting for work");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
@@ -65,7 +66,7 @@ pub enum WaitError {
 ///         item
 ///     })
 /// };
-/// let _ = handle.try_push("acme", 42).unwrap();
+/// handle.try_push("acme", 42).unwrap();
 /// assert_eq!(worker.join().unwrap(), 42);
 /// ```
 pub struct SharedScheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
@@ -95,7 +96,7 @@ struct State<K, T, C, S> {
 /// ```
 /// use fairshare::{SchedulerConfig, SharedScheduler};
 /// let h: SharedScheduler<&str, String> = SharedScheduler::new(SchedulerConfig::new());
-/// let _ = h.try_push("a", "job".to_string()).unwrap();
+/// h.try_push("a", "job".to_string()).unwrap();
 /// let job = h.try_dispatch().unwrap();
 /// assert_eq!(job.item, "job");
 /// job.lease.complete(1);
@@ -123,8 +124,8 @@ where
 /// use fairshare::{SchedulerConfig, SharedScheduler};
 /// let h: SharedScheduler<&str, u8> =
 ///     SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(1)));
-/// let _ = h.try_push("a", 1).unwrap();
-/// let _ = h.try_push("a", 2).unwrap();
+/// h.try_push("a", 1).unwrap();
+/// h.try_push("a", 2).unwrap();
 /// let job = h.try_dispatch().unwrap();
 /// assert!(h.try_dispatch().is_none()); // the one slot is held by the lease
 /// drop(job); // dropping releases it
@@ -269,7 +270,7 @@ where
     /// ```
     /// use fairshare::{BlockReason, SchedulerConfig, SharedScheduler};
     /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// let _ = h.try_push("flood", 1).unwrap();
+    /// h.try_push("flood", 1).unwrap();
     /// let purged = h.with_scheduler(|s| {
     ///     s.block("flood", BlockReason::Abuse);
     ///     s.purge(&"flood")
@@ -301,7 +302,8 @@ where
         out
     }
 
-    /// Admits `item` for `key` with cost 1; see [`Scheduler::try_push_with`].
+    /// Admits `item` for `key` with the default [`PushOptions`]; see
+    /// [`Scheduler::try_push_with`].
     ///
     /// # Errors
     ///
@@ -312,14 +314,15 @@ where
     /// ```
     /// let h: fairshare::SharedScheduler<&str, u8> =
     ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = h.try_push("a", 1).unwrap();
+    /// h.try_push("a", 1).unwrap();
     /// assert_eq!(h.len(), 1);
     /// ```
-    pub fn try_push(&self, key: K, item: T) -> Result<Admitted<T>, Rejected<T>> {
+    pub fn try_push(&self, key: K, item: T) -> Result<(), Rejected<T>> {
         self.try_push_with(key, item, PushOptions::new())
     }
 
-    /// Admits `item` for `key` with a cost and deadline; see [`Scheduler::try_push_with`].
+    /// Admits `item` for `key` with its cost, class and deadline; see
+    /// [`Scheduler::try_push_with`].
     ///
     /// # Errors
     ///
@@ -330,17 +333,78 @@ where
     /// ```
     /// use fairshare::{PushOptions, SchedulerConfig, SharedScheduler};
     /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// let _ = h.try_push_with("a", 1, PushOptions::new().cost(4)).unwrap();
+    /// h.try_push_with("a", 1, PushOptions::new().with_cost(4)).unwrap();
     /// assert_eq!(h.with_scheduler(|s| s.queue().queued_cost()), 4);
     /// ```
-    pub fn try_push_with(
-        &self,
-        key: K,
-        item: T,
-        opts: PushOptions,
-    ) -> Result<Admitted<T>, Rejected<T>> {
+    pub fn try_push_with(&self, key: K, item: T, opts: PushOptions) -> Result<(), Rejected<T>> {
         let mut state = self.lock();
         self.push_locked(&mut state, key, item, opts)
+    }
+
+    /// Admits `item` for the tenant behind `handle` (from [`tenant`](Self::tenant)); see
+    /// [`Scheduler::try_push_to`].
+    ///
+    /// # Errors
+    ///
+    /// The item comes back with the binding limit, with [`RejectReason::StaleHandle`], or with
+    /// [`RejectReason::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{PushOptions, SchedulerConfig, SharedScheduler};
+    /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
+    /// let acme = h.tenant("acme");
+    /// h.try_push_to(acme, 1, PushOptions::new()).unwrap();
+    /// assert_eq!(h.try_pop(), Some(1));
+    /// ```
+    pub fn try_push_to(
+        &self,
+        handle: TenantHandle,
+        item: T,
+        opts: PushOptions,
+    ) -> Result<(), Rejected<T>> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Rejected::new(item, RejectReason::Closed));
+        }
+        state.scheduler.try_push_to(handle, item, opts)?;
+        let plan = state.waiters.plan_wake(1);
+        self.apply(plan);
+        Ok(())
+    }
+
+    /// Pins tenant `key` and returns its handle; see [`Scheduler::tenant`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Scheduler::tenant`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h: fairshare::SharedScheduler<&str, u8> =
+    ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
+    /// assert_eq!(h.tenant("acme"), h.tenant("acme"));
+    /// ```
+    #[track_caller]
+    pub fn tenant(&self, key: K) -> TenantHandle {
+        self.lock().scheduler.tenant(key)
+    }
+
+    /// Unpins a tenant pinned by [`tenant`](Self::tenant); see [`Scheduler::release`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h: fairshare::SharedScheduler<&str, u8> =
+    ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
+    /// let acme = h.tenant("acme");
+    /// assert!(h.release(acme));
+    /// assert!(!h.release(acme)); // already forgotten
+    /// ```
+    pub fn release(&self, handle: TenantHandle) -> bool {
+        self.lock().scheduler.release(handle)
     }
 
     fn push_locked(
@@ -349,14 +413,14 @@ where
         key: K,
         item: T,
         opts: PushOptions,
-    ) -> Result<Admitted<T>, Rejected<T>> {
+    ) -> Result<(), Rejected<T>> {
         if state.closed {
             return Err(Rejected::new(item, RejectReason::Closed));
         }
-        let admitted = state.scheduler.try_push_with(key, item, opts)?;
+        state.scheduler.try_push_with(key, item, opts)?;
         let plan = state.waiters.plan_wake(1);
         self.apply(plan);
-        Ok(admitted)
+        Ok(())
     }
 
     /// Admits a batch under one lock; one result per item, in order.
@@ -370,7 +434,7 @@ where
     /// assert!(results.iter().all(|r| r.is_ok()));
     /// assert_eq!(h.len(), 4);
     /// ```
-    pub fn try_push_batch<I>(&self, items: I) -> Vec<Result<Admitted<T>, Rejected<T>>>
+    pub fn try_push_batch<I>(&self, items: I) -> Vec<Result<(), Rejected<T>>>
     where
         I: IntoIterator<Item = (K, T, PushOptions)>,
     {
@@ -406,11 +470,12 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Capacity, PushOptions, RejectReason, SchedulerConfig, SharedScheduler};
+    /// use fairshare::{PushOptions, RejectReason, SchedulerConfig, SharedScheduler};
+    /// use fairshare::config::Capacity;
     /// use std::time::Duration;
     /// let cfg = SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(1));
     /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(cfg);
-    /// let _ = h.try_push("a", 1).unwrap();
+    /// h.try_push("a", 1).unwrap();
     /// let err = h.push_timeout("b", 2, PushOptions::new(), Duration::from_millis(10)).unwrap_err();
     /// assert!(matches!(err.reason(), RejectReason::CapacityFull { .. }));
     /// ```
@@ -421,14 +486,14 @@ where
         item: T,
         opts: PushOptions,
         timeout: Duration,
-    ) -> Result<Admitted<T>, Rejected<T>> {
+    ) -> Result<(), Rejected<T>> {
         // A timeout too large to represent (Duration::MAX, say) means no deadline.
         let deadline = Instant::now().checked_add(timeout);
         let mut state = self.lock();
         let mut item = item;
         loop {
             let rejected = match self.push_locked(&mut state, key.clone(), item, opts) {
-                Ok(admitted) => return Ok(admitted),
+                Ok(()) => return Ok(()),
                 Err(rejected) => rejected,
             };
             let until = match rejected.reason() {
@@ -461,7 +526,7 @@ where
     /// ```
     /// let h: fairshare::SharedScheduler<&str, u8> =
     ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = h.try_push("a", 1).unwrap();
+    /// h.try_push("a", 1).unwrap();
     /// assert_eq!(h.try_pop(), Some(1));
     /// ```
     pub fn try_pop(&self) -> Option<T> {
@@ -493,7 +558,7 @@ where
     /// ```
     /// let h: fairshare::SharedScheduler<&str, u8> =
     ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = h.try_push("a", 1).unwrap();
+    /// h.try_push("a", 1).unwrap();
     /// let job = h.try_dispatch().unwrap();
     /// job.lease.complete(1);
     /// ```
@@ -530,7 +595,7 @@ where
     /// ```
     /// let h: fairshare::SharedScheduler<u32, u32> =
     ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// for i in 0..5 { let _ = h.try_push(i, i).unwrap(); }
+    /// for i in 0..5 { h.try_push(i, i).unwrap(); }
     /// assert_eq!(h.pop_batch(3), [0, 1, 2]);
     /// ```
     pub fn pop_batch(&self, max: usize) -> Vec<T> {
@@ -555,7 +620,7 @@ where
     /// ```
     /// let h: fairshare::SharedScheduler<u32, u32> =
     ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// for i in 0..5 { let _ = h.try_push(i, i).unwrap(); }
+    /// for i in 0..5 { h.try_push(i, i).unwrap(); }
     /// let jobs = h.dispatch_batch(2);
     /// assert_eq!(jobs.len(), 2);
     /// ```
@@ -583,7 +648,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{SchedulerConfig, SharedScheduler, WaitError};
+    /// use fairshare::{SchedulerConfig, SharedScheduler};
+    /// use fairshare::shared::WaitError;
     /// use std::time::Duration;
     /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
     /// assert_eq!(h.pop_timeout(Duration::from_millis(1)), Err(WaitError::Timeout));
@@ -604,7 +670,7 @@ where
     /// use fairshare::{SchedulerConfig, SharedScheduler};
     /// use std::time::Duration;
     /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// let _ = h.try_push("a", 7).unwrap();
+    /// h.try_push("a", 7).unwrap();
     /// let job = h.dispatch_timeout(Duration::from_secs(1)).unwrap();
     /// assert_eq!(job.item, 7);
     /// ```
@@ -679,7 +745,7 @@ where
     /// let mut fut = pin!(h.dispatch_async());
     /// let mut cx = Context::from_waker(Waker::noop());
     /// assert!(fut.as_mut().poll(&mut cx).is_pending());
-    /// let _ = h.try_push("a", 9).unwrap(); // wakes the future's task
+    /// h.try_push("a", 9).unwrap(); // wakes the future's task
     /// match fut.as_mut().poll(&mut cx) {
     ///     Poll::Ready(Ok(job)) => assert_eq!(job.item, 9),
     ///     other => panic!("{other:?}"),
@@ -708,7 +774,7 @@ where
     /// use std::task::{Context, Poll, Waker};
     ///
     /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// let _ = h.try_push("a", 3).unwrap();
+    /// h.try_push("a", 3).unwrap();
     /// let mut cx = Context::from_waker(Waker::noop());
     /// assert_eq!(pin!(h.pop_async()).poll(&mut cx), Poll::Ready(Ok(3)));
     /// ```
@@ -755,7 +821,7 @@ where
     /// Closes the scheduler: later pushes are refused with [`RejectReason::Closed`], every
     /// waiting worker and producer wakes (workers get [`WaitError::Closed`]), and every
     /// queued item is handed back. Items in flight stay leased and complete as usual; items
-    /// shed or expired earlier can still be taken with [`Scheduler::take_expired`] through
+    /// shed or expired earlier can still be taken with [`Scheduler::take_returned`] through
     /// [`with_scheduler`](Self::with_scheduler).
     ///
     /// # Examples
@@ -763,8 +829,8 @@ where
     /// ```
     /// use fairshare::{RejectReason, SchedulerConfig, SharedScheduler};
     /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// let _ = h.try_push("a", 1).unwrap();
-    /// let _ = h.try_push("b", 2).unwrap();
+    /// h.try_push("a", 1).unwrap();
+    /// h.try_push("b", 2).unwrap();
     /// let mut left = h.close();
     /// left.sort();
     /// assert_eq!(left, [1, 2]);
@@ -791,7 +857,7 @@ where
     /// ```
     /// let h: fairshare::SharedScheduler<u8, u8> =
     ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// assert_eq!(h.pressure(), fairshare::PressureLevel::Normal);
+    /// assert_eq!(h.pressure(), fairshare::pressure::PressureLevel::Normal);
     /// ```
     pub fn pressure(&self) -> PressureLevel {
         self.lock().scheduler.pressure()
@@ -803,7 +869,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{AdaptiveLimit, Aimd, Nanos, SchedulerConfig, SharedScheduler};
+    /// use fairshare::{Nanos, SchedulerConfig, SharedScheduler};
+    /// use fairshare::adaptive::{AdaptiveLimit, Aimd};
     /// let h: SharedScheduler<u8, u8> = SharedScheduler::new(SchedulerConfig::new());
     /// h.set_adaptive_limit(Some(AdaptiveLimit::aimd(Aimd::new(1, 64, Nanos::from_millis(50)), 8)));
     /// assert_eq!(h.with_scheduler(|s| s.queue().in_flight_limit()), Some(8));
@@ -811,8 +878,7 @@ where
     pub fn set_adaptive_limit(&self, limit: Option<AdaptiveLimit>) {
         let mut state = self.lock();
         if let Some(l) = &limit {
-            let current = u64::from(l.current());
-            state.scheduler.set_in_flight_limit(Some(current));
+            state.scheduler.set_in_flight_limit(Some(l.current()));
         }
         state.adaptive = limit;
         let queued = state.scheduler.queue().len();
@@ -827,7 +893,7 @@ where
         if let Some(mut adaptive) = state.adaptive.take() {
             let latency = state.scheduler.clock_now().saturating_since(dispatched_at);
             let before = state.scheduler.queue().in_flight_limit().unwrap_or(0);
-            let limit = u64::from(adaptive.on_sample(latency, outcome));
+            let limit = adaptive.on_sample(latency, outcome);
             state.scheduler.set_in_flight_limit(Some(limit));
             state.adaptive = Some(adaptive);
             freed += limit.saturating_sub(before) as usize;
@@ -853,7 +919,7 @@ where
     /// ```
     /// use fairshare::{PushOptions, SchedulerConfig, SharedScheduler};
     /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// let _ = h.try_push_with("a", 1, PushOptions::new().cost(6)).unwrap();
+    /// h.try_push_with("a", 1, PushOptions::new().with_cost(6)).unwrap();
     /// assert_eq!(h.try_dispatch().unwrap().lease.cost(), 6);
     /// ```
     pub fn cost(&self) -> u32 {
@@ -867,7 +933,7 @@ where
     /// ```
     /// let h: fairshare::SharedScheduler<&str, u8> =
     ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = h.try_push("a", 1).unwrap();
+    /// h.try_push("a", 1).unwrap();
     /// h.try_dispatch().unwrap().lease.complete(3);
     /// assert_eq!(h.with_scheduler(|s| s.queue().total_in_flight()), 0);
     /// ```
@@ -881,10 +947,10 @@ where
     /// # Examples
     ///
     /// ```
-    /// use fairshare::Outcome;
+    /// use fairshare::adaptive::Outcome;
     /// let h: fairshare::SharedScheduler<&str, u8> =
     ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// let _ = h.try_push("a", 1).unwrap();
+    /// h.try_push("a", 1).unwrap();
     /// h.try_dispatch().unwrap().lease.complete_with(1, Outcome::Failure);
     /// ```
     pub fn complete_with(mut self, actual_cost: u32, outcome: Outcome) {
@@ -951,7 +1017,7 @@ type Take<K, T, C, S, R> = fn(&SharedScheduler<K, T, C, S>, &mut State<K, T, C, 
 /// ```
 /// let h: fairshare::SharedScheduler<u8, u8> =
 ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-/// let _fut: fairshare::Popping<'_, u8, u8, _, _> = h.pop_async();
+/// let _fut: fairshare::shared::Popping<'_, u8, u8, _, _> = h.pop_async();
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Waiting<'a, K, T, C, S, R>

@@ -45,7 +45,7 @@ use crate::queue::{ClassSpec, Classes, QueueConfig};
 /// # Examples
 ///
 /// ```
-/// let r = fairshare::RateConfig { per_second: 10, burst: Some(20) };
+/// let r = fairshare::config::RateConfig { per_second: 10, burst: Some(20) };
 /// assert_eq!(r.burst, Some(20));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +63,7 @@ pub struct RateConfig {
 /// # Examples
 ///
 /// ```
-/// let l = fairshare::LimitsConfig { max_items: Some(5), ..Default::default() };
+/// let l = fairshare::config::LimitsConfig { max_items: Some(5), ..Default::default() };
 /// assert_eq!(l.max_items, Some(5));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ pub struct LimitsConfig {
 /// # Examples
 ///
 /// ```
-/// let c = fairshare::CapacityConfig { max_items: Some(10), max_cost: None };
+/// let c = fairshare::config::CapacityConfig { max_items: Some(10), max_cost: None };
 /// assert_eq!(c.max_items, Some(10));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +101,7 @@ pub struct CapacityConfig {
 /// # Examples
 ///
 /// ```
-/// let d = fairshare::QueueDelayConfig { target_ms: 5, interval_ms: 100 };
+/// let d = fairshare::config::QueueDelayConfig { target_ms: 5, interval_ms: 100 };
 /// assert_eq!(d.interval_ms, 100);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ pub struct QueueDelayConfig {
 /// # Examples
 ///
 /// ```
-/// let t = fairshare::TenantConfig { weight: Some(3), ..Default::default() };
+/// let t = fairshare::config::TenantConfig { weight: Some(3), ..Default::default() };
 /// assert_eq!(t.weight, Some(3));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,9 +139,9 @@ pub struct TenantConfig {
 /// # Examples
 ///
 /// ```
-/// let c: fairshare::ClassConfig =
+/// let c: fairshare::config::ClassConfig =
 ///     serde_json::from_str(r#"{ "name": "signin", "reserved_percent": 20 }"#).unwrap();
-/// assert_eq!(c, fairshare::ClassConfig { reserved_percent: 20, ..fairshare::ClassConfig::new("signin") });
+/// assert_eq!(c, fairshare::config::ClassConfig { reserved_percent: 20, ..fairshare::config::ClassConfig::new("signin") });
 /// assert_eq!((c.weight, c.ceiling_percent), (1, 100));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,7 +186,7 @@ impl ClassConfig {
     /// # Examples
     ///
     /// ```
-    /// let c = fairshare::ClassConfig::new("bulk");
+    /// let c = fairshare::config::ClassConfig::new("bulk");
     /// assert_eq!((c.weight, c.reserved_percent, c.ceiling_percent), (1, 0, 100));
     /// ```
     pub fn new(name: impl Into<String>) -> Self {
@@ -207,7 +207,7 @@ impl ClassConfig {
 /// # Examples
 ///
 /// ```
-/// let cfg: fairshare::Config = Default::default();
+/// let cfg: fairshare::config::Config = Default::default();
 /// assert_eq!(cfg.quantum, 1);
 /// assert!(cfg.validate().is_ok());
 /// ```
@@ -229,7 +229,7 @@ pub struct Config {
     /// Queue-delay target.
     pub queue_delay: Option<QueueDelayConfig>,
     /// Global in-flight limit.
-    pub max_in_flight: Option<u64>,
+    pub max_in_flight: Option<u32>,
     /// Pressure gauge.
     pub pressure: Option<PressureConfig>,
     /// Classes of work, in [`ClassId`](crate::ClassId) order (empty: the one class
@@ -266,7 +266,7 @@ impl Default for Config {
 /// # Examples
 ///
 /// ```
-/// let t = fairshare::TenantSettings::default();
+/// let t = fairshare::config::TenantSettings::default();
 /// assert!(t.weight.is_none() && t.limits.is_none() && t.blocked.is_none());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -285,7 +285,7 @@ pub struct TenantSettings {
 /// # Examples
 ///
 /// ```
-/// let valid = fairshare::Config::default().validate().unwrap();
+/// let valid = fairshare::config::Config::default().validate().unwrap();
 /// assert!(valid.tenants.is_empty());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,7 +451,8 @@ impl Config {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Config, ConfigError};
+    /// use fairshare::ConfigError;
+    /// use fairshare::config::Config;
     /// let mut cfg = Config::default();
     /// cfg.quantum = 0;
     /// let err = cfg.validate().unwrap_err();
@@ -581,7 +582,8 @@ impl ValidConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{ClassConfig, Config, ManualClock, PushOptions, Scheduler};
+    /// use fairshare::{ManualClock, PushOptions, Scheduler};
+    /// use fairshare::config::{ClassConfig, Config};
     /// let mut cfg = Config::default();
     /// cfg.max_in_flight = Some(10);
     /// cfg.classes = vec![
@@ -590,7 +592,7 @@ impl ValidConfig {
     /// ];
     /// let mut s: Scheduler<String, u8, _> = cfg.validate().unwrap().build(ManualClock::new());
     /// let signin = s.classes().id("signin").unwrap();
-    /// let _ = s.try_push_with("alice".into(), 1, PushOptions::new().class(signin)).unwrap();
+    /// s.try_push_with("alice".into(), 1, PushOptions::new().with_class(signin)).unwrap();
     /// assert_eq!(s.queue().class_len(signin), 1);
     /// ```
     pub fn build<K, T, C>(&self, clock: C) -> Scheduler<K, T, C>
@@ -621,11 +623,12 @@ impl ValidConfig {
     /// # Examples
     ///
     /// ```
-    /// use fairshare::{Config, Scheduler, SchedulerConfig, TenantConfig};
+    /// use fairshare::{Scheduler, SchedulerConfig};
+    /// use fairshare::config::{Config, TenantConfig};
     /// let mut cfg = Config::default();
     /// cfg.tenants.insert("gold".into(), TenantConfig { weight: Some(4), ..Default::default() });
     /// let mut s: Scheduler<String, u8> = Scheduler::new(SchedulerConfig::new());
-    /// let _ = s.try_push("gold".into(), 1).unwrap();
+    /// s.try_push("gold".into(), 1).unwrap();
     /// cfg.validate().unwrap().apply(&mut s).unwrap();
     /// assert_eq!(s.queue().weight(&"gold".to_string()).get(), 4);
     /// assert_eq!(s.queue().len(), 1);
