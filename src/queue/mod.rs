@@ -4,17 +4,25 @@
 //! [`FairQueue`] is the public type (also at the crate root); the tenant table, the item slab,
 //! the DRR ring and the class pick are private implementation details.
 
+mod class_pick;
 mod classes;
 mod config;
+mod deadlines;
+mod dispatch;
 mod fair_queue;
 mod items;
+mod lifecycle;
 mod over_share;
+mod push;
+mod ring;
+mod tenant_queries;
 mod tenants;
 
 pub use classes::{ClassCounters, ClassSpec, Classes, MAX_CLASSES};
 pub use config::QueueConfig;
 pub(crate) use fair_queue::ClassCosts;
-pub use fair_queue::{DefaultHashBuilder, Dispatch, Drain, FairQueue, QueueCounters, Ticket};
+pub use fair_queue::{DefaultHashBuilder, Dispatch, FairQueue, QueueCounters, Ticket};
 pub(crate) use items::NIL;
+pub use lifecycle::Drain;
 pub(crate) use tenants::COOLING;
 pub use tenants::{TenantCounters, TenantHandle};

@@ -1,0 +1,268 @@
+//! # Implementation details
+//!
+//! The deficit round robin inside one class: the ring of backlogged flows, each flow's
+//! deficit and quantum, taking a flow's head item, and the bookkeeping when items leave.
+
+use super::fair_queue::*;
+use super::items::{NIL, Taken};
+use super::tenants::{EXTRA, Flow};
+use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroU32;
+
+impl<K, T, S> FairQueue<K, T, S> {
+    /// Flow `fid`. With `EMB` the caller knows `fid` is embedded in its tenant's slot (always
+    /// so with one class), which the compiler then sees; otherwise the id says where it
+    /// lives. The DRR helpers below take `ONE` (the queue has one class, so every flow is
+    /// embedded) and, for the flow they serve, `EMB`: `true` only on fast paths that
+    /// checked, `false` everywhere else (correct for any flow).
+    #[inline(always)]
+    pub(super) fn flow_in<const EMB: bool>(&self, fid: u32) -> &Flow {
+        if EMB {
+            &self.tenants.get(fid).flow
+        } else {
+            self.tenants.flow(fid)
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn flow_in_mut<const EMB: bool>(&mut self, fid: u32) -> &mut Flow {
+        if EMB {
+            &mut self.tenants.get_mut(fid).flow
+        } else {
+            self.tenants.flow_mut(fid)
+        }
+    }
+
+    /// The quantum of each flow of tenant `idx`: its `quantum × weight`, split evenly between
+    /// its backlogged flows so that spreading work over classes gains nothing.
+    #[inline(always)]
+    pub(super) fn quantum_of_flow(&self, idx: u32) -> i64 {
+        let t = self.tenants.get(idx);
+        self.split_quantum(
+            t.weight.unwrap_or(self.config.default_weight()),
+            t.active_flows,
+        )
+    }
+
+    /// `quantum × weight` in deficit units, split between `flows` backlogged flows.
+    #[inline(always)]
+    pub(super) fn split_quantum(&self, weight: NonZeroU32, flows: u16) -> i64 {
+        split_quantum(self.config.quantum(), weight, flows)
+    }
+
+    /// Appends flow `fid` behind every backlogged flow of its class `c`.
+    #[inline(always)]
+    pub(super) fn ring_push_back<const ONE: bool>(&mut self, c: usize, fid: u32) {
+        let front = self.ring(c).front;
+        if front == NIL {
+            let f = self.flow_in_mut::<ONE>(fid);
+            f.prev = fid;
+            f.next = fid;
+            self.ring_mut(c).front = fid;
+            if !ONE && !self.single() {
+                self.class_activated(c);
+            }
+        } else {
+            let tail = self.flow_in::<ONE>(front).prev;
+            {
+                let f = self.flow_in_mut::<ONE>(fid);
+                f.prev = tail;
+                f.next = front;
+            }
+            self.flow_in_mut::<ONE>(tail).next = fid;
+            self.flow_in_mut::<ONE>(front).prev = fid;
+        }
+        self.ring_mut(c).ring_len += 1;
+    }
+
+    #[inline(always)]
+    pub(super) fn ring_unlink<const ONE: bool>(&mut self, c: usize, fid: u32) {
+        if self.ring(c).ring_len == 1 {
+            self.ring_mut(c).front = NIL;
+        } else {
+            let (prev, next) = {
+                let f = self.flow_in::<ONE>(fid);
+                (f.prev, f.next)
+            };
+            if self.ring(c).front == fid {
+                self.ring_mut(c).front = next;
+            }
+            self.flow_in_mut::<ONE>(prev).next = next;
+            self.flow_in_mut::<ONE>(next).prev = prev;
+        }
+        self.ring_mut(c).ring_len -= 1;
+        let f = self.flow_in_mut::<ONE>(fid);
+        f.prev = NIL;
+        f.next = NIL;
+    }
+
+    /// Every backlogged flow of class `c` has had a turn without being able to afford its
+    /// head item: grant all of them the smallest number of whole rounds after which one of
+    /// them can, exactly as that many empty rounds would. O(backlogged flows of the class);
+    /// only reached when items cost more than the flows' quanta.
+    #[cold]
+    pub(super) fn skip_dead_rounds(&mut self, c: usize) {
+        let ring = self.ring(c);
+        let (front, len) = (ring.front, ring.ring_len);
+        let mut rounds = i64::MAX;
+        let mut fid = front;
+        for _ in 0..len {
+            let q = self.quantum_of_flow(self.tenants.flow_owner(fid).0);
+            let f = self.tenants.flow(fid);
+            let need = if f.deficit > 0 {
+                0
+            } else {
+                // smallest k with deficit + k*q > 0 (deficit <= 0, so no overflow here)
+                (1i64.saturating_sub(f.deficit)).saturating_add(q - 1) / q
+            };
+            rounds = rounds.min(need);
+            fid = f.next;
+        }
+        if rounds == 0 || rounds == i64::MAX {
+            return;
+        }
+        for _ in 0..len {
+            let q = self.quantum_of_flow(self.tenants.flow_owner(fid).0);
+            let f = self.tenants.flow_mut(fid);
+            f.deficit = f.deficit.saturating_add(rounds.saturating_mul(q));
+            fid = f.next;
+        }
+    }
+}
+
+impl<K, T, S> FairQueue<K, T, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher,
+{
+    /// Restores "the head node is live, or the list is empty" for flow `fid` of class `c`
+    /// by freeing the tombstones at its head.
+    #[inline(always)]
+    pub(super) fn skip_tombstones<const EMB: bool>(&mut self, fid: u32) {
+        let mut head = self.flow_in::<EMB>(fid).head;
+        while head != NIL && !self.items.is_live(head) {
+            head = self.items.free(head);
+        }
+        let f = self.flow_in_mut::<EMB>(fid);
+        f.head = head;
+        if head == NIL {
+            f.tail = NIL;
+        }
+    }
+
+    /// Bookkeeping after `n` items of total cost `cost` left flow `fid` of tenant `idx` in
+    /// class `c` (whatever the way).
+    #[inline(always)]
+    pub(super) fn after_removal<const ONE: bool, const EMB: bool>(
+        &mut self,
+        c: usize,
+        idx: u32,
+        fid: u32,
+        n: u32,
+        cost: u64,
+    ) {
+        if n == 0 {
+            return;
+        }
+        self.queued_cost -= cost;
+        if ONE || self.single() {
+            // One class: the tenant's totals are its flow's.
+            let t = self.tenants.get_mut(idx);
+            t.len -= n;
+            t.queued_cost -= cost;
+            let emptied = t.len == 0;
+            let in_ring = t.flow.in_ring();
+            if emptied {
+                // Leftover credit is forfeited (classic DRR); debt is carried while the slot
+                // lives.
+                t.flow.deficit = t.flow.deficit.min(0);
+                self.active_tenants -= 1;
+                if in_ring {
+                    self.ring_unlink::<ONE>(0, fid);
+                }
+            }
+            self.touch(idx);
+            return;
+        }
+        let (t, extra) = self.tenants.tenant_and_flow::<EMB>(idx, fid);
+        let f = match extra {
+            Some(f) => f,
+            None => &mut t.flow,
+        };
+        f.len -= n;
+        let emptied = f.len == 0;
+        let in_ring = f.in_ring();
+        if emptied {
+            f.deficit = f.deficit.min(0);
+            t.active_flows -= 1;
+        }
+        t.len -= n;
+        t.queued_cost -= cost;
+        if t.len == 0 {
+            self.active_tenants -= 1;
+        }
+        let ring = self.ring_mut(c);
+        ring.items -= u64::from(n);
+        ring.queued_cost -= cost;
+        if emptied && in_ring {
+            self.ring_unlink::<ONE>(c, fid);
+        }
+        self.touch(idx);
+    }
+
+    /// Items queued in flow `fid` (see the note on `single_since`).
+    #[inline]
+    pub(super) fn flow_len(&self, fid: u32) -> u32 {
+        if self.single() && fid & EXTRA == 0 {
+            self.tenants.get(fid).len
+        } else {
+            self.tenants.flow(fid).len
+        }
+    }
+
+    /// Takes the head item of backlogged flow `fid` (tenant `idx`, class `c`). Leaves the
+    /// deficit to the caller and does not free the tenant slot.
+    #[inline(always)]
+    pub(super) fn take_head<const ONE: bool, const EMB: bool>(
+        &mut self,
+        c: usize,
+        idx: u32,
+        fid: u32,
+    ) -> (T, Taken) {
+        let head = self.flow_in::<EMB>(fid).head;
+        let (item, taken, next) = self.items.take_and_free(head);
+        let f = self.flow_in_mut::<EMB>(fid);
+        f.head = next;
+        if next == NIL {
+            f.tail = NIL;
+        } else if self.items.has_tombstones() {
+            // Only deadlines make tombstones; without them the next node is not touched.
+            self.skip_tombstones::<EMB>(fid);
+        }
+        self.after_removal::<ONE, EMB>(c, idx, fid, 1, u64::from(taken.cost));
+        (item, taken)
+    }
+
+    /// Brings tenant `idx`'s parked flows (backlogged, off their rings) back if the tenant is
+    /// below its in-flight limit.
+    pub(super) fn unpark(&mut self, idx: u32) {
+        let t = self.tenants.get(idx);
+        if t.len == 0 || t.in_flight >= t.max_in_flight {
+            return;
+        }
+        self.relink_parked(idx);
+    }
+
+    /// Puts tenant `idx`'s backlogged flows that are off their rings back on them.
+    pub(super) fn relink_parked(&mut self, idx: u32) {
+        let parked: Vec<u32> = self
+            .tenants
+            .flows_of(idx)
+            .filter(|&fid| self.flow_len(fid) > 0 && !self.tenants.flow(fid).in_ring())
+            .collect();
+        for fid in parked {
+            let c = usize::from(self.tenants.flow_owner(fid).1);
+            self.ring_push_back::<false>(c, fid);
+        }
+    }
+}
