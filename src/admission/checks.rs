@@ -1,0 +1,340 @@
+//! # Implementation details
+//!
+//! The admission checks, in the documented order, before anything is committed: blocked,
+//! zero cost, unknown class, passed deadline, never admissible, rate, caps, room. Each returns
+//! the binding limit; nothing here changes state but a fresh tenant's slot.
+
+use super::commit::Plan;
+use super::config::{Rules, ShedPolicy, never_limits};
+use super::gcra::Gcra;
+use super::quota::Quota;
+use super::scheduler::*;
+use crate::clock::{Clock, Nanos};
+use crate::error::{Limit, RejectReason};
+use crate::push::ClassId;
+use crate::push::PushOptions;
+use crate::queue::NIL;
+use std::hash::{BuildHasher, Hash};
+
+/// What the checks decided for an admissible item.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Checked {
+    pub(super) class: u16,
+    pub(super) new_tat: Option<Nanos>,
+    pub(super) new_class_tat: Option<Nanos>,
+    pub(super) evict_from: Option<u32>,
+    pub(super) max_in_flight: u32,
+}
+
+impl<K, T, C, S> Scheduler<K, T, C, S>
+where
+    K: Hash + Eq + Clone,
+    C: Clock,
+    S: BuildHasher,
+{
+    /// The rules of a slot's `limits` index (`NIL`: the defaults).
+    #[inline(always)]
+    pub(super) fn rules_of(&self, limits_idx: u32) -> &Rules {
+        if limits_idx == NIL {
+            &self.default_rules
+        } else {
+            &self.overrides[limits_idx as usize]
+        }
+    }
+
+    pub(super) fn count_refusal(&mut self, reason: RejectReason) {
+        // Keep in step with `RefusalCounters::record` (the per-tenant counters).
+        let c = &mut self.counters;
+        match reason {
+            RejectReason::Blocked { .. } => c.blocked += 1,
+            RejectReason::RateLimited { .. } | RejectReason::ClassRateLimited { .. } => {
+                c.rate_limited += 1
+            }
+            RejectReason::TooLarge { .. } => c.too_large += 1,
+            RejectReason::TenantFull { .. } => c.tenant_full += 1,
+            RejectReason::CapacityFull { .. } => c.capacity_full += 1,
+            _ => c.other += 1,
+        }
+    }
+
+    /// Runs every check for an item of `opts` from `key`; changes nothing but the tenant
+    /// table (a fresh tenant's slot, released again on refusal). Out of line: a
+    /// reservation's caller holds the plan in its permit anyway.
+    #[inline(never)]
+    pub(super) fn plan(&mut self, key: K, opts: PushOptions) -> Result<Plan, RejectReason> {
+        let now = self.now();
+        self.plan_at(key, opts, now)
+    }
+
+    /// [`plan`](Self::plan) at a time the caller read (once for a whole batch).
+    #[inline(always)]
+    pub(super) fn plan_at(
+        &mut self,
+        key: K,
+        opts: PushOptions,
+        now: Nanos,
+    ) -> Result<Plan, RejectReason> {
+        self.sweep_cooling(now);
+        let Some(idx) = self.queue.tenants_mut().find_or_insert(key) else {
+            let reason = RejectReason::QueueFull {
+                capacity: u64::from(u32::MAX - 1),
+            };
+            self.count_refusal(reason);
+            return Err(reason);
+        };
+        self.plan_slot(idx, opts, now)
+    }
+
+    /// [`plan_at`](Self::plan_at) for a tenant whose slot is known.
+    #[inline(always)]
+    pub(super) fn plan_slot(
+        &mut self,
+        idx: u32,
+        opts: PushOptions,
+        now: Nanos,
+    ) -> Result<Plan, RejectReason> {
+        let cost = opts.cost();
+        let checked = self.check(idx, cost, opts.class(), opts.deadline(), now);
+        match checked {
+            Ok(c) => Ok(Plan {
+                idx,
+                class: c.class,
+                new_class_tat: c.new_class_tat,
+                cost,
+                now,
+                deadline: opts.deadline(),
+                new_tat: c.new_tat,
+                evict_from: c.evict_from,
+                max_in_flight: c.max_in_flight,
+            }),
+            Err(reason) => Err(self.refused(idx, reason)),
+        }
+    }
+
+    /// Counts a refusal of tenant `idx` and forgets the tenant if the check created it.
+    #[cold]
+    pub(super) fn refused(&mut self, idx: u32, reason: RejectReason) -> RejectReason {
+        self.count_refusal(reason);
+        if self.config.tenant_detail() {
+            self.detail_mut(idx).refused.record(reason);
+        }
+        self.queue.count_rejected();
+        let tenants = self.queue.tenants_mut();
+        tenants.get_mut(idx).counters.rejected += 1;
+        tenants.release_if_idle(idx);
+        reason
+    }
+
+    /// The checks, in the documented order. The rare refusals (blocked, zero cost, unknown
+    /// class, deadline already passed, never admissible) and a class's per-tenant quota sit
+    /// behind one branch, in [`check_rare`](Self::check_rare): an ordinary item pays for a
+    /// few compares, then its rate, caps and room.
+    #[inline(always)]
+    pub(super) fn check(
+        &self,
+        idx: u32,
+        cost: u32,
+        class: ClassId,
+        deadline: Option<Nanos>,
+        now: Nanos,
+    ) -> Result<Checked, RejectReason> {
+        debug_assert_eq!(self.plain_classes, plain_classes(self.queue.classes()));
+        let t = self.queue.tenants_ref().get(idx);
+        let rules = self.rules_of(t.limits);
+        // A zero cost wraps to `u64::MAX`: one compare catches it with a cost above a bound.
+        let rare = t.blocked.is_some()
+            | (u64::from(cost).wrapping_sub(1) >= rules.never_above)
+            | deadline.is_some_and(|d| d <= now);
+        let plain_class = self
+            .plain_classes
+            .checked_shr(class.index() as u32)
+            .is_some_and(|bits| bits & 1 != 0);
+        if rare | !plain_class {
+            return self.check_rare(idx, cost, class, deadline, now);
+        }
+        self.check_limits(idx, rules, cost, class, None, now)
+    }
+
+    /// [`check`](Self::check) when something rare is at stake: every check in order, from the
+    /// first.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn check_rare(
+        &self,
+        idx: u32,
+        cost: u32,
+        class: ClassId,
+        deadline: Option<Nanos>,
+        now: Nanos,
+    ) -> Result<Checked, RejectReason> {
+        let t = self.queue.tenants_ref().get(idx);
+        if let Some(reason) = t.blocked {
+            return Err(RejectReason::Blocked { reason });
+        }
+        if cost == 0 {
+            return Err(RejectReason::ZeroCost);
+        }
+        let Some(spec) = self.queue.classes().get(class) else {
+            return Err(RejectReason::UnknownClass { class });
+        };
+        if let Some(deadline) = deadline.filter(|&d| d <= now) {
+            // A deadline already passed can never be met: refuse it at the door.
+            return Err(RejectReason::DeadlineExpired { deadline });
+        }
+        let rules = self.rules_of(t.limits);
+        let cost64 = u64::from(cost);
+        let class_quota = spec.tenant_quota();
+        // "Never" before "not now": a cost no limit can ever allow is reported as such.
+        if cost64 > rules.never_above || class_quota.is_some_and(|q| cost > q.burst().get()) {
+            return Err(self.too_large(rules, class_quota, cost64));
+        }
+        let class_rate = class_quota.map(|q| Gcra::new(&q));
+        self.check_limits(idx, rules, cost, class, class_rate, now)
+    }
+
+    /// The "not now" checks of an item no limit refuses for ever (so its cost is within every
+    /// burst): the tenant's rate, the class's per-tenant rate, the tenant's caps, the room.
+    #[inline(always)]
+    pub(super) fn check_limits(
+        &self,
+        idx: u32,
+        rules: &Rules,
+        cost: u32,
+        class: ClassId,
+        class_rate: Option<Gcra>,
+        now: Nanos,
+    ) -> Result<Checked, RejectReason> {
+        let t = self.queue.tenants_ref().get(idx);
+        let new_tat = match rules.rate {
+            Some(rate) => Some(
+                rate.check(t.tat, now, cost)
+                    .map_err(|retry_at| RejectReason::RateLimited { retry_at })?,
+            ),
+            None => None,
+        };
+        let class_idx = class.index() as u16;
+        let new_class_tat = match class_rate {
+            Some(rate) => {
+                let tat = self.queue.tenants_ref().class_tat(idx, class_idx);
+                Some(
+                    rate.check(tat, now, cost)
+                        .map_err(|retry_at| RejectReason::ClassRateLimited { class, retry_at })?,
+                )
+            }
+            None => None,
+        };
+        let cost64 = u64::from(cost);
+        if t.queued_cost.saturating_add(cost64) > rules.max_cost {
+            return Err(RejectReason::TenantFull {
+                limit: Limit::Cost(rules.max_cost),
+            });
+        }
+        if t.len >= rules.max_items {
+            return Err(RejectReason::TenantFull {
+                limit: Limit::Items(u64::from(rules.max_items)),
+            });
+        }
+        let room = (self.queue.len() as u64) < rules.capacity_items
+            && self.queue.queued_cost().saturating_add(cost64) <= rules.capacity_cost;
+        let evict_from = if room {
+            None
+        } else {
+            self.check_capacity(idx, cost64)?
+        };
+        Ok(Checked {
+            class: class_idx,
+            new_tat,
+            new_class_tat,
+            evict_from,
+            max_in_flight: rules.max_in_flight,
+        })
+    }
+
+    /// The refusal of an item whose `cost` some limit can never allow, naming the first such
+    /// limit in the documented order.
+    #[cold]
+    pub(super) fn too_large(
+        &self,
+        rules: &Rules,
+        class_quota: Option<Quota>,
+        cost: u64,
+    ) -> RejectReason {
+        let never = never_limits(&rules.limits, &self.config.capacity(), class_quota);
+        let max = never
+            .into_iter()
+            .flatten()
+            .find(|&max| cost > max)
+            .unwrap_or(rules.never_above);
+        RejectReason::TooLarge { cost, max }
+    }
+
+    /// The global capacity check: `Ok(None)` if there is room, `Ok(Some(v))` to evict from
+    /// tenant `v`, or the refusal. Out of line: [`check_limits`](Self::check_limits) calls it
+    /// only when its quick test (the same bounds, from [`Rules`]) finds no room.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn check_capacity(&self, idx: u32, cost: u64) -> Result<Option<u32>, RejectReason> {
+        let (need_items, need_cost) = self.shortfall(cost);
+        if need_items == 0 && need_cost == 0 {
+            return Ok(None);
+        }
+        self.make_room(idx, cost, need_items, need_cost)
+    }
+
+    /// [`check_capacity`](Self::check_capacity) when the capacity is full: the refusal, or
+    /// the tenant to evict from.
+    #[cold]
+    pub(super) fn make_room(
+        &self,
+        idx: u32,
+        cost: u64,
+        need_items: u64,
+        need_cost: u64,
+    ) -> Result<Option<u32>, RejectReason> {
+        let cap = self.config.capacity();
+        let limit = if need_items > 0 {
+            Limit::Items(cap.max_items().unwrap_or(0))
+        } else {
+            Limit::Cost(cap.max_cost().unwrap_or(0))
+        };
+        let refuse = Err(RejectReason::CapacityFull { limit });
+        if self.config.shed_policy() != ShedPolicy::EvictOverShare {
+            return refuse;
+        }
+        let Some(v) = self.queue.most_over_share() else {
+            return refuse;
+        };
+        if v == idx {
+            return refuse;
+        }
+        let tenants = self.queue.tenants_ref();
+        let (tv, tp) = (tenants.get(v), tenants.get(idx));
+        let dw = self.queue.config().default_weight();
+        let wv = u128::from(tv.weight.unwrap_or(dw).get());
+        let wp = u128::from(tp.weight.unwrap_or(dw).get());
+        // Evict only from a tenant strictly further over its share than the newcomer's
+        // tenant would be, and only if that tenant alone can make the room.
+        let victim_ratio = u128::from(tv.queued_cost) * wp;
+        let newcomer_ratio = u128::from(tp.queued_cost + cost) * wv;
+        if victim_ratio <= newcomer_ratio
+            || u64::from(tv.len) < need_items
+            || tv.queued_cost < need_cost
+        {
+            return refuse;
+        }
+        Ok(Some(v))
+    }
+
+    /// How many items and how much cost must leave before an item of `cost` fits.
+    #[inline(always)]
+    pub(super) fn shortfall(&self, cost: u64) -> (u64, u64) {
+        let cap = self.config.capacity();
+        let items = cap
+            .max_items()
+            .map_or(0, |max| (self.queue.len() as u64 + 1).saturating_sub(max));
+        let cost = cap.max_cost().map_or(0, |max| {
+            (self.queue.queued_cost() + cost).saturating_sub(max)
+        });
+        (items, cost)
+    }
+}
