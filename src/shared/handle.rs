@@ -1,20 +1,18 @@
 //! [`SharedScheduler`]: the thread-safe, cloneable handle.
 
+use super::lease::{Job, Lease};
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use super::waiters::{Waiters, WakePlan};
-use crate::adaptive::{AdaptiveLimit, Outcome};
+use crate::adaptive::AdaptiveLimit;
 use crate::admission::{Scheduler, SchedulerConfig};
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::{RejectReason, Rejected};
 use crate::pressure::PressureLevel;
 use crate::push::PushOptions;
-use crate::queue::{DefaultHashBuilder, TenantHandle, Ticket};
+use crate::queue::{DefaultHashBuilder, TenantHandle};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Why a wait for work ended without work.
@@ -70,77 +68,23 @@ pub enum WaitError {
 /// assert_eq!(worker.join().unwrap(), 42);
 /// ```
 pub struct SharedScheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
-    inner: Arc<Inner<K, T, C, S>>,
+    pub(super) inner: Arc<Inner<K, T, C, S>>,
 }
 
-struct Inner<K, T, C, S> {
-    state: Mutex<State<K, T, C, S>>,
+pub(super) struct Inner<K, T, C, S> {
+    pub(super) state: Mutex<State<K, T, C, S>>,
     /// Workers wait here for work.
-    work: Condvar,
+    pub(super) work: Condvar,
     /// Producers wait here for room.
-    room: Condvar,
+    pub(super) room: Condvar,
 }
 
-struct State<K, T, C, S> {
-    scheduler: Scheduler<K, T, C, S>,
-    closed: bool,
-    waiters: Waiters,
-    producers_waiting: usize,
-    adaptive: Option<AdaptiveLimit>,
-}
-
-/// A dispatched item and its [`Lease`].
-///
-/// # Examples
-///
-/// ```
-/// use fairshare::{SchedulerConfig, SharedScheduler};
-/// let h: SharedScheduler<&str, String> = SharedScheduler::new(SchedulerConfig::new());
-/// h.try_push("a", "job".to_string()).unwrap();
-/// let job = h.try_dispatch().unwrap();
-/// assert_eq!(job.item, "job");
-/// job.lease.complete(1);
-/// ```
-#[non_exhaustive]
-pub struct Job<K, T, C = StdClock, S = DefaultHashBuilder>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    /// The item to run.
-    pub item: T,
-    /// Complete it (or drop it) when the work is done.
-    pub lease: Lease<K, T, C, S>,
-}
-
-/// The in-flight slot of a dispatched item. [`complete`](Lease::complete) reports the actual
-/// cost (correcting the tenant's share); dropping the lease, including while unwinding from a
-/// panic, completes it at its estimated cost. Either way the slot is released exactly once.
-///
-/// # Examples
-///
-/// ```
-/// use fairshare::{SchedulerConfig, SharedScheduler};
-/// let h: SharedScheduler<&str, u8> =
-///     SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(1)));
-/// h.try_push("a", 1).unwrap();
-/// h.try_push("a", 2).unwrap();
-/// let job = h.try_dispatch().unwrap();
-/// assert!(h.try_dispatch().is_none()); // the one slot is held by the lease
-/// drop(job); // dropping releases it
-/// assert!(h.try_dispatch().is_some());
-/// ```
-#[must_use = "dropping a lease completes the item at its estimated cost"]
-pub struct Lease<K, T, C = StdClock, S = DefaultHashBuilder>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    handle: SharedScheduler<K, T, C, S>,
-    ticket: Option<Ticket>,
-    dispatched_at: Nanos,
+pub(super) struct State<K, T, C, S> {
+    pub(super) scheduler: Scheduler<K, T, C, S>,
+    pub(super) closed: bool,
+    pub(super) waiters: Waiters,
+    pub(super) producers_waiting: usize,
+    pub(super) adaptive: Option<AdaptiveLimit>,
 }
 
 // ===== impl SharedScheduler =====
@@ -201,7 +145,7 @@ impl<K, T, C, S> SharedScheduler<K, T, C, S> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<K, T, C, S>> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State<K, T, C, S>> {
         self.inner.state.lock()
     }
 
@@ -246,7 +190,7 @@ impl<K, T, C, S> SharedScheduler<K, T, C, S> {
 
     /// Wakes `plan`'s waiters. Called with the lock held, so no waiter can slip between the
     /// check and the sleep.
-    fn apply(&self, plan: WakePlan) {
+    pub(super) fn apply(&self, plan: WakePlan) {
         for _ in 0..plan.threads {
             self.inner.work.notify_one();
         }
@@ -407,7 +351,7 @@ where
         self.lock().scheduler.release(handle)
     }
 
-    fn push_locked(
+    pub(super) fn push_locked(
         &self,
         state: &mut State<K, T, C, S>,
         key: K,
@@ -458,67 +402,6 @@ where
         out
     }
 
-    /// Admits `item`, waiting up to `timeout` while the refusal is one that time or workers
-    /// can lift (a full queue or tenant cap, a rate limit); any other refusal comes back at
-    /// once.
-    ///
-    /// # Errors
-    ///
-    /// The item comes back with the last binding limit when the timeout passes, with a
-    /// refusal no wait can lift, or with [`RejectReason::Closed`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{PushOptions, RejectReason, SchedulerConfig, SharedScheduler};
-    /// use fairshare::config::Capacity;
-    /// use std::time::Duration;
-    /// let cfg = SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(1));
-    /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(cfg);
-    /// h.try_push("a", 1).unwrap();
-    /// let err = h.push_timeout("b", 2, PushOptions::new(), Duration::from_millis(10)).unwrap_err();
-    /// assert!(matches!(err.reason(), RejectReason::CapacityFull { .. }));
-    /// ```
-    #[allow(clippy::disallowed_methods)] // blocking waits measure their timeout in real time
-    pub fn push_timeout(
-        &self,
-        key: K,
-        item: T,
-        opts: PushOptions,
-        timeout: Duration,
-    ) -> Result<(), Rejected<T>> {
-        // A timeout too large to represent (Duration::MAX, say) means no deadline.
-        let deadline = Instant::now().checked_add(timeout);
-        let mut state = self.lock();
-        let mut item = item;
-        loop {
-            let rejected = match self.push_locked(&mut state, key.clone(), item, opts) {
-                Ok(()) => return Ok(()),
-                Err(rejected) => rejected,
-            };
-            let until = match rejected.reason() {
-                RejectReason::CapacityFull { .. } | RejectReason::TenantFull { .. } => deadline,
-                RejectReason::RateLimited { retry_at } => {
-                    let wait = retry_at.saturating_since(state.scheduler.clock_now());
-                    let retry = Instant::now().checked_add(Duration::from(wait));
-                    match (deadline, retry) {
-                        (Some(d), Some(r)) => Some(d.min(r)),
-                        (d, r) => d.or(r),
-                    }
-                }
-                _ => return Err(rejected),
-            };
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(rejected);
-            }
-            item = rejected.into_inner();
-            state.producers_waiting += 1;
-            let (guard, _) = self.inner.room.wait_until(state, until);
-            state = guard;
-            state.producers_waiting -= 1;
-        }
-    }
-
     /// Takes the next item, if one may be dispatched now, without tracking it in flight.
     ///
     /// # Examples
@@ -534,7 +417,7 @@ where
         self.pop_locked(&mut state)
     }
 
-    fn pop_locked(&self, state: &mut State<K, T, C, S>) -> Option<T> {
+    pub(super) fn pop_locked(&self, state: &mut State<K, T, C, S>) -> Option<T> {
         let before = state.scheduler.queue().len();
         let item = state.scheduler.pop();
         // Expired or shed items leave too: wake producers for every item that left.
@@ -545,7 +428,7 @@ where
     /// Producers wait for different things (global room, their tenant's room, a rate
     /// limit), so one freed slot may serve a producer behind another: wake them all and let
     /// each re-check. Workers, who all wait for the same thing, are woken one per item.
-    fn made_room(&self, state: &State<K, T, C, S>, n: usize) {
+    pub(super) fn made_room(&self, state: &State<K, T, C, S>, n: usize) {
         if n > 0 && state.producers_waiting > 0 {
             self.inner.room.notify_all();
         }
@@ -567,7 +450,7 @@ where
         self.dispatch_locked(&mut state)
     }
 
-    fn dispatch_locked(&self, state: &mut State<K, T, C, S>) -> Option<Job<K, T, C, S>> {
+    pub(super) fn dispatch_locked(&self, state: &mut State<K, T, C, S>) -> Option<Job<K, T, C, S>> {
         let before = state.scheduler.queue().len();
         let now = state.scheduler.clock_now();
         let job = self.dispatch_at(state, now);
@@ -576,7 +459,11 @@ where
     }
 
     /// Dispatches one item at `now` (read once per batch); the caller wakes producers.
-    fn dispatch_at(&self, state: &mut State<K, T, C, S>, now: Nanos) -> Option<Job<K, T, C, S>> {
+    pub(super) fn dispatch_at(
+        &self,
+        state: &mut State<K, T, C, S>,
+        now: Nanos,
+    ) -> Option<Job<K, T, C, S>> {
         let (item, ticket) = state.scheduler.next_at(true, now)?;
         Some(Job {
             item,
@@ -637,185 +524,6 @@ where
         }
         self.made_room(&state, before - state.scheduler.queue().len());
         out
-    }
-
-    /// Waits up to `timeout` for an item, without tracking it in flight.
-    ///
-    /// # Errors
-    ///
-    /// [`WaitError::Timeout`] or, once closed and empty, [`WaitError::Closed`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{SchedulerConfig, SharedScheduler};
-    /// use fairshare::shared::WaitError;
-    /// use std::time::Duration;
-    /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// assert_eq!(h.pop_timeout(Duration::from_millis(1)), Err(WaitError::Timeout));
-    /// ```
-    pub fn pop_timeout(&self, timeout: Duration) -> Result<T, WaitError> {
-        self.wait_for(timeout, |this, state| this.pop_locked(state))
-    }
-
-    /// Waits up to `timeout` for an item to dispatch (work queued, and a free in-flight slot).
-    ///
-    /// # Errors
-    ///
-    /// [`WaitError::Timeout`] or, once closed and empty, [`WaitError::Closed`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{SchedulerConfig, SharedScheduler};
-    /// use std::time::Duration;
-    /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// h.try_push("a", 7).unwrap();
-    /// let job = h.dispatch_timeout(Duration::from_secs(1)).unwrap();
-    /// assert_eq!(job.item, 7);
-    /// ```
-    pub fn dispatch_timeout(&self, timeout: Duration) -> Result<Job<K, T, C, S>, WaitError> {
-        self.wait_for(timeout, |this, state| this.dispatch_locked(state))
-    }
-
-    #[allow(clippy::disallowed_methods)] // blocking waits measure their timeout in real time
-    fn wait_for<R>(
-        &self,
-        timeout: Duration,
-        mut take: impl FnMut(&Self, &mut State<K, T, C, S>) -> Option<R>,
-    ) -> Result<R, WaitError> {
-        // A timeout too large to represent (Duration::MAX, say) means no deadline.
-        let deadline = Instant::now().checked_add(timeout);
-        let mut state = self.lock();
-        let mut spun = false;
-        loop {
-            if let Some(out) = take(self, &mut state) {
-                return Ok(out);
-            }
-            if state.closed && state.scheduler.queue().is_empty() {
-                return Err(WaitError::Closed);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(WaitError::Timeout);
-            }
-            #[cfg(not(loom))]
-            if !spun {
-                // Work often arrives within microseconds: look again a few times with
-                // exponential backoff (spin, then yield) before paying for a sleep and a
-                // wake-up, as crossbeam's channels do. Only a free lock is taken, so the
-                // producers are never held up by the looking.
-                spun = true;
-                drop(state);
-                let backoff = crossbeam::utils::Backoff::new();
-                while !backoff.is_completed() && deadline.is_none_or(|d| Instant::now() < d) {
-                    backoff.snooze();
-                    if let Some(mut st) = self.inner.state.try_lock() {
-                        if let Some(out) = take(self, &mut st) {
-                            return Ok(out);
-                        }
-                    }
-                }
-                state = self.lock();
-                continue;
-            }
-            #[cfg(loom)]
-            let _ = &mut spun;
-            state.waiters.sleep();
-            let (guard, _) = self.inner.work.wait_until(state, deadline);
-            state = guard;
-            state.waiters.woke();
-        }
-    }
-
-    /// A future that resolves to the next item to dispatch, for any async runtime.
-    ///
-    /// # Errors
-    ///
-    /// The future resolves to [`WaitError::Closed`] once the scheduler is closed and empty.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{SchedulerConfig, SharedScheduler};
-    /// use std::future::Future;
-    /// use std::pin::pin;
-    /// use std::task::{Context, Poll, Waker};
-    ///
-    /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// let mut fut = pin!(h.dispatch_async());
-    /// let mut cx = Context::from_waker(Waker::noop());
-    /// assert!(fut.as_mut().poll(&mut cx).is_pending());
-    /// h.try_push("a", 9).unwrap(); // wakes the future's task
-    /// match fut.as_mut().poll(&mut cx) {
-    ///     Poll::Ready(Ok(job)) => assert_eq!(job.item, 9),
-    ///     other => panic!("{other:?}"),
-    /// }
-    /// ```
-    pub fn dispatch_async(&self) -> Dispatching<'_, K, T, C, S> {
-        Waiting {
-            handle: self,
-            id: None,
-            take: |h, state| h.dispatch_locked(state),
-        }
-    }
-
-    /// A future that resolves to the next item, without tracking it in flight.
-    ///
-    /// # Errors
-    ///
-    /// The future resolves to [`WaitError::Closed`] once the scheduler is closed and empty.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{SchedulerConfig, SharedScheduler};
-    /// use std::future::Future;
-    /// use std::pin::pin;
-    /// use std::task::{Context, Poll, Waker};
-    ///
-    /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// h.try_push("a", 3).unwrap();
-    /// let mut cx = Context::from_waker(Waker::noop());
-    /// assert_eq!(pin!(h.pop_async()).poll(&mut cx), Poll::Ready(Ok(3)));
-    /// ```
-    pub fn pop_async(&self) -> Popping<'_, K, T, C, S> {
-        Waiting {
-            handle: self,
-            id: None,
-            take: |h, state| h.pop_locked(state),
-        }
-    }
-
-    fn poll_take<R>(
-        &self,
-        id: &mut Option<u64>,
-        cx: &mut Context<'_>,
-        take: impl FnOnce(&Self, &mut State<K, T, C, S>) -> Option<R>,
-    ) -> Poll<Result<R, WaitError>> {
-        let mut state = self.lock();
-        if let Some(out) = take(self, &mut state) {
-            if let Some(id) = id.take() {
-                state.waiters.deregister(id);
-            }
-            return Poll::Ready(Ok(out));
-        }
-        if state.closed && state.scheduler.queue().is_empty() {
-            if let Some(id) = id.take() {
-                state.waiters.deregister(id);
-            }
-            return Poll::Ready(Err(WaitError::Closed));
-        }
-        *id = Some(state.waiters.register(*id, cx.waker()));
-        Poll::Pending
-    }
-
-    fn cancel_wait(&self, id: u64) {
-        let mut state = self.lock();
-        if !state.waiters.deregister(id) && !state.scheduler.queue().is_empty() {
-            // This waiter was woken for work it will never take: pass the wake-up on.
-            let plan = state.waiters.plan_wake(1);
-            self.apply(plan);
-        }
     }
 
     /// Closes the scheduler: later pushes are refused with [`RejectReason::Closed`], every
@@ -885,192 +593,8 @@ where
         let plan = state.waiters.plan_wake(queued);
         self.apply(plan);
     }
-
-    fn finish(&self, ticket: Ticket, actual_cost: u32, dispatched_at: Nanos, outcome: Outcome) {
-        let mut state = self.lock();
-        state.scheduler.complete(ticket, actual_cost);
-        let mut freed = 1;
-        if let Some(mut adaptive) = state.adaptive.take() {
-            let latency = state.scheduler.clock_now().saturating_since(dispatched_at);
-            let before = state.scheduler.queue().in_flight_limit().unwrap_or(0);
-            let limit = adaptive.on_sample(latency, outcome);
-            state.scheduler.set_in_flight_limit(Some(limit));
-            state.adaptive = Some(adaptive);
-            freed += limit.saturating_sub(before) as usize;
-        }
-        let queued = state.scheduler.queue().len();
-        let plan = state.waiters.plan_wake(freed.min(queued));
-        self.apply(plan);
-    }
 }
 
 // ===== impl Lease =====
 
-impl<K, T, C, S> Lease<K, T, C, S>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    /// The cost the item was pushed with.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{PushOptions, SchedulerConfig, SharedScheduler};
-    /// let h: SharedScheduler<&str, u8> = SharedScheduler::new(SchedulerConfig::new());
-    /// h.try_push_with("a", 1, PushOptions::new().with_cost(6)).unwrap();
-    /// assert_eq!(h.try_dispatch().unwrap().lease.cost(), 6);
-    /// ```
-    pub fn cost(&self) -> u32 {
-        self.ticket.as_ref().map_or(0, Ticket::cost)
-    }
-
-    /// Completes the item successfully with its actual cost.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h: fairshare::SharedScheduler<&str, u8> =
-    ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// h.try_push("a", 1).unwrap();
-    /// h.try_dispatch().unwrap().lease.complete(3);
-    /// assert_eq!(h.with_scheduler(|s| s.queue().total_in_flight()), 0);
-    /// ```
-    pub fn complete(self, actual_cost: u32) {
-        self.complete_with(actual_cost, Outcome::Success);
-    }
-
-    /// Completes the item with its actual cost and how it went (a failure makes an adaptive
-    /// limit back off).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::adaptive::Outcome;
-    /// let h: fairshare::SharedScheduler<&str, u8> =
-    ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// h.try_push("a", 1).unwrap();
-    /// h.try_dispatch().unwrap().lease.complete_with(1, Outcome::Failure);
-    /// ```
-    pub fn complete_with(mut self, actual_cost: u32, outcome: Outcome) {
-        if let Some(ticket) = self.ticket.take() {
-            self.handle
-                .finish(ticket, actual_cost, self.dispatched_at, outcome);
-        }
-    }
-}
-
-impl<K, T, C, S> Drop for Lease<K, T, C, S>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            let cost = ticket.cost();
-            self.handle
-                .finish(ticket, cost, self.dispatched_at, Outcome::Dropped);
-        }
-    }
-}
-
-impl<K, T, C, S> fmt::Debug for Lease<K, T, C, S>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease")
-            .field("ticket", &self.ticket)
-            .field("dispatched_at", &self.dispatched_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K, T, C, S> fmt::Debug for Job<K, T, C, S>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Job")
-            .field("lease", &self.lease)
-            .finish_non_exhaustive()
-    }
-}
-
 // ===== futures =====
-
-/// How a waiting future takes its result under the lock.
-type Take<K, T, C, S, R> = fn(&SharedScheduler<K, T, C, S>, &mut State<K, T, C, S>) -> Option<R>;
-
-/// A future that waits for the next item: [`Dispatching`] (with a lease) or [`Popping`].
-/// It registers its task's [`Waker`](std::task::Waker) while pending, and if it is dropped
-/// after being woken but before taking the item, it passes the wake-up on.
-///
-/// # Examples
-///
-/// ```
-/// let h: fairshare::SharedScheduler<u8, u8> =
-///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-/// let _fut: fairshare::shared::Popping<'_, u8, u8, _, _> = h.pop_async();
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct Waiting<'a, K, T, C, S, R>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    handle: &'a SharedScheduler<K, T, C, S>,
-    id: Option<u64>,
-    take: Take<K, T, C, S, R>,
-}
-
-/// Future returned by [`SharedScheduler::dispatch_async`].
-pub type Dispatching<'a, K, T, C, S> = Waiting<'a, K, T, C, S, Job<K, T, C, S>>;
-
-/// Future returned by [`SharedScheduler::pop_async`].
-pub type Popping<'a, K, T, C, S> = Waiting<'a, K, T, C, S, T>;
-
-impl<K, T, C, S, R> Future for Waiting<'_, K, T, C, S, R>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    type Output = Result<R, WaitError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.handle.poll_take(&mut this.id, cx, this.take)
-    }
-}
-
-impl<K, T, C, S, R> Drop for Waiting<'_, K, T, C, S, R>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            self.handle.cancel_wait(id);
-        }
-    }
-}
-
-impl<K, T, C, S, R> fmt::Debug for Waiting<'_, K, T, C, S, R>
-where
-    K: Hash + Eq + Clone,
-    C: Clock,
-    S: BuildHasher,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waiting").field("id", &self.id).finish()
-    }
-}

@@ -2,7 +2,12 @@
 //! lock, adds blocking and waker-based waiting, leases for in-flight items, and shutdown. The
 //! waiting rules live in `waiters.rs`.
 
+mod blocking;
+mod futures;
 mod handle;
+mod lease;
 mod waiters;
 
-pub use handle::{Dispatching, Job, Lease, Popping, SharedScheduler, WaitError, Waiting};
+pub use futures::{Dispatching, Popping, Waiting};
+pub use handle::{SharedScheduler, WaitError};
+pub use lease::{Job, Lease};
