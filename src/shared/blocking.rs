@@ -7,7 +7,6 @@ use super::lease::Job;
 use crate::clock::Clock;
 use crate::error::{RejectReason, Rejected};
 use crate::push::PushOptions;
-use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,6 @@
 
 use super::lease::{Job, Lease};
 use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 
 use super::waiters::{Waiters, WakePlan};

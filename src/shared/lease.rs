@@ -8,7 +8,6 @@ use crate::adaptive::Outcome;
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::queue::{DefaultHashBuilder, Ticket};
 use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 
 /// A dispatched item and its [`Lease`].
