@@ -189,6 +189,7 @@ mod error;
 pub mod pressure;
 mod push;
 pub mod queue;
+mod rate;
 pub mod shared;
 pub mod stats;
 mod sync;

@@ -1,7 +1,6 @@
 //! Observability: a fixed-size [`WaitHistogram`] and the [`Stats`] snapshot a
 //! [`Scheduler`](crate::Scheduler) reports (serde-serialisable with the `serde` feature).
 
-pub use crate::admission::AdmissionCounters;
 pub use crate::queue::{ClassCounters, QueueCounters, TenantCounters};
 
 use crate::clock::Nanos;
@@ -194,29 +193,36 @@ impl From<&WaitHistogram> for WaitSummary {
     }
 }
 
-/// One tenant's refusals at the door, by reason (the per-tenant share of the refusals in
-/// [`AdmissionCounters`], in the same categories: a class's per-tenant rate limit counts as
-/// `rate_limited`). Kept only with
-/// [`SchedulerConfig::with_tenant_detail`](crate::SchedulerConfig::with_tenant_detail).
+/// How many admissions were decided, by outcome: items admitted, refused at the door by
+/// reason, and admitted then handed back. The [`Scheduler`](crate::Scheduler) keeps one for
+/// all tenants ([`Scheduler::counters`](crate::Scheduler::counters), [`Stats::admission`]) and,
+/// with [`SchedulerConfig::with_tenant_detail`](crate::SchedulerConfig::with_tenant_detail),
+/// one per tenant ([`TenantStats::admission`]), in the same categories.
 ///
 /// # Examples
 ///
 /// ```
-/// use fairshare::{Scheduler, SchedulerConfig};
+/// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
 /// use fairshare::config::TenantLimits;
 /// let cfg = SchedulerConfig::new()
 ///     .with_tenant_detail(true)
 ///     .with_tenant_limits(TenantLimits::new().with_max_items(1));
 /// let mut s: Scheduler<&str, u8> = Scheduler::new(cfg);
 /// s.try_push("a", 1).unwrap();
-/// let _ = s.try_push("a", 2).unwrap_err(); // over its item cap
-/// let refused = s.stats().tenants[0].refused.unwrap();
-/// assert_eq!((refused.tenant_full, refused.total()), (1, 1));
+/// s.try_push("a", 2).unwrap_err(); // over its item cap
+/// s.block("b", BlockReason::Abuse);
+/// s.try_push("b", 3).unwrap_err();
+/// let all = s.counters();
+/// assert_eq!((all.admitted, all.tenant_full, all.blocked, all.total()), (1, 1, 1, 2));
+/// let a = s.stats().tenants[0].admission.unwrap();
+/// assert_eq!((a.admitted, a.tenant_full, a.total()), (1, 1, 1));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
-pub struct RefusalCounters {
+pub struct AdmissionCounters {
+    /// Items admitted into the queue.
+    pub admitted: u64,
     /// Refused: tenant blocked.
     pub blocked: u64,
     /// Refused: the tenant's rate limit, or its rate limit in a class.
@@ -238,10 +244,9 @@ pub struct RefusalCounters {
     pub shed: u64,
 }
 
-impl RefusalCounters {
+impl AdmissionCounters {
     /// Counts one refusal in its category.
     pub(crate) fn record(&mut self, reason: RejectReason) {
-        // Keep in step with `Scheduler::count_refusal` (the global counters).
         match reason {
             RejectReason::Blocked { .. } => self.blocked += 1,
             RejectReason::RateLimited { .. } | RejectReason::ClassRateLimited { .. } => {
@@ -260,7 +265,7 @@ impl RefusalCounters {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::stats::RefusalCounters::default().total(), 0);
+    /// assert_eq!(fairshare::stats::AdmissionCounters::default().total(), 0);
     /// ```
     pub fn total(&self) -> u64 {
         self.blocked
@@ -276,7 +281,7 @@ impl RefusalCounters {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::stats::RefusalCounters::default().returned(), 0);
+    /// assert_eq!(fairshare::stats::AdmissionCounters::default().returned(), 0);
     /// ```
     pub fn returned(&self) -> u64 {
         self.evicted + self.expired + self.shed
@@ -341,9 +346,9 @@ pub struct TenantStats<K> {
     pub in_flight: u32,
     /// Lifetime counters (kept while the tenant is known).
     pub counters: TenantCounters,
-    /// Refusals by reason since the tenant became known; `None` unless per-tenant detail is
-    /// on ([`SchedulerConfig::with_tenant_detail`](crate::SchedulerConfig::with_tenant_detail)).
-    pub refused: Option<RefusalCounters>,
+    /// Admissions, refusals by reason and items handed back since the tenant became known;
+    /// `None` unless per-tenant detail is on ([`SchedulerConfig::with_tenant_detail`](crate::SchedulerConfig::with_tenant_detail)).
+    pub admission: Option<AdmissionCounters>,
     /// Waiting times (admission to dispatch) of the tenant's dispatched items since it became
     /// known; `None` unless per-tenant detail is on.
     pub wait: Option<WaitSummary>,

@@ -6,14 +6,14 @@
 
 use super::commit::Plan;
 use super::config::{Rules, ShedPolicy, never_limits};
-use super::gcra::Gcra;
-use super::quota::Quota;
 use super::scheduler::*;
 use crate::clock::{Clock, Nanos};
 use crate::error::{Limit, RejectReason};
 use crate::push::ClassId;
 use crate::push::PushOptions;
 use crate::queue::NIL;
+use crate::rate::Quota;
+use crate::rate::gcra::Gcra;
 use std::hash::{BuildHasher, Hash};
 
 /// What the checks decided for an admissible item.
@@ -43,18 +43,7 @@ where
     }
 
     pub(super) fn count_refusal(&mut self, reason: RejectReason) {
-        // Keep in step with `RefusalCounters::record` (the per-tenant counters).
-        let c = &mut self.counters;
-        match reason {
-            RejectReason::Blocked { .. } => c.blocked += 1,
-            RejectReason::RateLimited { .. } | RejectReason::ClassRateLimited { .. } => {
-                c.rate_limited += 1
-            }
-            RejectReason::TooLarge { .. } => c.too_large += 1,
-            RejectReason::TenantFull { .. } => c.tenant_full += 1,
-            RejectReason::CapacityFull { .. } => c.capacity_full += 1,
-            _ => c.other += 1,
-        }
+        self.counters.record(reason);
     }
 
     /// Runs every check for an item of `opts` from `key`; changes nothing but the tenant
@@ -116,7 +105,7 @@ where
     pub(super) fn refused(&mut self, idx: u32, reason: RejectReason) -> RejectReason {
         self.count_refusal(reason);
         if self.config.tenant_detail() {
-            self.detail_mut(idx).refused.record(reason);
+            self.detail_mut(idx).admission.record(reason);
         }
         self.queue.count_rejected();
         let tenants = self.queue.tenants_mut();

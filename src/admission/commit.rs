@@ -176,7 +176,7 @@ where
                     .push(Rejected::new(victim, RejectReason::Evicted));
                 self.counters.evicted += 1;
                 if self.config.tenant_detail() {
-                    self.detail_mut(v).refused.evicted += 1;
+                    self.detail_mut(v).admission.evicted += 1;
                 }
             }
             self.queue.tenants_mut().release_if_idle(v);
@@ -211,6 +211,9 @@ where
             plan.deadline,
         );
         self.counters.admitted += 1;
+        if self.config.tenant_detail() {
+            self.detail_mut(plan.idx).admission.admitted += 1;
+        }
         self.observe_pressure(plan.now);
     }
 

@@ -1,11 +1,11 @@
 //! Admission settings: [`SchedulerConfig`], [`TenantLimits`], [`Capacity`], [`ShedPolicy`],
 //! [`QueueDelay`].
 
-use super::gcra::Gcra;
-use super::quota::Quota;
 use crate::clock::Nanos;
 use crate::pressure::PressureConfig;
 use crate::queue::QueueConfig;
+use crate::rate::Quota;
+use crate::rate::gcra::Gcra;
 
 /// Per-tenant admission limits: a rate quota and queue caps. `None` means unlimited.
 ///

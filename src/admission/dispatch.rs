@@ -8,7 +8,7 @@ use crate::clock::{Clock, Nanos};
 use crate::error::{RejectReason, Rejected};
 use crate::pressure::{PressureConfig, PressureLevel};
 use crate::queue::{Dispatch, Ticket};
-use crate::stats::{ClassStats, RefusalCounters, Stats, TenantStats, WaitHistogram, WaitSummary};
+use crate::stats::{AdmissionCounters, ClassStats, Stats, TenantStats, WaitHistogram, WaitSummary};
 use std::hash::{BuildHasher, Hash};
 
 /// One tenant's refusals and waits, valid while its slot has `generation` (a slot reused by
@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, Hash};
 #[derive(Debug, Clone)]
 pub(super) struct TenantDetail {
     pub(super) generation: u32,
-    pub(super) refused: RefusalCounters,
+    pub(super) admission: AdmissionCounters,
     pub(super) waits: WaitHistogram,
 }
 
@@ -38,13 +38,13 @@ where
         let d = self.details[i].get_or_insert_with(|| {
             Box::new(TenantDetail {
                 generation,
-                refused: RefusalCounters::default(),
+                admission: AdmissionCounters::default(),
                 waits: WaitHistogram::new(),
             })
         });
         if d.generation != generation {
             d.generation = generation;
-            d.refused = RefusalCounters::default();
+            d.admission = AdmissionCounters::default();
             d.waits.clear();
         }
         d
@@ -60,7 +60,7 @@ where
                 .expire_due(now, &mut self.outbox, Some(&mut owners));
             for idx in owners {
                 if self.queue.tenants_ref().is_live(idx) {
-                    self.detail_mut(idx).refused.expired += 1;
+                    self.detail_mut(idx).admission.expired += 1;
                 }
             }
         } else {
@@ -131,7 +131,7 @@ where
                 let sojourn = now.saturating_since(p.enqueued);
                 if standing && codel.should_shed(now, sojourn, false) {
                     if self.config.tenant_detail() {
-                        self.detail_mut(p.tenant).refused.shed += 1;
+                        self.detail_mut(p.tenant).admission.shed += 1;
                     }
                     self.queue.count_removed(1);
                     self.queue.tenants_mut().release_if_idle(p.tenant);
@@ -246,7 +246,8 @@ where
                     queued_cost: t.queued_cost,
                     in_flight: t.in_flight,
                     counters: t.counters,
-                    refused: detail.then(|| d.map_or_else(RefusalCounters::default, |d| d.refused)),
+                    admission: detail
+                        .then(|| d.map_or_else(AdmissionCounters::default, |d| d.admission)),
                     wait: detail.then(|| {
                         d.map_or_else(WaitSummary::default, |d| WaitSummary::from(&d.waits))
                     }),

@@ -1,19 +1,18 @@
 //! Admission control: one pipeline of checks in front of the fair queue.
 //!
-//! [`Scheduler`] is the public type; the GCRA, the queue-delay controller and the settings
-//! live in their own files.
+//! [`Scheduler`] is the public type. Its checks, the commit of an admitted push, dispatch
+//! past expired and shed items, and the operators' calls each have a file; the queue-delay
+//! controller and the settings too. Rate limiting itself is the `rate` module, below this one.
 
 mod checks;
 mod codel;
 mod commit;
 mod config;
 mod dispatch;
-mod gcra;
 mod operators;
-mod quota;
 mod scheduler;
 
+pub use crate::rate::Quota;
 pub use commit::Permit;
 pub use config::{Capacity, QueueDelay, SchedulerConfig, ShedPolicy, TenantLimits};
-pub use quota::Quota;
-pub use scheduler::{AdmissionCounters, Scheduler};
+pub use scheduler::Scheduler;

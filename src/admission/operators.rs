@@ -5,13 +5,13 @@
 
 use super::codel::CoDel;
 use super::config::{Rules, SchedulerConfig, ShedPolicy, TenantLimits};
-use super::gcra::{self};
 use super::scheduler::*;
 use crate::clock::{Clock, Nanos};
 use crate::error::BlockReason;
 use crate::pressure::PressureGauge;
 use crate::push::ClassId;
 use crate::queue::{ClassCosts, Classes, NIL, TenantHandle};
+use crate::rate::gcra;
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 

@@ -12,6 +12,7 @@ use crate::clock::{Clock, Nanos, StdClock};
 use crate::error::Rejected;
 use crate::pressure::PressureGauge;
 use crate::queue::{Classes, DefaultHashBuilder, FairQueue};
+use crate::stats::AdmissionCounters;
 use crate::stats::WaitHistogram;
 
 /// A [`FairQueue`] behind one admission pipeline: blocked tenants, per-tenant rate limits and
@@ -119,46 +120,6 @@ pub(super) fn plain_classes(classes: &Classes) -> u64 {
         .fold(0, |mask, (c, _)| {
             mask | 1u64.checked_shl(c as u32).unwrap_or(0)
         })
-}
-
-/// How many admissions were decided, by outcome.
-///
-/// # Examples
-///
-/// ```
-/// use fairshare::{BlockReason, Scheduler, SchedulerConfig};
-/// let mut s: Scheduler<&str, u32> = Scheduler::new(SchedulerConfig::new());
-/// s.try_push("a", 1).unwrap();
-/// s.block("b", BlockReason::Abuse);
-/// s.try_push("b", 2).unwrap_err();
-/// let c = s.counters();
-/// assert_eq!((c.admitted, c.blocked), (1, 1));
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[non_exhaustive]
-pub struct AdmissionCounters {
-    /// Items admitted into the queue.
-    pub admitted: u64,
-    /// Refused: tenant blocked.
-    pub blocked: u64,
-    /// Refused: the tenant's rate limit, or its rate limit in a class.
-    pub rate_limited: u64,
-    /// Refused: never admissible (cost above a burst or cap).
-    pub too_large: u64,
-    /// Refused: a tenant cap.
-    pub tenant_full: u64,
-    /// Refused: global capacity.
-    pub capacity_full: u64,
-    /// Refused: anything else (zero cost, an unknown class, a deadline already passed, a full
-    /// tenant table).
-    pub other: u64,
-    /// Queued, then evicted to make room.
-    pub evicted: u64,
-    /// Queued, then expired at their deadline.
-    pub expired: u64,
-    /// Queued, then shed by the queue-delay target.
-    pub shed: u64,
 }
 
 // ===== impl Scheduler: construction =====

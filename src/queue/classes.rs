@@ -2,9 +2,9 @@
 
 use std::num::NonZeroU32;
 
-use crate::admission::Quota;
 use crate::error::ConfigError;
 use crate::push::ClassId;
+use crate::rate::Quota;
 
 /// The most classes one queue can have. Choosing a class scans them all, so the count is kept
 /// small: classes are kinds of work (sign-in, api, bulk), not tenants. A queue keeps the state
