@@ -306,10 +306,7 @@ where
     /// assert!(s.complete(d.ticket, 3));
     /// ```
     pub fn complete(&mut self, ticket: Ticket, actual_cost: u32) -> bool {
-        let done = self.queue.complete(ticket, actual_cost);
-        // A freed in-flight slot can let queued work through.
-        self.version += u64::from(done);
-        done
+        self.queue.complete(ticket, actual_cost)
     }
 
     /// Hands back every item that left the queue without being dispatched, oldest first: each

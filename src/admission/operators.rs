@@ -49,7 +49,6 @@ where
         self.queue.set_classes(classes)?;
         self.plain_classes = plain_classes(self.queue.classes());
         // New reservations or ceilings can make queued work dispatchable: wake waiters.
-        self.version += 1;
         Ok(())
     }
 
@@ -78,7 +77,6 @@ where
     /// assert_eq!(s.queue().in_flight_limit(), Some(4));
     /// ```
     pub fn set_in_flight_limit(&mut self, limit: Option<u32>) {
-        self.version += 1;
         self.config = self.config.with_max_in_flight(limit);
         self.queue.set_in_flight_limit(limit);
     }
@@ -100,7 +98,6 @@ where
     /// assert!(s.try_push("b", 9).is_err()); // but the new cap holds for newcomers
     /// ```
     pub fn reconfigure(&mut self, config: SchedulerConfig) {
-        self.version += 1;
         let old = self.config;
         self.config = config;
         self.default_rules = Rules::new(config.tenant_limits(), config.capacity());
@@ -170,7 +167,6 @@ where
     /// assert!(s.try_push("a", 2).is_ok());
     /// ```
     pub fn refund(&mut self, key: &K, cost: u32) {
-        self.version += 1;
         let now = self.now();
         if let Some(idx) = self.queue.tenants_ref().find(key) {
             self.refund_slot(idx, u64::from(cost), now);
@@ -232,7 +228,6 @@ where
     /// assert!(s.try_push_with("a", 2, PushOptions::new().with_class(export)).is_ok());
     /// ```
     pub fn refund_class(&mut self, key: &K, class: ClassId, cost: u32) {
-        self.version += 1;
         let now = self.now();
         if let Some(idx) = self.queue.tenants_ref().find(key) {
             self.refund_slot(idx, u64::from(cost), now);
@@ -361,7 +356,6 @@ where
     /// assert_eq!(s.unblock(&"a"), Some(BlockReason::Abuse));
     /// ```
     pub fn unblock(&mut self, key: &K) -> Option<BlockReason> {
-        self.version += 1;
         self.queue.unblock(key)
     }
 
@@ -421,7 +415,6 @@ where
     /// ```
     #[track_caller]
     pub fn set_limits(&mut self, key: K, limits: TenantLimits) {
-        self.version += 1;
         let idx = self
             .queue
             .tenants_mut()
@@ -461,7 +454,6 @@ where
     /// assert_eq!(s.limits(&"a"), TenantLimits::UNLIMITED);
     /// ```
     pub fn clear_limits(&mut self, key: &K) {
-        self.version += 1;
         let Some(idx) = self.queue.tenants_ref().find(key) else {
             return;
         };

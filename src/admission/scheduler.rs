@@ -101,9 +101,6 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     /// Per-tenant detail by tenant slot, kept only with `SchedulerConfig::tenant_detail`
     /// (outside the tenant slot, which the hot path reads).
     pub(super) details: Vec<Option<Box<TenantDetail>>>,
-    /// Bumped by every change that can make queued items dispatchable or free room without
-    /// a push or pop (limits, blocks, reconfiguration): the shared handle wakes waiters on it.
-    pub(super) version: u64,
     /// The classes the admission check's fast path serves (see [`plain_classes`]), kept in
     /// step with the queue's classes.
     pub(super) plain_classes: u64,
@@ -189,7 +186,6 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             waits: WaitHistogram::new(),
             counters: AdmissionCounters::default(),
             details: Vec::new(),
-            version: 0,
             plain_classes,
         }
     }
@@ -285,11 +281,6 @@ where
     C: Clock,
     S: BuildHasher,
 {
-    /// Changes so far that can let work through without a push or pop (see the field).
-    pub(crate) fn version(&self) -> u64 {
-        self.version
-    }
-
     /// The clock's time, never earlier than any time this scheduler saw before, without
     /// remembering it (for queries on `&self`).
     pub(super) fn peek_now(&self) -> Nanos {

@@ -206,7 +206,8 @@ where
     S: BuildHasher,
 {
     /// Runs `f` on the scheduler under the lock (queries, operator actions such as `block`,
-    /// `purge` or `set_limits`). Waiters are woken for any items `f` added.
+    /// `purge` or `set_limits`). Waiters are woken afterwards: `f` may have added items or
+    /// changed what can be dispatched.
     ///
     /// # Examples
     ///
@@ -222,24 +223,16 @@ where
     /// ```
     pub fn with_scheduler<R>(&self, f: impl FnOnce(&mut Scheduler<K, T, C, S>) -> R) -> R {
         let mut state = self.lock();
-        let (len, version) = (state.scheduler.queue().len(), state.scheduler.version());
         let out = f(&mut state.scheduler);
-        let (after, changed) = (
-            state.scheduler.queue().len(),
-            state.scheduler.version() != version,
-        );
-        // New items wake that many workers; a changed limit may let any queued item through.
-        let wake = if changed {
-            after
-        } else {
-            after.saturating_sub(len)
-        };
-        if wake > 0 {
-            let plan = state.waiters.plan_wake(wake);
+        let after = state.scheduler.queue().len();
+        // `f` may have changed what can be dispatched (a limit, a block, the classes), so any
+        // queued item may now go through, and removed items or raised limits may make room for
+        // a waiting producer. A woken waiter that finds nothing waits again.
+        if after > 0 {
+            let plan = state.waiters.plan_wake(after);
             self.apply(plan);
         }
-        // Removed items or changed limits may make room for any waiting producer.
-        if (after < len || changed) && state.producers_waiting > 0 {
+        if state.producers_waiting > 0 {
             self.inner.room.notify_all();
         }
         out
