@@ -46,18 +46,10 @@ where
         self.counters.record(reason);
     }
 
-    /// Runs every check for an item of `opts` from `key`; changes nothing but the tenant
-    /// table (a fresh tenant's slot, released again on refusal). Out of line: a
-    /// reservation's caller holds the plan in its permit anyway.
-    #[inline(never)]
-    pub(super) fn plan(&mut self, key: K, opts: PushOptions) -> Result<Plan, RejectReason> {
-        let now = self.now();
-        self.plan_at(key, opts, now)
-    }
-
-    /// [`plan`](Self::plan) at a time the caller read (once for a whole batch).
+    /// Runs every check for an item of `opts` from `key` at `now`; changes nothing but the
+    /// tenant table (a fresh tenant's slot, released again on refusal).
     #[inline(always)]
-    pub(super) fn plan_at(
+    pub(super) fn plan(
         &mut self,
         key: K,
         opts: PushOptions,
@@ -74,7 +66,7 @@ where
         self.plan_slot(idx, opts, now)
     }
 
-    /// [`plan_at`](Self::plan_at) for a tenant whose slot is known.
+    /// [`plan`](Self::plan) for a tenant whose slot is known.
     #[inline(always)]
     pub(super) fn plan_slot(
         &mut self,

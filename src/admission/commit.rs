@@ -28,7 +28,7 @@ pub(super) struct Cooling {
 ///     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
 /// let permit = s.try_reserve("acme", fairshare::PushOptions::new().with_cost(3)).unwrap();
 /// // ... build the (expensive) item only now that it will be admitted ...
-/// let _ = permit.commit("report".to_string());
+/// permit.commit("report".to_string());
 /// assert_eq!(s.queue().tenant_queued_cost(&"acme"), 3);
 /// ```
 #[derive(Debug)]
@@ -72,7 +72,7 @@ where
     /// # let mut s: fairshare::Scheduler<&str, u32> =
     /// #     fairshare::Scheduler::new(fairshare::SchedulerConfig::new());
     /// let p = s.try_reserve("a", fairshare::PushOptions::new()).unwrap();
-    /// let _ = p.commit(7);
+    /// p.commit(7);
     /// assert_eq!(s.pop(), Some(7));
     /// ```
     pub fn commit(mut self, item: T) {
@@ -157,14 +157,10 @@ where
         }
     }
 
-    pub(super) fn commit(&mut self, plan: Plan, item: T) {
-        self.commit_in(plan, item)
-    }
-
-    /// The body of [`commit`](Self::commit), inlined into the push path so that the plan
-    /// never goes through memory.
+    /// Commits a checked push: evictions to make room, the rate state, the link into the
+    /// queue. Inlined into each push so that the plan stays in registers.
     #[inline(always)]
-    pub(super) fn commit_in(&mut self, plan: Plan, item: T) {
+    pub(super) fn commit(&mut self, plan: Plan, item: T) {
         if let Some(v) = plan.evict_from {
             loop {
                 let (items, cost) = self.shortfall(u64::from(plan.cost));
@@ -334,7 +330,7 @@ where
         };
         match self.plan_slot(idx, opts, now) {
             Ok(plan) => {
-                self.commit_in(plan, item);
+                self.commit(plan, item);
                 Ok(())
             }
             Err(reason) => Err(Rejected::new(item, reason)),
@@ -362,7 +358,8 @@ where
         key: K,
         opts: PushOptions,
     ) -> Result<Permit<'_, K, T, C, S>, RejectReason> {
-        let plan = self.plan(key, opts)?;
+        let now = self.now();
+        let plan = self.plan(key, opts, now)?;
         Ok(Permit {
             scheduler: self,
             plan: Some(plan),
@@ -371,9 +368,8 @@ where
 
     /// Pushes at a time read once (by [`try_push_with`](Self::try_push_with), or once for a
     /// whole batch by the shared handle's batch calls); `now` must come from
-    /// [`clock_now`](Self::clock_now). One function with the checks and the commit inlined
-    /// (measured: the plan passed between them through memory, and a second call, cost
-    /// about 50 instructions a push).
+    /// [`clock_now`](Self::clock_now). One function with the checks and the commit inlined,
+    /// so the plan never goes through memory; kept out of line so each caller shares it.
     #[inline(never)]
     pub(crate) fn try_push_with_at(
         &mut self,
@@ -382,9 +378,9 @@ where
         opts: PushOptions,
         now: Nanos,
     ) -> Result<(), Rejected<T>> {
-        match self.plan_at(key, opts, now) {
+        match self.plan(key, opts, now) {
             Ok(plan) => {
-                self.commit_in(plan, item);
+                self.commit(plan, item);
                 Ok(())
             }
             Err(reason) => Err(Rejected::new(item, reason)),

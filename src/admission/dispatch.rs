@@ -121,7 +121,7 @@ where
             self.expire(now);
         }
         loop {
-            let p = self.queue.pop_inner(track)?;
+            let p = self.queue.pop_inner(true, track)?;
             // Only a tenant with a standing queue (items left after this one in the same
             // class) feeds the queue-delay controller or is shed: a light tenant's lone item,
             // or a sign-in from an org with a page backlog, neither hides a flood's standing

@@ -14,17 +14,11 @@ where
     K: Hash + Eq + Clone,
     S: BuildHasher,
 {
-    /// The next item in fair order, for a dispatch (`track`) or an untracked pop. Counts
-    /// nothing and frees no tenant slot: [`finish_pop`](Self::finish_pop) does.
+    /// The next item in fair order, for a dispatch (`track`) or an untracked pop; with
+    /// `respect_limits` false (draining), in-flight limits neither stop it nor park anyone.
+    /// Counts nothing and frees no tenant slot: [`finish_pop`](Self::finish_pop) does.
     #[inline(always)]
-    pub(crate) fn pop_inner(&mut self, track: bool) -> Option<Popped<T>> {
-        self.pop_in_order(true, track)
-    }
-
-    /// The next item; with `respect_limits` false (draining), in-flight limits neither stop it
-    /// nor park anyone.
-    #[inline(always)]
-    pub(super) fn pop_in_order(&mut self, respect_limits: bool, track: bool) -> Option<Popped<T>> {
+    pub(crate) fn pop_inner(&mut self, respect_limits: bool, track: bool) -> Option<Popped<T>> {
         if respect_limits && self.in_flight >= self.max_in_flight {
             return None;
         }
@@ -34,30 +28,12 @@ where
             }
             return self.pop_class::<true>(0, respect_limits);
         }
-        match (respect_limits, track) {
-            (true, true) => self.pop_classes_inline::<true, true>(),
-            (true, false) => self.pop_classes::<true, false>(),
-            (false, _) => self.pop_classes::<false, false>(),
-        }
+        self.pop_classes(respect_limits, track)
     }
 
     /// The next item when there are several classes: choose the class, then its DRR step.
-    /// Out of line for untracked pops and draining; a dispatch inlines
-    /// [`pop_classes_inline`](Self::pop_classes_inline) (measured: 15 instructions a
-    /// dispatch of call overhead and a result passed through memory).
-    #[inline(never)]
-    pub(super) fn pop_classes<const LIMITS: bool, const TRACK: bool>(
-        &mut self,
-    ) -> Option<Popped<T>> {
-        self.pop_classes_inline::<LIMITS, TRACK>()
-    }
-
-    /// The body of [`pop_classes`](Self::pop_classes).
-    #[inline(always)]
-    pub(super) fn pop_classes_inline<const LIMITS: bool, const TRACK: bool>(
-        &mut self,
-    ) -> Option<Popped<T>> {
-        let (respect_limits, track) = (LIMITS, TRACK);
+    #[inline]
+    pub(super) fn pop_classes(&mut self, respect_limits: bool, track: bool) -> Option<Popped<T>> {
         loop {
             let (c, charge) = self.pick_class(track && respect_limits)?;
             let popped = self.pop_class::<false>(c, respect_limits);
@@ -214,7 +190,7 @@ where
     /// ```
     #[inline(always)]
     pub fn pop(&mut self) -> Option<T> {
-        let p = self.pop_inner(false)?;
+        let p = self.pop_inner(true, false)?;
         self.finish_pop(p.tenant, p.class, p.cost, false);
         Some(p.item)
     }
@@ -233,7 +209,7 @@ where
     /// ```
     #[inline(always)]
     pub fn dispatch(&mut self) -> Option<Dispatch<T>> {
-        let p = self.pop_inner(true)?;
+        let p = self.pop_inner(true, true)?;
         let ticket = self.finish_pop(p.tenant, p.class, p.cost, true)?;
         Some(Dispatch {
             item: p.item,

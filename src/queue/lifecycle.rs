@@ -313,7 +313,7 @@ where
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        let p = self.queue.pop_in_order(false, false)?;
+        let p = self.queue.pop_inner(false, false)?;
         self.queue.counters.removed += 1;
         self.queue.tenants.release_if_idle(p.tenant);
         Some(p.item)
