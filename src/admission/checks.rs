@@ -56,7 +56,7 @@ where
         now: Nanos,
     ) -> Result<Plan, RejectReason> {
         self.sweep_cooling(now);
-        let Some(idx) = self.queue.tenants_mut().find_or_insert(key) else {
+        let Some(idx) = self.queue.slot_of(key) else {
             let reason = RejectReason::QueueFull {
                 capacity: u64::from(u32::MAX - 1),
             };
@@ -99,10 +99,7 @@ where
         if self.config.tenant_detail() {
             self.detail_mut(idx).admission.record(reason);
         }
-        self.queue.count_rejected();
-        let tenants = self.queue.tenants_mut();
-        tenants.get_mut(idx).counters.rejected += 1;
-        tenants.release_if_idle(idx);
+        self.queue.count_refused(idx);
         reason
     }
 
@@ -120,8 +117,8 @@ where
         now: Nanos,
     ) -> Result<Checked, RejectReason> {
         debug_assert_eq!(self.plain_classes, plain_classes(self.queue.classes()));
-        let t = self.queue.tenants_ref().get(idx);
-        let rules = self.rules_of(t.limits);
+        let t = self.queue.slot(idx);
+        let rules = self.rules_of(t.attached.limits);
         // A zero cost wraps to `u64::MAX`: one compare catches it with a cost above a bound.
         let rare = t.blocked.is_some()
             | (u64::from(cost).wrapping_sub(1) >= rules.never_above)
@@ -148,7 +145,7 @@ where
         deadline: Option<Nanos>,
         now: Nanos,
     ) -> Result<Checked, RejectReason> {
-        let t = self.queue.tenants_ref().get(idx);
+        let t = self.queue.slot(idx);
         if let Some(reason) = t.blocked {
             return Err(RejectReason::Blocked { reason });
         }
@@ -162,7 +159,7 @@ where
             // A deadline already passed can never be met: refuse it at the door.
             return Err(RejectReason::DeadlineExpired { deadline });
         }
-        let rules = self.rules_of(t.limits);
+        let rules = self.rules_of(t.attached.limits);
         let cost64 = u64::from(cost);
         let class_quota = spec.tenant_quota();
         // "Never" before "not now": a cost no limit can ever allow is reported as such.
@@ -185,10 +182,10 @@ where
         class_rate: Option<Gcra>,
         now: Nanos,
     ) -> Result<Checked, RejectReason> {
-        let t = self.queue.tenants_ref().get(idx);
+        let t = self.queue.slot(idx);
         let new_tat = match rules.rate {
             Some(rate) => Some(
-                rate.check(t.tat, now, cost)
+                rate.check(t.attached.tat, now, cost)
                     .map_err(|retry_at| RejectReason::RateLimited { retry_at })?,
             ),
             None => None,
@@ -196,7 +193,7 @@ where
         let class_idx = class.index() as u16;
         let new_class_tat = match class_rate {
             Some(rate) => {
-                let tat = self.queue.tenants_ref().class_tat(idx, class_idx);
+                let tat = self.class_tat(idx, class_idx);
                 Some(
                     rate.check(tat, now, cost)
                         .map_err(|retry_at| RejectReason::ClassRateLimited { class, retry_at })?,
@@ -288,8 +285,7 @@ where
         if v == idx {
             return refuse;
         }
-        let tenants = self.queue.tenants_ref();
-        let (tv, tp) = (tenants.get(v), tenants.get(idx));
+        let (tv, tp) = (self.queue.slot(v), self.queue.slot(idx));
         let dw = self.queue.config().default_weight();
         let wv = u128::from(tv.weight.unwrap_or(dw).get());
         let wp = u128::from(tp.weight.unwrap_or(dw).get());

@@ -7,7 +7,7 @@ use super::scheduler::*;
 use crate::clock::{Clock, Nanos};
 use crate::error::{RejectReason, Rejected};
 use crate::push::PushOptions;
-use crate::queue::{COOLING, TenantHandle};
+use crate::queue::TenantHandle;
 use std::cmp::Reverse;
 use std::hash::{BuildHasher, Hash};
 
@@ -107,7 +107,7 @@ where
     fn drop(&mut self) {
         if let Some(plan) = self.plan.take() {
             // Nothing was charged; forget a tenant that only the reservation created.
-            self.scheduler.queue.tenants_mut().release_if_idle(plan.idx);
+            self.scheduler.queue.forget_if_idle(plan.idx);
         }
     }
 }
@@ -141,18 +141,48 @@ where
             let Some(Reverse(c)) = self.cooling.pop() else {
                 return;
             };
-            let tenants = self.queue.tenants_mut();
             let handle = TenantHandle::from_parts(c.index, c.generation);
-            let Some(idx) = tenants.resolve(handle) else {
+            let Some(idx) = self.queue.resolve(handle) else {
                 continue;
             };
-            let until = tenants.latest_tat(idx);
-            let t = tenants.get_mut(idx);
+            let until = self.latest_tat(idx);
             if until > now {
                 self.cooling.push(Reverse(Cooling { until, ..c }));
             } else {
-                t.flags &= !COOLING;
-                tenants.release_if_idle(idx);
+                // Every rate state is a fresh one's again: nothing to remember.
+                self.forget_class_tats(idx);
+                self.queue.attached_mut(idx).cooling = false;
+                self.queue.forget_if_idle(idx);
+            }
+        }
+    }
+
+    /// The TAT of tenant `idx`'s per-tenant quota in `class` (a fresh tenant's: zero).
+    pub(super) fn class_tat(&self, idx: u32, class: u16) -> Nanos {
+        self.class_tats
+            .get(&(idx, class))
+            .copied()
+            .unwrap_or(Nanos::ZERO)
+    }
+
+    /// The latest TAT of any rate state of tenant `idx`.
+    fn latest_tat(&self, idx: u32) -> Nanos {
+        self.class_tats
+            .range((idx, 0)..=(idx, u16::MAX))
+            .map(|(_, &tat)| tat)
+            .fold(self.queue.attached(idx).tat, Nanos::max)
+    }
+
+    /// Drops tenant `idx`'s class rate states.
+    fn forget_class_tats(&mut self, idx: u32) {
+        if !self.class_tats.is_empty() {
+            let keys: Vec<_> = self
+                .class_tats
+                .range((idx, 0)..=(idx, u16::MAX))
+                .map(|(&k, _)| k)
+                .collect();
+            for k in keys {
+                self.class_tats.remove(&k);
             }
         }
     }
@@ -175,17 +205,17 @@ where
                     self.detail_mut(v).admission.evicted += 1;
                 }
             }
-            self.queue.tenants_mut().release_if_idle(v);
+            self.queue.forget_if_idle(v);
         }
         // One borrow of the slot for the common case (the tenant's own rate state): a
         // changed in-flight cap, a class rate state and the start of cooling are rare and
         // out of line.
-        let t = self.queue.tenants_mut().get_mut(plan.idx);
-        let cap_changed = t.max_in_flight != plan.max_in_flight;
+        let cap_changed = self.queue.slot(plan.idx).max_in_flight != plan.max_in_flight;
         let mut cool_until = None;
         if let Some(tat) = plan.new_tat {
-            t.tat = tat;
-            if tat > plan.now && t.flags & COOLING == 0 {
+            let a = self.queue.attached_mut(plan.idx);
+            a.tat = tat;
+            if tat > plan.now && !a.cooling {
                 cool_until = Some(tat);
             }
         }
@@ -225,11 +255,10 @@ where
         tat: Nanos,
         now: Nanos,
     ) {
-        self.queue.tenants_mut().set_class_tat(idx, class, tat);
+        self.class_tats.insert((idx, class), tat);
         // Remembered until every rate state of the tenant equals a fresh one's.
         let until = new_tat.map_or(tat, |t| t.max(tat));
-        let flags = self.queue.tenants_ref().get(idx).flags;
-        if until > now && flags & COOLING == 0 {
+        if until > now && !self.queue.attached(idx).cooling {
             self.start_cooling(idx, until);
         }
     }
@@ -239,9 +268,8 @@ where
     #[cold]
     #[inline(never)]
     pub(super) fn start_cooling(&mut self, idx: u32, until: Nanos) {
-        let tenants = self.queue.tenants_mut();
-        let handle = tenants.handle(idx);
-        tenants.get_mut(idx).flags |= COOLING;
+        let handle = self.queue.slot_handle(idx);
+        self.queue.attached_mut(idx).cooling = true;
         self.cooling.push(Reverse(Cooling {
             until,
             index: handle.index,
@@ -324,7 +352,7 @@ where
     ) -> Result<(), Rejected<T>> {
         let now = self.now();
         self.sweep_cooling(now);
-        let Some(idx) = self.queue.tenants_ref().resolve(handle) else {
+        let Some(idx) = self.queue.resolve(handle) else {
             self.count_refusal(RejectReason::StaleHandle);
             return self.queue.reject(item, RejectReason::StaleHandle);
         };

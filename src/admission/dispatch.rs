@@ -30,7 +30,7 @@ where
     /// last written. Only called with per-tenant detail on.
     #[inline(never)]
     pub(super) fn detail_mut(&mut self, idx: u32) -> &mut TenantDetail {
-        let generation = self.queue.tenants_ref().handle(idx).generation;
+        let generation = self.queue.slot_handle(idx).generation;
         let i = idx as usize;
         if self.details.len() <= i {
             self.details.resize_with(i + 1, || None);
@@ -59,7 +59,7 @@ where
             self.queue
                 .expire_due(now, &mut self.outbox, Some(&mut owners));
             for idx in owners {
-                if self.queue.tenants_ref().is_live(idx) {
+                if self.queue.is_live(idx) {
                     self.detail_mut(idx).admission.expired += 1;
                 }
             }
@@ -134,7 +134,7 @@ where
                         self.detail_mut(p.tenant).admission.shed += 1;
                     }
                     self.queue.count_removed(1);
-                    self.queue.tenants_mut().release_if_idle(p.tenant);
+                    self.queue.forget_if_idle(p.tenant);
                     self.outbox
                         .push(Rejected::new(p.item, RejectReason::QueueDelay { sojourn }));
                     self.counters.shed += 1;
@@ -233,8 +233,7 @@ where
         let details = &self.details;
         let tenants = self
             .queue
-            .tenants_ref()
-            .iter()
+            .slots()
             .map(|(idx, key, t)| {
                 let d = details
                     .get(idx as usize)

@@ -11,6 +11,7 @@ mod config;
 mod dispatch;
 mod operators;
 mod scheduler;
+mod tenant_state;
 
 pub use crate::rate::Quota;
 pub use commit::Permit;

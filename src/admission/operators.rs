@@ -48,7 +48,10 @@ where
     pub fn set_classes(&mut self, classes: Classes) -> Result<(), crate::ConfigError> {
         self.queue.set_classes(classes)?;
         self.plain_classes = plain_classes(self.queue.classes());
-        // New reservations or ceilings can make queued work dispatchable: wake waiters.
+        // A class added later at a removed class's index starts with fresh rate states.
+        let count = self.queue.classes().len();
+        self.class_tats
+            .retain(|&(_, class), _| usize::from(class) < count);
         Ok(())
     }
 
@@ -124,9 +127,8 @@ where
             let default = config.tenant_limits().max_in_flight().unwrap_or(u32::MAX);
             let with_defaults: Vec<u32> = self
                 .queue
-                .tenants_ref()
-                .iter()
-                .filter(|(_, _, t)| t.limits == NIL)
+                .slots()
+                .filter(|(_, _, t)| t.attached.limits == NIL)
                 .map(|(i, _, _)| i)
                 .collect();
             for idx in with_defaults {
@@ -138,11 +140,16 @@ where
     /// Removes every queued item regardless of in-flight limits, tenant by tenant (each in
     /// FIFO order, class by class), for shutdown.
     pub(crate) fn drain_all(&mut self) -> Vec<T> {
-        let backlogged = self.queue.tenants_ref().backlogged();
+        let backlogged: Vec<u32> = self
+            .queue
+            .slots()
+            .filter(|(_, _, t)| t.len > 0)
+            .map(|(i, _, _)| i)
+            .collect();
         let mut out = Vec::with_capacity(self.queue.len());
         for idx in backlogged {
             out.extend(self.queue.purge_slot(idx).0);
-            self.queue.tenants_mut().release_if_idle(idx);
+            self.queue.forget_if_idle(idx);
         }
         out
     }
@@ -168,19 +175,19 @@ where
     /// ```
     pub fn refund(&mut self, key: &K, cost: u32) {
         let now = self.now();
-        if let Some(idx) = self.queue.tenants_ref().find(key) {
+        if let Some(idx) = self.queue.find_slot(key) {
             self.refund_slot(idx, u64::from(cost), now);
         }
     }
 
     pub(super) fn refund_slot(&mut self, idx: u32, cost: u64, now: Nanos) {
         let quota = self
-            .rules_of(self.queue.tenants_ref().get(idx).limits)
+            .rules_of(self.queue.attached(idx).limits)
             .limits
             .quota();
         if let Some(quota) = quota {
-            let t = self.queue.tenants_mut().get_mut(idx);
-            t.tat = gcra::refund(&quota, t.tat, now, cost);
+            let a = self.queue.attached_mut(idx);
+            a.tat = gcra::refund(&quota, a.tat, now, cost);
         }
     }
 
@@ -192,10 +199,8 @@ where
             .get(ClassId::new(class))
             .and_then(|spec| spec.tenant_quota());
         if let Some(quota) = quota {
-            let tenants = self.queue.tenants_mut();
-            let tat = tenants.class_tat(idx, class);
-            if tat > Nanos::ZERO {
-                tenants.set_class_tat(idx, class, gcra::refund(&quota, tat, now, cost));
+            if let Some(tat) = self.class_tats.get_mut(&(idx, class)) {
+                *tat = gcra::refund(&quota, *tat, now, cost);
             }
         }
     }
@@ -229,7 +234,7 @@ where
     /// ```
     pub fn refund_class(&mut self, key: &K, class: ClassId, cost: u32) {
         let now = self.now();
-        if let Some(idx) = self.queue.tenants_ref().find(key) {
+        if let Some(idx) = self.queue.find_slot(key) {
             self.refund_slot(idx, u64::from(cost), now);
             if let Ok(c) = u16::try_from(class.index()) {
                 self.refund_class_slot(idx, c, u64::from(cost), now);
@@ -252,12 +257,12 @@ where
     /// ```
     pub fn purge(&mut self, key: &K) -> Vec<T> {
         let now = self.now();
-        let Some(idx) = self.queue.tenants_ref().find(key) else {
+        let Some(idx) = self.queue.find_slot(key) else {
             return Vec::new();
         };
         let (out, costs) = self.queue.purge_slot(idx);
         self.refund_costs(idx, &costs, now);
-        self.queue.tenants_mut().release_if_idle(idx);
+        self.queue.forget_if_idle(idx);
         out
     }
 
@@ -279,12 +284,12 @@ where
     /// ```
     pub fn retain(&mut self, key: &K, keep: impl FnMut(&T) -> bool) -> Vec<T> {
         let now = self.now();
-        let Some(idx) = self.queue.tenants_ref().find(key) else {
+        let Some(idx) = self.queue.find_slot(key) else {
             return Vec::new();
         };
         let (out, costs) = self.queue.retain_slot(idx, keep);
         self.refund_costs(idx, &costs, now);
-        self.queue.tenants_mut().release_if_idle(idx);
+        self.queue.forget_if_idle(idx);
         out
     }
 
@@ -417,15 +422,14 @@ where
     pub fn set_limits(&mut self, key: K, limits: TenantLimits) {
         let idx = self
             .queue
-            .tenants_mut()
-            .find_or_insert(key)
+            .slot_of(key)
             .expect("fairshare: the tenant table is full (2^31 tenants)");
         self.queue
             .set_slot_in_flight_limit(idx, limits.max_in_flight().unwrap_or(u32::MAX));
         let rules = Rules::new(limits, self.config.capacity());
-        let t = self.queue.tenants_mut().get_mut(idx);
-        if t.limits != NIL {
-            self.overrides[t.limits as usize] = rules;
+        let current = self.queue.attached(idx).limits;
+        if current != NIL {
+            self.overrides[current as usize] = rules;
             return;
         }
         let slot = match self.free_overrides.pop() {
@@ -438,7 +442,7 @@ where
                 (self.overrides.len() - 1) as u32
             }
         };
-        self.queue.tenants_mut().get_mut(idx).limits = slot;
+        self.queue.attached_mut(idx).limits = slot;
     }
 
     /// Removes `key`'s own limits; it gets the defaults again.
@@ -454,7 +458,7 @@ where
     /// assert_eq!(s.limits(&"a"), TenantLimits::UNLIMITED);
     /// ```
     pub fn clear_limits(&mut self, key: &K) {
-        let Some(idx) = self.queue.tenants_ref().find(key) else {
+        let Some(idx) = self.queue.find_slot(key) else {
             return;
         };
         let default_in_flight = self
@@ -463,12 +467,11 @@ where
             .max_in_flight()
             .unwrap_or(u32::MAX);
         self.queue.set_slot_in_flight_limit(idx, default_in_flight);
-        let tenants = self.queue.tenants_mut();
-        let t = tenants.get_mut(idx);
-        if t.limits != NIL {
-            self.free_overrides.push(t.limits);
-            t.limits = NIL;
-            tenants.release_if_idle(idx);
+        let a = self.queue.attached_mut(idx);
+        if a.limits != NIL {
+            self.free_overrides.push(a.limits);
+            a.limits = NIL;
+            self.queue.forget_if_idle(idx);
         }
     }
 
@@ -485,9 +488,8 @@ where
     pub fn limits(&self, key: &K) -> TenantLimits {
         let idx = self
             .queue
-            .tenants_ref()
-            .find(key)
-            .map_or(NIL, |i| self.queue.tenants_ref().get(i).limits);
+            .find_slot(key)
+            .map_or(NIL, |i| self.queue.attached(i).limits);
         self.rules_of(idx).limits
     }
 }

@@ -2,8 +2,10 @@
 
 use super::commit::Cooling;
 use super::dispatch::TenantDetail;
+use super::tenant_state::TenantAdmission;
+use crate::queue::Attachment;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{BuildHasher, Hash};
 
 use super::codel::CoDel;
@@ -80,7 +82,7 @@ use crate::stats::WaitHistogram;
 /// ```
 #[derive(Debug)]
 pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
-    pub(super) queue: FairQueue<K, T, S>,
+    pub(super) queue: FairQueue<K, T, S, TenantAdmission>,
     pub(super) clock: C,
     pub(super) config: SchedulerConfig,
     /// The default limits, flattened for the admission check.
@@ -90,6 +92,10 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     pub(super) free_overrides: Vec<u32>,
     /// Tenants kept only while their rate limit recovers, soonest recovery first.
     pub(super) cooling: BinaryHeap<Reverse<Cooling>>,
+    /// GCRA theoretical arrival times of the classes' per-tenant quotas, by tenant slot and
+    /// class. An entry is dropped when its tenant stops cooling (every TAT of it is then in the
+    /// past, which is a fresh tenant's state) and when its class is removed.
+    pub(super) class_tats: BTreeMap<(u32, u16), Nanos>,
     pub(super) codel: Option<CoDel>,
     pub(super) outbox: Vec<Rejected<T>>,
     pub(super) last_now: Nanos,
@@ -178,6 +184,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             overrides: Vec::new(),
             free_overrides: Vec::new(),
             cooling: BinaryHeap::new(),
+            class_tats: BTreeMap::new(),
             codel: config.queue_delay().map(CoDel::new),
             outbox: Vec::new(),
             last_now: Nanos::ZERO,
@@ -200,7 +207,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
     /// s.try_push("a", 1).unwrap();
     /// assert_eq!(s.queue().len(), 1);
     /// ```
-    pub fn queue(&self) -> &FairQueue<K, T, S> {
+    pub fn queue(&self) -> &FairQueue<K, T, S, impl Attachment> {
         &self.queue
     }
 

@@ -5,12 +5,13 @@
 
 use super::classes::{ClassCounters, ClassState, Classes, MAX_CLASSES};
 use super::fair_queue::*;
+use super::tenants::Attachment;
 use crate::error::ConfigError;
 use crate::push::ClassId;
 use std::cmp::Reverse;
 use std::hash::{BuildHasher, Hash};
 
-impl<K, T, S> FairQueue<K, T, S> {
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     /// Whether the queue has one class (see `single_since`).
     #[inline(always)]
     pub(super) fn single(&self) -> bool {
@@ -166,7 +167,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
@@ -186,7 +187,7 @@ where
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,

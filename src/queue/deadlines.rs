@@ -5,12 +5,13 @@
 
 use super::fair_queue::*;
 use super::items::NIL;
+use super::tenants::Attachment;
 use crate::clock::Nanos;
 use crate::error::{RejectReason, Rejected};
 use std::cmp::Reverse;
 use std::hash::{BuildHasher, Hash};
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
@@ -77,7 +78,7 @@ pub(super) struct DeadlineEntry {
     pub(super) enqueued: Nanos,
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,

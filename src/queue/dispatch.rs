@@ -5,11 +5,12 @@
 
 use super::fair_queue::*;
 use super::items::NIL;
+use super::tenants::Attachment;
 use super::tenants::EXTRA;
 use crate::push::ClassId;
 use std::hash::{BuildHasher, Hash};
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
@@ -160,7 +161,7 @@ where
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,

@@ -1,6 +1,7 @@
 //! [`FairQueue`]: the single-threaded weighted fair queue at the heart of the crate.
 
 use super::deadlines::DeadlineEntry;
+use super::tenants::Attachment;
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
@@ -117,8 +118,8 @@ pub(super) fn units(cost: i64) -> i64 {
 /// assert_eq!(q.len(), 999);
 /// ```
 #[derive(Debug)]
-pub struct FairQueue<K, T, S = DefaultHashBuilder> {
-    pub(super) tenants: Tenants<K, S>,
+pub struct FairQueue<K, T, S = DefaultHashBuilder, A = ()> {
+    pub(super) tenants: Tenants<K, S, A>,
     pub(super) items: ItemSlab<T>,
     /// One DRR ring of backlogged flows per class, by its front (the flow served next); the
     /// last is the front's `prev`. Keeping the front saves pop a load of the last flow. Every
@@ -298,7 +299,7 @@ impl<K, T> Default for FairQueue<K, T> {
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S> {
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     /// An empty queue with `config` and a custom hasher for the tenant table.
     ///
     /// # Examples
@@ -508,7 +509,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     /// assert!(tenant > 0 && item >= 8);
     /// ```
     pub const fn footprint() -> (usize, usize) {
-        (Tenants::<K, S>::slot_size(), ItemSlab::<T>::node_size())
+        (Tenants::<K, S, A>::slot_size(), ItemSlab::<T>::node_size())
     }
 
     // ----- the DRR rings -----
@@ -516,16 +517,11 @@ impl<K, T, S> FairQueue<K, T, S> {
 
 // ===== impl FairQueue: internals shared with the scheduler =====
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
 {
-    /// Counts an item the scheduler's admission refused.
-    pub(crate) fn count_rejected(&mut self) {
-        self.counters.rejected += 1;
-    }
-
     /// Counts `n` items removed by the scheduler's shedding.
     pub(crate) fn count_removed(&mut self, n: u64) {
         self.counters.removed += n;
@@ -549,14 +545,6 @@ where
     pub(crate) fn set_slot_in_flight_limit(&mut self, idx: u32, max: u32) {
         self.tenants.get_mut(idx).max_in_flight = max;
         self.unpark(idx);
-    }
-
-    pub(crate) fn tenants_ref(&self) -> &Tenants<K, S> {
-        &self.tenants
-    }
-
-    pub(crate) fn tenants_mut(&mut self) -> &mut Tenants<K, S> {
-        &mut self.tenants
     }
 }
 

@@ -5,11 +5,12 @@
 
 use super::fair_queue::*;
 use super::items::NIL;
+use super::tenants::Attachment;
 use super::tenants::EXTRA;
 use crate::error::BlockReason;
 use std::hash::{BuildHasher, Hash};
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
@@ -133,7 +134,7 @@ where
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
@@ -264,7 +265,7 @@ where
     /// assert_eq!(all, [1, 2]);
     /// assert!(q.is_empty());
     /// ```
-    pub fn drain(&mut self) -> Drain<'_, K, T, S> {
+    pub fn drain(&mut self) -> Drain<'_, K, T, S, A> {
         // Tenants parked at their in-flight limit rejoin the ring: draining serves everyone.
         // (A later pop parks them again when they reach the front.)
         for idx in self.tenants.backlogged() {
@@ -287,15 +288,16 @@ where
 /// assert!(q.is_empty()); // the rest went with the iterator
 /// ```
 #[derive(Debug)]
-pub struct Drain<'a, K, T, S>
+pub struct Drain<'a, K, T, S, A = ()>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
+    A: Attachment,
 {
-    queue: &'a mut FairQueue<K, T, S>,
+    queue: &'a mut FairQueue<K, T, S, A>,
 }
 
-impl<K, T, S> Drop for Drain<'_, K, T, S>
+impl<K, T, S, A: Attachment> Drop for Drain<'_, K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
@@ -305,7 +307,7 @@ where
     }
 }
 
-impl<K, T, S> Iterator for Drain<'_, K, T, S>
+impl<K, T, S, A: Attachment> Iterator for Drain<'_, K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,

@@ -15,6 +15,7 @@ mod lifecycle;
 mod over_share;
 mod push;
 mod ring;
+mod slots;
 mod tenant_queries;
 mod tenants;
 
@@ -24,5 +25,4 @@ pub(crate) use fair_queue::ClassCosts;
 pub use fair_queue::{DefaultHashBuilder, Dispatch, FairQueue, QueueCounters, Ticket};
 pub(crate) use items::NIL;
 pub use lifecycle::Drain;
-pub(crate) use tenants::COOLING;
-pub use tenants::{TenantCounters, TenantHandle};
+pub use tenants::{Attachment, TenantCounters, TenantHandle};

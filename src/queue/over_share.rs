@@ -6,6 +6,7 @@
 //! largest `queued_cost / weight` is always over its share if anyone is. Updates are
 //! O(log backlogged tenants); ties go to the lower slot index, so the choice is deterministic.
 
+use super::tenants::Attachment;
 use std::num::NonZeroU32;
 
 use super::items::NIL;
@@ -27,7 +28,12 @@ impl OverShare {
 
     /// Re-positions tenant `idx` after its queued cost or weight changed (inserting or
     /// removing it as it became backlogged or empty).
-    pub(crate) fn update<K, S>(&mut self, tenants: &mut Tenants<K, S>, idx: u32, dw: NonZeroU32) {
+    pub(crate) fn update<K, S, A: Attachment>(
+        &mut self,
+        tenants: &mut Tenants<K, S, A>,
+        idx: u32,
+        dw: NonZeroU32,
+    ) {
         let t = tenants.get(idx);
         let (pos, backlogged) = (t.heap_pos, t.len > 0);
         match (pos == NIL, backlogged) {
@@ -47,7 +53,12 @@ impl OverShare {
     }
 
     /// Whether tenant `a` is further over its share than tenant `b`.
-    fn above<K, S>(tenants: &Tenants<K, S>, a: u32, b: u32, dw: NonZeroU32) -> bool {
+    fn above<K, S, A: Attachment>(
+        tenants: &Tenants<K, S, A>,
+        a: u32,
+        b: u32,
+        dw: NonZeroU32,
+    ) -> bool {
         let (ta, tb) = (tenants.get(a), tenants.get(b));
         let wa = u128::from(ta.weight.unwrap_or(dw).get());
         let wb = u128::from(tb.weight.unwrap_or(dw).get());
@@ -58,12 +69,17 @@ impl OverShare {
         x > y || (x == y && a < b)
     }
 
-    fn place<K, S>(&mut self, tenants: &mut Tenants<K, S>, pos: u32, idx: u32) {
+    fn place<K, S, A: Attachment>(&mut self, tenants: &mut Tenants<K, S, A>, pos: u32, idx: u32) {
         self.heap[pos as usize] = idx;
         tenants.get_mut(idx).heap_pos = pos;
     }
 
-    fn sift_up<K, S>(&mut self, tenants: &mut Tenants<K, S>, mut pos: u32, dw: NonZeroU32) -> u32 {
+    fn sift_up<K, S, A: Attachment>(
+        &mut self,
+        tenants: &mut Tenants<K, S, A>,
+        mut pos: u32,
+        dw: NonZeroU32,
+    ) -> u32 {
         let idx = self.heap[pos as usize];
         while pos > 0 {
             let parent = (pos - 1) / 2;
@@ -78,7 +94,12 @@ impl OverShare {
         pos
     }
 
-    fn sift_down<K, S>(&mut self, tenants: &mut Tenants<K, S>, mut pos: u32, dw: NonZeroU32) {
+    fn sift_down<K, S, A: Attachment>(
+        &mut self,
+        tenants: &mut Tenants<K, S, A>,
+        mut pos: u32,
+        dw: NonZeroU32,
+    ) {
         let idx = self.heap[pos as usize];
         let len = self.heap.len() as u32;
         loop {
@@ -108,7 +129,12 @@ impl OverShare {
         self.place(tenants, pos, idx);
     }
 
-    fn remove_at<K, S>(&mut self, tenants: &mut Tenants<K, S>, pos: u32, dw: NonZeroU32) {
+    fn remove_at<K, S, A: Attachment>(
+        &mut self,
+        tenants: &mut Tenants<K, S, A>,
+        pos: u32,
+        dw: NonZeroU32,
+    ) {
         let idx = self.heap[pos as usize];
         tenants.get_mut(idx).heap_pos = NIL;
         let last = self
@@ -123,7 +149,7 @@ impl OverShare {
     }
 
     /// Forgets every entry (when the policy stops needing the heap).
-    pub(crate) fn clear<K, S>(&mut self, tenants: &mut Tenants<K, S>) {
+    pub(crate) fn clear<K, S, A: Attachment>(&mut self, tenants: &mut Tenants<K, S, A>) {
         for idx in self.heap.drain(..) {
             tenants.get_mut(idx).heap_pos = NIL;
         }

@@ -6,6 +6,7 @@
 use super::deadlines::DeadlineEntry;
 use super::fair_queue::*;
 use super::items::NIL;
+use super::tenants::Attachment;
 use super::tenants::{PINNED, TenantHandle};
 use crate::clock::Nanos;
 use crate::error::{RejectReason, Rejected};
@@ -30,7 +31,7 @@ impl Ticket {
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,
@@ -156,7 +157,7 @@ where
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,

@@ -5,11 +5,12 @@
 
 use super::fair_queue::*;
 use super::items::{NIL, Taken};
+use super::tenants::Attachment;
 use super::tenants::{EXTRA, Flow};
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
-impl<K, T, S> FairQueue<K, T, S> {
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     /// Flow `fid`. With `EMB` the caller knows `fid` is embedded in its tenant's slot (always
     /// so with one class), which the compiler then sees; otherwise the id says where it
     /// lives. The DRR helpers below take `ONE` (the queue has one class, so every flow is
@@ -130,7 +131,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,

@@ -4,12 +4,13 @@
 
 use super::fair_queue::*;
 use super::over_share::OverShare;
+use super::tenants::Attachment;
 use super::tenants::{TenantCounters, TenantHandle};
 use crate::push::ClassId;
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
-impl<K, T, S> FairQueue<K, T, S> {
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     /// The key of a handle's tenant, or `None` if the handle is stale.
     ///
     /// # Examples
@@ -61,7 +62,7 @@ impl<K, T, S> FairQueue<K, T, S> {
     }
 }
 
-impl<K, T, S> FairQueue<K, T, S>
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
     K: Hash + Eq + Clone,
     S: BuildHasher,

@@ -14,7 +14,6 @@ use std::num::NonZeroU32;
 use hashbrown::HashTable;
 
 use super::items::NIL;
-use crate::clock::Nanos;
 use crate::error::BlockReason;
 
 /// A tenant's identity inside one queue: push and query without hashing the key.
@@ -81,8 +80,43 @@ pub struct TenantCounters {
 
 /// Pinned by a handle (`FairQueue::tenant`).
 pub(crate) const PINNED: u8 = 1;
-/// Kept while its rate-limit state differs from a fresh tenant's (see the admission module).
-pub(crate) const COOLING: u8 = 2;
+
+/// State that a layer built on the queue keeps per tenant, inside the tenant's slot, so that
+/// one lookup of the key finds both. The queue never reads it, except to keep the slot (and
+/// so the state) while [`keeps_slot`](Attachment::keeps_slot) says so; a slot is forgotten
+/// only once the tenant has nothing queued or in flight, no settings and an attachment that
+/// lets it go. A fresh slot starts from `Default`.
+///
+/// The [`Scheduler`](crate::Scheduler) attaches each tenant's rate-limit state this way;
+/// a plain [`FairQueue`](crate::FairQueue) attaches nothing (`()`).
+///
+/// # Examples
+///
+/// ```
+/// use fairshare::queue::Attachment;
+///
+/// /// Remembers a tenant while it owes a callback.
+/// #[derive(Debug, Default)]
+/// struct Owed(bool);
+///
+/// impl Attachment for Owed {
+///     fn keeps_slot(&self) -> bool {
+///         self.0
+///     }
+/// }
+/// assert!(!Owed::default().keeps_slot());
+/// ```
+pub trait Attachment: Default {
+    /// Whether the tenant's slot must be kept although it is otherwise idle.
+    fn keeps_slot(&self) -> bool;
+}
+
+impl Attachment for () {
+    #[inline(always)]
+    fn keeps_slot(&self) -> bool {
+        false
+    }
+}
 
 /// One FIFO of a tenant inside one class, with its place on that class's DRR ring.
 ///
@@ -124,13 +158,10 @@ impl Flow {
 /// Flow ids with this bit set name a flow in the side slab.
 pub(crate) const EXTRA: u32 = 1 << 31;
 
-/// A flow outside the tenant's home class, or (with `class` the home class) only the rate
-/// state of that class's per-tenant quota, whose flow is embedded in the tenant slot.
+/// A flow outside the tenant's home class.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ExtraFlow {
     pub(crate) flow: Flow,
-    /// GCRA theoretical arrival time of the class's per-tenant quota.
-    pub(crate) tat: Nanos,
     pub(crate) tenant: u32,
     pub(crate) class: u16,
     /// The tenant's next side flow, or the next free entry, or `NIL`.
@@ -144,7 +175,7 @@ pub(crate) const HOME_UNSET: u16 = u16::MAX;
 /// A tenant's slot. (Measured: the compiler's field order beats a hand-made cache-line
 /// layout here; `#[repr(C, align(64))]` made push+pop 50% slower.)
 #[derive(Debug)]
-pub(crate) struct Tenant {
+pub(crate) struct Tenant<A> {
     /// The flow in the home class (its `next` also chains free slots).
     pub(crate) flow: Flow,
     /// The class whose flow is embedded (`HOME_UNSET`: the default class, still claimable).
@@ -167,18 +198,16 @@ pub(crate) struct Tenant {
     pub(crate) active_flows: u16,
     pub(crate) flags: u8,
     pub(crate) counters: TenantCounters,
-    /// GCRA theoretical arrival time of the tenant's rate limit.
-    pub(crate) tat: Nanos,
     /// First side flow (other classes), or `NIL`.
     pub(crate) extra: u32,
     /// Position in the over-share heap, or `NIL`.
     pub(crate) heap_pos: u32,
-    /// Index of this tenant's admission overrides, or `NIL` for the defaults.
-    pub(crate) limits: u32,
     pub(crate) blocked: Option<BlockReason>,
+    /// The layer above's state (see [`Attachment`]).
+    pub(crate) attached: A,
 }
 
-impl Tenant {
+impl<A: Attachment> Tenant<A> {
     fn new(generation: u32) -> Self {
         Tenant {
             generation,
@@ -191,12 +220,11 @@ impl Tenant {
             in_flight: 0,
             max_in_flight: u32::MAX,
             heap_pos: NIL,
-            limits: NIL,
-            tat: Nanos::ZERO,
             weight: None,
             blocked: None,
             flags: 0,
             counters: TenantCounters::default(),
+            attached: A::default(),
         }
     }
 
@@ -207,8 +235,8 @@ impl Tenant {
             && self.in_flight == 0
             && self.flags == 0
             && self.weight.is_none()
-            && self.limits == NIL
             && self.blocked.is_none()
+            && !self.attached.keeps_slot()
     }
 }
 
@@ -218,11 +246,11 @@ impl Tenant {
 /// handles, iteration and removal; a slot is free exactly when its key there is `None`; free
 /// slots are chained through their `next` field.
 #[derive(Debug)]
-pub(crate) struct Tenants<K, S> {
+pub(crate) struct Tenants<K, S, A> {
     table: HashTable<(K, u32)>,
     hasher: S,
     keys: Vec<Option<K>>,
-    slots: Vec<Tenant>,
+    slots: Vec<Tenant<A>>,
     free: u32,
     live: u32,
     /// Flows in classes other than the default, and their free list.
@@ -230,7 +258,7 @@ pub(crate) struct Tenants<K, S> {
     extras_free: u32,
 }
 
-impl<K, S> Tenants<K, S> {
+impl<K, S, A: Attachment> Tenants<K, S, A> {
     pub(crate) fn with_hasher(hasher: S) -> Self {
         Tenants {
             table: HashTable::new(),
@@ -249,7 +277,7 @@ impl<K, S> Tenants<K, S> {
     }
 
     #[inline(always)]
-    pub(crate) fn get(&self, idx: u32) -> &Tenant {
+    pub(crate) fn get(&self, idx: u32) -> &Tenant<A> {
         debug_assert!(
             self.keys[idx as usize].is_some(),
             "tenant slot {idx} is free"
@@ -258,7 +286,7 @@ impl<K, S> Tenants<K, S> {
     }
 
     #[inline(always)]
-    pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Tenant {
+    pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Tenant<A> {
         debug_assert!(
             self.keys[idx as usize].is_some(),
             "tenant slot {idx} is free"
@@ -337,20 +365,10 @@ impl<K, S> Tenants<K, S> {
         None
     }
 
-    /// The side entry of tenant `idx` for `class`, made if it has none.
-    #[inline]
-    fn extra_or_insert(&mut self, idx: u32, class: u16) -> u32 {
-        match self.find_extra(idx, class) {
-            Some(e) => e,
-            None => self.insert_extra(idx, class),
-        }
-    }
-
     #[cold]
     fn insert_extra(&mut self, idx: u32, class: u16) -> u32 {
         let entry = ExtraFlow {
             flow: Flow::EMPTY,
-            tat: Nanos::ZERO,
             tenant: idx,
             class,
             chain: self.slots[idx as usize].extra,
@@ -368,28 +386,6 @@ impl<K, S> Tenants<K, S> {
         e
     }
 
-    /// The TAT of tenant `idx`'s per-tenant quota in `class`.
-    pub(crate) fn class_tat(&self, idx: u32, class: u16) -> Nanos {
-        self.find_extra(idx, class)
-            .map_or(Nanos::ZERO, |e| self.extras[e as usize].tat)
-    }
-
-    pub(crate) fn set_class_tat(&mut self, idx: u32, class: u16, tat: Nanos) {
-        let e = self.extra_or_insert(idx, class);
-        self.extras[e as usize].tat = tat;
-    }
-
-    /// The latest TAT of any rate state of tenant `idx`.
-    pub(crate) fn latest_tat(&self, idx: u32) -> Nanos {
-        let mut latest = self.slots[idx as usize].tat;
-        let mut e = self.slots[idx as usize].extra;
-        while e != NIL {
-            latest = latest.max(self.extras[e as usize].tat);
-            e = self.extras[e as usize].chain;
-        }
-        latest
-    }
-
     /// Tenant `idx` and its flow `fid` at once: `None` when the flow is the embedded one
     /// (`fid == idx`: use `tenant.flow`), so hot paths index the slab once. With `ONE` (the
     /// queue has one class, whose flows are all embedded) the test folds away.
@@ -398,7 +394,7 @@ impl<K, S> Tenants<K, S> {
         &mut self,
         idx: u32,
         fid: u32,
-    ) -> (&mut Tenant, Option<&mut Flow>) {
+    ) -> (&mut Tenant<A>, Option<&mut Flow>) {
         let t = &mut self.slots[idx as usize];
         if ONE || fid & EXTRA == 0 {
             debug_assert_eq!(fid, idx);
@@ -471,7 +467,8 @@ impl<K, S> Tenants<K, S> {
     }
 
     /// Every flow of tenant `idx`: the embedded one first, then the side entries (newest
-    /// first; a side entry of the home class holds only rate state and is always empty).
+    /// first; a side entry of the home class, left from before the home was claimed, is always
+    /// empty).
     pub(crate) fn flows_of(&self, idx: u32) -> impl Iterator<Item = u32> + '_ {
         let mut e = self.slots[idx as usize].extra;
         std::iter::once(idx).chain(std::iter::from_fn(move || {
@@ -485,7 +482,7 @@ impl<K, S> Tenants<K, S> {
     }
 
     /// Live slots in index order (deterministic; never hash order).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &K, &Tenant)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &K, &Tenant<A>)> {
         self.keys
             .iter()
             .zip(&self.slots)
@@ -504,7 +501,7 @@ impl<K, S> Tenants<K, S> {
     /// Bytes held by the table, the keys and the slots (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.keys.capacity() * std::mem::size_of::<Option<K>>()
-            + self.slots.capacity() * std::mem::size_of::<Tenant>()
+            + self.slots.capacity() * std::mem::size_of::<Tenant<A>>()
             + self.extras.capacity() * std::mem::size_of::<ExtraFlow>()
             + self.table.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
     }
@@ -512,14 +509,14 @@ impl<K, S> Tenants<K, S> {
     /// Bytes per known tenant: its slot, its key and its table entry (before load-factor
     /// slack).
     pub(crate) const fn slot_size() -> usize {
-        std::mem::size_of::<Tenant>()
+        std::mem::size_of::<Tenant<A>>()
             + std::mem::size_of::<Option<K>>()
             + std::mem::size_of::<(K, u32)>()
             + 1
     }
 }
 
-impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
+impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
     #[inline(always)]
     pub(crate) fn find(&self, key: &K) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
@@ -564,7 +561,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
 
     /// Frees every tenant's side entries of classes `classes` and above: the classes a
     /// shorter class list removed. Their flows are empty (a class with work cannot be
-    /// removed), so only carried debt and class rate state go, which a class added later at
+    /// removed), so only carried debt goes, which a class added later at
     /// the same index must not inherit. An embedded flow of a removed class is cleared and
     /// the tenant's default-class flow moved into the slot: returned as `(slot, old flow id)`
     /// pairs, for the caller to fix the ring and deadline entries that name the old id.
@@ -658,7 +655,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Tenants<K, S> {
 mod tests {
     use super::*;
 
-    type T = Tenants<u32, std::hash::RandomState>;
+    type T = Tenants<u32, std::hash::RandomState, ()>;
 
     #[test]
     fn a_freed_slot_is_reused_and_old_handles_go_stale() {
