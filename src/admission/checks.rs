@@ -118,7 +118,7 @@ where
     ) -> Result<Checked, RejectReason> {
         debug_assert_eq!(self.plain_classes, plain_classes(self.queue.classes()));
         let t = self.queue.slot(idx);
-        let rules = self.rules_of(t.attached.limits);
+        let rules = self.rules_of(t.attached.limits());
         // A zero cost wraps to `u64::MAX`: one compare catches it with a cost above a bound.
         let rare = t.blocked.is_some()
             | (u64::from(cost).wrapping_sub(1) >= rules.never_above)
@@ -159,7 +159,7 @@ where
             // A deadline already passed can never be met: refuse it at the door.
             return Err(RejectReason::DeadlineExpired { deadline });
         }
-        let rules = self.rules_of(t.attached.limits);
+        let rules = self.rules_of(t.attached.limits());
         let cost64 = u64::from(cost);
         let class_quota = spec.tenant_quota();
         // "Never" before "not now": a cost no limit can ever allow is reported as such.

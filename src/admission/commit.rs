@@ -151,7 +151,7 @@ where
             } else {
                 // Every rate state is a fresh one's again: nothing to remember.
                 self.forget_class_tats(idx);
-                self.queue.attached_mut(idx).cooling = false;
+                self.queue.attached_mut(idx).set_cooling(false);
                 self.queue.forget_if_idle(idx);
             }
         }
@@ -215,7 +215,7 @@ where
         if let Some(tat) = plan.new_tat {
             let a = self.queue.attached_mut(plan.idx);
             a.tat = tat;
-            if tat > plan.now && !a.cooling {
+            if tat > plan.now && !a.cooling() {
                 cool_until = Some(tat);
             }
         }
@@ -258,7 +258,7 @@ where
         self.class_tats.insert((idx, class), tat);
         // Remembered until every rate state of the tenant equals a fresh one's.
         let until = new_tat.map_or(tat, |t| t.max(tat));
-        if until > now && !self.queue.attached(idx).cooling {
+        if until > now && !self.queue.attached(idx).cooling() {
             self.start_cooling(idx, until);
         }
     }
@@ -269,7 +269,7 @@ where
     #[inline(never)]
     pub(super) fn start_cooling(&mut self, idx: u32, until: Nanos) {
         let handle = self.queue.slot_handle(idx);
-        self.queue.attached_mut(idx).cooling = true;
+        self.queue.attached_mut(idx).set_cooling(true);
         self.cooling.push(Reverse(Cooling {
             until,
             index: handle.index,

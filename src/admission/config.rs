@@ -573,7 +573,7 @@ impl SchedulerConfig {
     /// s.block("acme", BlockReason::Abuse);
     /// let _ = s.try_push("acme", 1).unwrap_err();
     /// let stats = s.stats();
-    /// assert_eq!(stats.tenants[0].refused.unwrap().blocked, 1);
+    /// assert_eq!(stats.tenants[0].admission.unwrap().blocked, 1);
     /// ```
     pub const fn with_tenant_detail(mut self, on: bool) -> Self {
         self.tenant_detail = on;

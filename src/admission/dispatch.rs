@@ -224,7 +224,7 @@ where
     /// assert_eq!((stats.queue.dispatched, stats.admission.blocked), (1, 1));
     /// assert_eq!(stats.classes[0].counters.dispatched, 1);
     /// assert_eq!(stats.tenants.len(), 1); // "a" was forgotten once idle; "b" stays blocked
-    /// assert_eq!(stats.tenants[0].refused.unwrap().blocked, 1);
+    /// assert_eq!(stats.tenants[0].admission.unwrap().blocked, 1);
     /// ```
     pub fn stats(&self) -> Stats<K> {
         let at = self.peek_now();

@@ -128,7 +128,7 @@ where
             let with_defaults: Vec<u32> = self
                 .queue
                 .slots()
-                .filter(|(_, _, t)| t.attached.limits == NIL)
+                .filter(|(_, _, t)| t.attached.limits() == NIL)
                 .map(|(i, _, _)| i)
                 .collect();
             for idx in with_defaults {
@@ -182,7 +182,7 @@ where
 
     pub(super) fn refund_slot(&mut self, idx: u32, cost: u64, now: Nanos) {
         let quota = self
-            .rules_of(self.queue.attached(idx).limits)
+            .rules_of(self.queue.attached(idx).limits())
             .limits
             .quota();
         if let Some(quota) = quota {
@@ -427,7 +427,7 @@ where
         self.queue
             .set_slot_in_flight_limit(idx, limits.max_in_flight().unwrap_or(u32::MAX));
         let rules = Rules::new(limits, self.config.capacity());
-        let current = self.queue.attached(idx).limits;
+        let current = self.queue.attached(idx).limits();
         if current != NIL {
             self.overrides[current as usize] = rules;
             return;
@@ -442,7 +442,7 @@ where
                 (self.overrides.len() - 1) as u32
             }
         };
-        self.queue.attached_mut(idx).limits = slot;
+        self.queue.attached_mut(idx).set_limits(slot);
     }
 
     /// Removes `key`'s own limits; it gets the defaults again.
@@ -468,9 +468,9 @@ where
             .unwrap_or(u32::MAX);
         self.queue.set_slot_in_flight_limit(idx, default_in_flight);
         let a = self.queue.attached_mut(idx);
-        if a.limits != NIL {
-            self.free_overrides.push(a.limits);
-            a.limits = NIL;
+        if a.limits() != NIL {
+            self.free_overrides.push(a.limits());
+            a.set_limits(NIL);
             self.queue.forget_if_idle(idx);
         }
     }
@@ -489,7 +489,7 @@ where
         let idx = self
             .queue
             .find_slot(key)
-            .map_or(NIL, |i| self.queue.attached(i).limits);
+            .map_or(NIL, |i| self.queue.attached(i).limits());
         self.rules_of(idx).limits
     }
 }

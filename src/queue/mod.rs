@@ -25,4 +25,6 @@ pub(crate) use fair_queue::ClassCosts;
 pub use fair_queue::{DefaultHashBuilder, Dispatch, FairQueue, QueueCounters, Ticket};
 pub(crate) use items::NIL;
 pub use lifecycle::Drain;
+#[cfg(test)]
+pub(crate) use tenants::Tenant;
 pub use tenants::{Attachment, TenantCounters, TenantHandle};
