@@ -710,6 +710,9 @@ proptest! {
         let first_moved = later.iter().position(|&s| s != 0).unwrap_or(later.len());
         let moved = &later[first_moved..];
         prop_assert!(!moved.is_empty(), "the correction was never applied: {shifts:?}");
+        // With two jobs queued, the marked job is served (and corrected) right after the
+        // victim writes the job behind it: the next job written is the first to pay.
+        prop_assert_eq!(first_moved, 1, "paid from the wrong job: {:?}", shifts);
         // The total shift approaches D = stride(a + extra) − stride(a), A per job.
         let total = *moved.last().expect("non-empty");
         let mut prev = 0i128;
@@ -1041,4 +1044,38 @@ fn pass_range_accessors() {
     assert_eq!(r.get(u32::MAX - 1), Some(u64::MAX));
     assert_eq!(r.iter().len(), u32::MAX as usize);
     assert_eq!(r.iter().next_back(), Some(u64::MAX));
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_round_trip() {
+    let t = TenantPass {
+        pass: u64::MAX,
+        carry: i64::MIN,
+    };
+    let json = serde_json::to_string(&t).expect("serialises");
+    assert_eq!(
+        json,
+        format!(r#"{{"pass":{},"carry":{}}}"#, u64::MAX, i64::MIN)
+    );
+    assert_eq!(
+        serde_json::from_str::<TenantPass>(&json).expect("parses"),
+        t
+    );
+    let a = PassAssigner::with_scale(nz64(1000)).with_max_carry_per_job(nz64(7));
+    let json = serde_json::to_string(&a).expect("serialises");
+    assert_eq!(
+        serde_json::from_str::<PassAssigner>(&json).expect("parses"),
+        a
+    );
+    // A zero cap or scale cannot be smuggled in.
+    assert!(serde_json::from_str::<PassAssigner>(r#"{"scale":0,"max_carry_per_job":1}"#).is_err());
+    assert!(serde_json::from_str::<PassAssigner>(r#"{"scale":1,"max_carry_per_job":0}"#).is_err());
+    let r = PassRange {
+        first: 1,
+        stride: 2,
+        len: 3,
+    };
+    let json = serde_json::to_string(&r).expect("serialises");
+    assert_eq!(serde_json::from_str::<PassRange>(&json).expect("parses"), r);
 }
