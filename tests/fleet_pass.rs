@@ -626,7 +626,7 @@ fn declares() -> impl Strategy<Value = Declares> {
 }
 
 proptest! {
-    #![proptest_config(proptest_config(12))]
+    #![proptest_config(proptest_config(24))]
 
     /// (d) Tenants that under- or over-declare their costs by any factor up to 100 are served
     /// actual cost per weight within 5% of the mean once the initial passes have been served.

@@ -143,8 +143,9 @@ impl PassRange {
 /// host may report its actual cost with [`correct`](Self::correct).
 ///
 /// The *floor* is the queue's current virtual time: the pass of the last job served, or the
-/// smallest pass still queued. Every pass assigned is at least the floor, so a tenant that was
-/// idle cannot bank credit and jump ahead of the others when it comes back.
+/// smallest pass still queued (with concurrent workers, the largest pass served so far, so
+/// that it only moves forward). Every pass assigned is at least the floor, so a tenant that
+/// was idle cannot bank credit and jump ahead of the others when it comes back.
 ///
 /// # The rule
 ///
@@ -174,7 +175,7 @@ impl PassRange {
 ///
 /// **Backlogged tenants.** Take a stretch of serving during which tenants `i` and `j` both stay
 /// backlogged (each has at least one job queued at every moment), their weights do not change
-/// and no correction is reported for them. Let `C_i`, `n_i` be the cost and number of `i`'s jobs
+/// and they have no correction pending or reported (carry 0). Let `C_i`, `n_i` be the cost and number of `i`'s jobs
 /// served in the stretch (a cost of 0 counts as 1), `M` the largest cost among the jobs of `i`
 /// and `j` served in it or queued next, and `S_i = stride(M, w_i)`. Then the strides charged
 /// satisfy `|Σs_i − Σs_j| <= S_i + S_j`, and
@@ -184,9 +185,10 @@ impl PassRange {
 ///                              <=  M / w_i  +  M / w_j  +  (2 + max(n_i, n_j)) / scale
 /// ```
 ///
-/// The last term is the rounding of strides up to whole pass units, at most one unit per job
-/// (a relative error of at most `w / scale` of the served cost); it is zero when the weights
-/// divide `scale` (for example powers of two up to `scale`).
+/// The `/ scale` terms are the rounding of strides up to whole pass units, at most one unit
+/// per job (a relative error of at most `w / scale` of the served cost). When every weight
+/// divides `scale` (for example powers of two up to `scale`), strides are exact and the bound
+/// is `M / w_i + M / w_j`.
 ///
 /// *Why:* let the stretch run from virtual time `V0` to `V1` and let `a..=b` be `i`'s jobs
 /// served in it. While `i` has a job queued, that job's pass is at least the floor, so the next
@@ -228,6 +230,8 @@ impl PassRange {
 ///
 /// Corrections only move passes assigned after them: jobs already written keep their passes,
 /// so a tenant that writes a long backlog at once pays its debt on the jobs it writes later.
+///
+/// The property tests in `tests/fleet_pass.rs` check these statements on simulated queues.
 ///
 /// # Choosing the scale
 ///
