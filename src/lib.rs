@@ -129,6 +129,7 @@
 //! with hysteresis tell the host when to answer 429 or 503, and an
 //! [`AdaptiveLimit`](adaptive::AdaptiveLimit) (AIMD or gradient) can size the in-flight limit
 //! from observed latency.
+//! Across many nodes, see [`fleet`]: passes for a shared durable queue, placement, split quotas.
 //!
 //! # One push, three layers
 //!
@@ -186,6 +187,7 @@ mod admission;
 pub mod clock;
 pub mod config;
 mod error;
+pub mod fleet;
 pub mod pressure;
 mod push;
 pub mod queue;
