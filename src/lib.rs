@@ -196,8 +196,9 @@ pub mod shared;
 pub mod stats;
 mod sync;
 
-pub use admission::{Permit, Scheduler, SchedulerConfig};
+pub use admission::{Permit, Scheduler};
 pub use clock::{Clock, ManualClock, Nanos, StdClock};
+pub use config::SchedulerConfig;
 pub use error::{BlockReason, ConfigError, Limit, RejectReason, Rejected};
 pub use push::{ClassId, PushOptions};
 pub use queue::{ClassSpec, Classes, Dispatch, FairQueue, TenantHandle, Ticket};

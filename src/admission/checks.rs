@@ -5,9 +5,10 @@
 //! the binding limit; nothing here changes state but a fresh tenant's slot.
 
 use super::commit::Plan;
-use super::config::{Rules, ShedPolicy, never_limits};
+use super::rules::{Rules, never_limits};
 use super::scheduler::*;
 use crate::clock::{Clock, Nanos};
+use crate::config::ShedPolicy;
 use crate::error::{Limit, RejectReason};
 use crate::push::ClassId;
 use crate::push::PushOptions;

@@ -9,8 +9,8 @@
 //! behind them (in the spirit of FQ-CoDel's per-flow control), so a light tenant served
 //! promptly can neither end a flood's shedding episode nor lose an item to it.
 
-use super::config::QueueDelay;
 use crate::clock::Nanos;
+use crate::config::QueueDelay;
 
 #[derive(Debug, Clone)]
 pub(crate) struct CoDel {

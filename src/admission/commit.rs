@@ -298,7 +298,7 @@ where
     }
 
     /// Admits `item` for `key` with its cost, class and deadline, or refuses it. Items evicted
-    /// to make room for it (by [`ShedPolicy::EvictOverShare`]) come back through
+    /// to make room for it (by [`ShedPolicy::EvictOverShare`](crate::config::ShedPolicy::EvictOverShare)) come back through
     /// [`take_returned`](Self::take_returned).
     ///
     /// # Errors

@@ -208,7 +208,7 @@ where
 
     /// A snapshot of totals, admission outcomes by reason, waiting times, every class and
     /// every known tenant (in slot order: deterministic, not hash order). With per-tenant
-    /// detail on ([`SchedulerConfig::with_tenant_detail`]), each tenant's line also has its
+    /// detail on ([`SchedulerConfig::with_tenant_detail`](crate::SchedulerConfig::with_tenant_detail)), each tenant's line also has its
     /// refusals by reason and its waiting-time percentiles. O(known tenants + classes).
     ///
     /// # Examples
@@ -293,7 +293,7 @@ where
     }
 
     /// Reports a dispatched item's completion and actual cost (see
-    /// [`FairQueue::complete`]).
+    /// [`FairQueue::complete`](crate::FairQueue::complete)).
     ///
     /// # Examples
     ///

@@ -2,18 +2,16 @@
 //!
 //! [`Scheduler`] is the public type. Its checks, the commit of an admitted push, dispatch
 //! past expired and shed items, and the operators' calls each have a file; the queue-delay
-//! controller and the settings too. Rate limiting itself is the `rate` module, below this one.
+//! controller and the flattened limits too. The settings live in [`config`](crate::config). Rate limiting itself is the `rate` module, below this one.
 
 mod checks;
 mod codel;
 mod commit;
-mod config;
 mod dispatch;
 mod operators;
+mod rules;
 mod scheduler;
 mod tenant_state;
 
-pub use crate::rate::Quota;
 pub use commit::Permit;
-pub use config::{Capacity, QueueDelay, SchedulerConfig, ShedPolicy, TenantLimits};
 pub use scheduler::Scheduler;

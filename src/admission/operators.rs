@@ -4,9 +4,10 @@
 //! per-tenant limits, classes and the global in-flight limit, and reconfiguration.
 
 use super::codel::CoDel;
-use super::config::{Rules, SchedulerConfig, ShedPolicy, TenantLimits};
+use super::rules::Rules;
 use super::scheduler::*;
 use crate::clock::{Clock, Nanos};
+use crate::config::{SchedulerConfig, ShedPolicy, TenantLimits};
 use crate::error::BlockReason;
 use crate::pressure::PressureGauge;
 use crate::push::ClassId;
@@ -21,7 +22,7 @@ where
     C: Clock,
     S: BuildHasher,
 {
-    /// Replaces the classes (see [`FairQueue::set_classes`]): work queued in a class stays
+    /// Replaces the classes (see [`FairQueue::set_classes`](crate::FairQueue::set_classes)): work queued in a class stays
     /// there under the new settings. Each class's `tenant_quota` applies to pushes from now on;
     /// a removed class's per-tenant rate state goes with it.
     ///
@@ -294,7 +295,7 @@ where
     }
 
     /// Pins `key` so the scheduler keeps its state and counters while it is idle (see
-    /// [`FairQueue::tenant`]); undo with [`release`](Self::release).
+    /// [`FairQueue::tenant`](crate::FairQueue::tenant)); undo with [`release`](Self::release).
     ///
     /// # Panics
     ///
@@ -316,7 +317,7 @@ where
         self.queue.tenant(key)
     }
 
-    /// Unpins a tenant pinned by [`tenant`](Self::tenant); see [`FairQueue::release`].
+    /// Unpins a tenant pinned by [`tenant`](Self::tenant); see [`FairQueue::release`](crate::FairQueue::release).
     ///
     /// # Examples
     ///
@@ -331,7 +332,7 @@ where
         self.queue.release(handle)
     }
 
-    /// Blocks `key`: later pushes are refused with the reason (see [`FairQueue::block`]).
+    /// Blocks `key`: later pushes are refused with the reason (see [`FairQueue::block`](crate::FairQueue::block)).
     ///
     /// # Panics
     ///
@@ -364,7 +365,7 @@ where
         self.queue.unblock(key)
     }
 
-    /// Overrides a tenant's weight (see [`FairQueue::set_weight`]).
+    /// Overrides a tenant's weight (see [`FairQueue::set_weight`](crate::FairQueue::set_weight)).
     ///
     /// # Panics
     ///

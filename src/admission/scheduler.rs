@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{BuildHasher, Hash};
 
 use super::codel::CoDel;
-use super::config::{Rules, SchedulerConfig, ShedPolicy};
+use super::rules::Rules;
 use crate::clock::{Clock, Nanos, StdClock};
+use crate::config::{SchedulerConfig, ShedPolicy};
 use crate::error::Rejected;
 use crate::pressure::PressureGauge;
 use crate::queue::{Classes, DefaultHashBuilder, FairQueue};
@@ -24,21 +25,21 @@ use crate::stats::WaitHistogram;
 ///
 /// The checks, in order:
 ///
-/// 1. the tenant is blocked → [`RejectReason::Blocked`];
-/// 2. the cost is zero → [`RejectReason::ZeroCost`];
+/// 1. the tenant is blocked → [`RejectReason::Blocked`](crate::RejectReason::Blocked);
+/// 2. the cost is zero → [`RejectReason::ZeroCost`](crate::RejectReason::ZeroCost);
 /// 3. never admissible, reported before any "not now": a deadline already passed →
-///    [`RejectReason::DeadlineExpired`]; a cost above what some limit can ever allow (the
+///    [`RejectReason::DeadlineExpired`](crate::RejectReason::DeadlineExpired); a cost above what some limit can ever allow (the
 ///    rate burst, the tenant's cost cap, the global cost capacity) or a cap of zero items →
-///    [`RejectReason::TooLarge`];
-/// 4. the tenant's rate quota (cost-weighted GCRA) → [`RejectReason::RateLimited`] with the
+///    [`RejectReason::TooLarge`](crate::RejectReason::TooLarge);
+/// 4. the tenant's rate quota (cost-weighted GCRA) → [`RejectReason::RateLimited`](crate::RejectReason::RateLimited) with the
 ///    earliest time a retry can pass;
-/// 5. the tenant's caps (queued cost, then queued items) → [`RejectReason::TenantFull`];
-/// 6. the global capacity → by [`ShedPolicy`]: refuse ([`RejectReason::CapacityFull`]) or
+/// 5. the tenant's caps (queued cost, then queued items) → [`RejectReason::TenantFull`](crate::RejectReason::TenantFull);
+/// 6. the global capacity → by [`ShedPolicy`]: refuse ([`RejectReason::CapacityFull`](crate::RejectReason::CapacityFull)) or
 ///    evict the oldest items of the tenant furthest over its fair share, handed back by
 ///    [`take_returned`](Scheduler::take_returned).
 ///
 /// Dispatch honours the global in-flight limit and each tenant's
-/// [`max_in_flight`](TenantLimits::with_max_in_flight): a tenant at its cap is skipped until
+/// [`max_in_flight`](crate::config::TenantLimits::with_max_in_flight): a tenant at its cap is skipped until
 /// one of its items completes.
 ///
 /// Time is read from the clock once per call; a clock that steps back counts as no time

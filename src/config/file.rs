@@ -31,13 +31,12 @@ use std::num::NonZeroU32;
 
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{
-    Capacity, QueueDelay, Quota, Scheduler, SchedulerConfig, ShedPolicy, TenantLimits,
-};
+use super::{Capacity, QueueConfig, QueueDelay, Quota, SchedulerConfig, ShedPolicy, TenantLimits};
+use crate::admission::Scheduler;
 use crate::clock::{Clock, Nanos};
 use crate::error::{BlockReason, ConfigError};
 use crate::pressure::PressureConfig;
-use crate::queue::{ClassSpec, Classes, QueueConfig};
+use crate::queue::{ClassSpec, Classes};
 
 /// A rate quota in a file: `per_second` units per second, up to `burst` at once (default:
 /// `per_second`).

@@ -27,14 +27,15 @@
 
 #[cfg(feature = "serde")]
 mod file;
+mod queue;
+mod scheduler;
 
-pub use crate::admission::{
-    Capacity, QueueDelay, Quota, SchedulerConfig, ShedPolicy, TenantLimits,
-};
 pub use crate::pressure::{Band, PressureConfig};
-pub use crate::queue::QueueConfig;
+pub use crate::rate::Quota;
 #[cfg(feature = "serde")]
 pub use file::{
     CapacityConfig, ClassConfig, Config, LimitsConfig, QueueDelayConfig, RateConfig, TenantConfig,
     TenantSettings, ValidConfig,
 };
+pub use queue::QueueConfig;
+pub use scheduler::{Capacity, QueueDelay, SchedulerConfig, ShedPolicy, TenantLimits};

@@ -83,7 +83,7 @@ where
     K: Hash + Eq + Clone,
     S: BuildHasher,
 {
-    /// Takes every queued item whose deadline ([`PushOptions::with_deadline`]) is at or before
+    /// Takes every queued item whose deadline ([`PushOptions::with_deadline`](crate::PushOptions::with_deadline)) is at or before
     /// `now`, each as [`RejectReason::DeadlineExpired`]. The queue reads no clock, so a
     /// deadline takes effect only here; the [`Scheduler`](crate::Scheduler) calls this before
     /// every dispatch.

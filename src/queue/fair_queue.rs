@@ -9,11 +9,11 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::classes::{ClassState, Classes, MAX_CLASSES};
-use super::config::QueueConfig;
 use super::items::ItemSlab;
 use super::over_share::OverShare;
 use super::tenants::{TenantHandle, Tenants};
 use crate::clock::Nanos;
+use crate::config::QueueConfig;
 use crate::error::RejectReason;
 use crate::push::ClassId;
 

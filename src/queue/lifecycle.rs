@@ -139,7 +139,7 @@ where
     K: Hash + Eq + Clone,
     S: BuildHasher,
 {
-    /// Blocks a tenant: every later push is refused with [`RejectReason::Blocked`] carrying
+    /// Blocks a tenant: every later push is refused with [`RejectReason::Blocked`](crate::RejectReason::Blocked) carrying
     /// `reason`, the item handed back. What is already queued stays (see
     /// [`purge`](Self::purge)) and is still served.
     ///

@@ -6,7 +6,6 @@
 
 mod class_pick;
 mod classes;
-mod config;
 mod deadlines;
 mod dispatch;
 mod fair_queue;
@@ -20,7 +19,6 @@ mod tenant_queries;
 mod tenants;
 
 pub use classes::{ClassCounters, ClassSpec, Classes, MAX_CLASSES};
-pub use config::QueueConfig;
 pub(crate) use fair_queue::ClassCosts;
 pub use fair_queue::{DefaultHashBuilder, Dispatch, FairQueue, QueueCounters, Ticket};
 pub(crate) use items::NIL;

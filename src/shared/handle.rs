@@ -6,8 +6,9 @@ use std::hash::{BuildHasher, Hash};
 
 use super::waiters::{Waiters, WakePlan};
 use crate::adaptive::AdaptiveLimit;
-use crate::admission::{Scheduler, SchedulerConfig};
+use crate::admission::Scheduler;
 use crate::clock::{Clock, Nanos, StdClock};
+use crate::config::SchedulerConfig;
 use crate::error::{RejectReason, Rejected};
 use crate::pressure::PressureLevel;
 use crate::push::PushOptions;
@@ -564,7 +565,7 @@ where
     }
 
     /// Lets `limit` drive the global in-flight limit from now on: every completion's latency
-    /// (measured on the scheduler's clock from dispatch to completion) and [`Outcome`] feed it.
+    /// (measured on the scheduler's clock from dispatch to completion) and [`Outcome`](crate::adaptive::Outcome) feed it.
     ///
     /// # Examples
     ///
