@@ -4,9 +4,9 @@
 //! `complete`, with the post-hoc cost correction.
 
 use super::fair_queue::*;
+use super::flows::EXTRA;
 use super::items::NIL;
 use super::tenants::Attachment;
-use super::tenants::EXTRA;
 use crate::push::ClassId;
 use std::hash::{BuildHasher, Hash};
 

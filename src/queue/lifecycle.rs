@@ -4,9 +4,9 @@
 //! eviction of a head item for shedding, and draining the whole queue.
 
 use super::fair_queue::*;
+use super::flows::EXTRA;
 use super::items::NIL;
 use super::tenants::Attachment;
-use super::tenants::EXTRA;
 use crate::error::BlockReason;
 use std::hash::{BuildHasher, Hash};
 

@@ -9,6 +9,7 @@ mod classes;
 mod deadlines;
 mod dispatch;
 mod fair_queue;
+mod flows;
 mod items;
 mod lifecycle;
 mod over_share;

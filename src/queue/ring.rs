@@ -4,9 +4,9 @@
 //! deficit and quantum, taking a flow's head item, and the bookkeeping when items leave.
 
 use super::fair_queue::*;
+use super::flows::{EXTRA, Flow};
 use super::items::{NIL, Taken};
 use super::tenants::Attachment;
-use super::tenants::{EXTRA, Flow};
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 

@@ -8,6 +8,7 @@
 //! (so stale [`TenantHandle`]s are detected) and its index reused. Order never depends on the
 //! hash: the table only answers "which slot", never "in which order".
 
+use super::flows::{EXTRA, ExtraFlow, Flow, HOME_UNSET};
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
@@ -118,60 +119,6 @@ impl Attachment for () {
     }
 }
 
-/// One FIFO of a tenant inside one class, with its place on that class's DRR ring.
-///
-/// One flow per tenant is embedded in its slot: the flow of its *home* class
-/// ([`Tenant::home`]). Flows in other classes live in [`Tenants`]' side slab, chained from the
-/// slot, and are freed with it. A *flow id* is the tenant's slot index for the embedded flow,
-/// and [`EXTRA`] `|` the side-slab index otherwise, so the id alone says where a flow lives.
-/// With one class the home class is always the default class.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Flow {
-    /// DRR deficit: positive = may be served now; carried debt while idle is <= 0.
-    pub(crate) deficit: i64,
-    /// FIFO of item nodes.
-    pub(crate) head: u32,
-    pub(crate) tail: u32,
-    pub(crate) len: u32,
-    /// Ring links (valid while on the ring).
-    pub(crate) prev: u32,
-    pub(crate) next: u32,
-}
-
-impl Flow {
-    const EMPTY: Flow = Flow {
-        deficit: 0,
-        head: NIL,
-        tail: NIL,
-        len: 0,
-        prev: NIL,
-        next: NIL,
-    };
-
-    /// Whether the flow is on its class's DRR ring.
-    #[inline(always)]
-    pub(crate) fn in_ring(&self) -> bool {
-        self.next != NIL
-    }
-}
-
-/// Flow ids with this bit set name a flow in the side slab.
-pub(crate) const EXTRA: u32 = 1 << 31;
-
-/// A flow outside the tenant's home class.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ExtraFlow {
-    pub(crate) flow: Flow,
-    pub(crate) tenant: u32,
-    pub(crate) class: u16,
-    /// The tenant's next side flow, or the next free entry, or `NIL`.
-    pub(crate) chain: u32,
-}
-
-/// `Tenant::home` of a slot whose embedded flow no class has claimed yet: it counts as the
-/// default class's until a push to another class claims it (see [`Tenants::flow_or_insert`]).
-pub(crate) const HOME_UNSET: u16 = u16::MAX;
-
 /// A tenant's slot. (Measured: the compiler's field order beats a hand-made cache-line
 /// layout here; `#[repr(C, align(64))]` made push+pop 50% slower.)
 #[derive(Debug)]
@@ -208,7 +155,7 @@ pub(crate) struct Tenant<A> {
 }
 
 impl<A: Attachment> Tenant<A> {
-    fn new(generation: u32) -> Self {
+    pub(super) fn new(generation: u32) -> Self {
         Tenant {
             generation,
             flow: Flow::EMPTY,
@@ -247,15 +194,15 @@ impl<A: Attachment> Tenant<A> {
 /// slots are chained through their `next` field.
 #[derive(Debug)]
 pub(crate) struct Tenants<K, S, A> {
-    table: HashTable<(K, u32)>,
-    hasher: S,
-    keys: Vec<Option<K>>,
-    slots: Vec<Tenant<A>>,
-    free: u32,
-    live: u32,
+    pub(super) table: HashTable<(K, u32)>,
+    pub(super) hasher: S,
+    pub(super) keys: Vec<Option<K>>,
+    pub(super) slots: Vec<Tenant<A>>,
+    pub(super) free: u32,
+    pub(super) live: u32,
     /// Flows in classes other than the default, and their free list.
-    extras: Vec<ExtraFlow>,
-    extras_free: u32,
+    pub(super) extras: Vec<ExtraFlow>,
+    pub(super) extras_free: u32,
 }
 
 impl<K, S, A: Attachment> Tenants<K, S, A> {
@@ -332,155 +279,6 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
         }
     }
 
-    /// Flow `fid` (see [`Flow`]).
-    #[inline(always)]
-    pub(crate) fn flow(&self, fid: u32) -> &Flow {
-        if fid & EXTRA == 0 {
-            &self.slots[fid as usize].flow
-        } else {
-            &self.extras[(fid & !EXTRA) as usize].flow
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn flow_mut(&mut self, fid: u32) -> &mut Flow {
-        if fid & EXTRA == 0 {
-            &mut self.slots[fid as usize].flow
-        } else {
-            &mut self.extras[(fid & !EXTRA) as usize].flow
-        }
-    }
-
-    /// The side entry of tenant `idx` for `class`, if any.
-    #[inline(always)]
-    fn find_extra(&self, idx: u32, class: u16) -> Option<u32> {
-        let mut e = self.slots[idx as usize].extra;
-        while e != NIL {
-            let x = &self.extras[e as usize];
-            if x.class == class {
-                return Some(e);
-            }
-            e = x.chain;
-        }
-        None
-    }
-
-    #[cold]
-    fn insert_extra(&mut self, idx: u32, class: u16) -> u32 {
-        let entry = ExtraFlow {
-            flow: Flow::EMPTY,
-            tenant: idx,
-            class,
-            chain: self.slots[idx as usize].extra,
-        };
-        let e = if self.extras_free != NIL {
-            let e = self.extras_free;
-            self.extras_free = self.extras[e as usize].chain;
-            self.extras[e as usize] = entry;
-            e
-        } else {
-            self.extras.push(entry);
-            (self.extras.len() - 1) as u32
-        };
-        self.slots[idx as usize].extra = e;
-        e
-    }
-
-    /// Tenant `idx` and its flow `fid` at once: `None` when the flow is the embedded one
-    /// (`fid == idx`: use `tenant.flow`), so hot paths index the slab once. With `ONE` (the
-    /// queue has one class, whose flows are all embedded) the test folds away.
-    #[inline(always)]
-    pub(crate) fn tenant_and_flow<const ONE: bool>(
-        &mut self,
-        idx: u32,
-        fid: u32,
-    ) -> (&mut Tenant<A>, Option<&mut Flow>) {
-        let t = &mut self.slots[idx as usize];
-        if ONE || fid & EXTRA == 0 {
-            debug_assert_eq!(fid, idx);
-            (t, None)
-        } else {
-            (t, Some(&mut self.extras[(fid & !EXTRA) as usize].flow))
-        }
-    }
-
-    /// The class whose flow is embedded in slot `idx`.
-    #[inline(always)]
-    pub(crate) fn home(&self, idx: u32) -> u16 {
-        match self.slots[idx as usize].home {
-            HOME_UNSET => 0,
-            c => c,
-        }
-    }
-
-    /// The tenant slot and class of flow `fid`.
-    #[inline(always)]
-    pub(crate) fn flow_owner(&self, fid: u32) -> (u32, u16) {
-        if fid & EXTRA == 0 {
-            (fid, self.home(fid))
-        } else {
-            let e = &self.extras[(fid & !EXTRA) as usize];
-            (e.tenant, e.class)
-        }
-    }
-
-    /// Tenant `idx`'s flow in `class`, if it has one.
-    #[inline(always)]
-    pub(crate) fn find_flow(&self, idx: u32, class: u16) -> Option<u32> {
-        if self.home(idx) == class {
-            return Some(idx);
-        }
-        self.find_extra(idx, class).map(|e| e | EXTRA)
-    }
-
-    /// Tenant `idx`'s flow in `class`, made if it has none. The first class to ask for a
-    /// flow of a slot whose embedded flow is unclaimed and pristine (nothing queued, no
-    /// carried debt, and nothing in flight that a completion would charge to it) claims it,
-    /// unless it already has a side flow with state.
-    #[inline(always)]
-    pub(crate) fn flow_or_insert(&mut self, idx: u32, class: u16) -> u32 {
-        let t = &self.slots[idx as usize];
-        if t.home == class || (class == 0 && t.home == HOME_UNSET) {
-            return idx;
-        }
-        self.flow_or_insert_slow(idx, class)
-    }
-
-    #[inline(never)]
-    fn flow_or_insert_slow(&mut self, idx: u32, class: u16) -> u32 {
-        let existing = self.find_extra(idx, class);
-        let t = &self.slots[idx as usize];
-        let f = &t.flow;
-        let pristine = |f: &Flow| f.len == 0 && f.deficit == 0 && !f.in_ring();
-        if t.home == HOME_UNSET
-            && t.in_flight == 0
-            && pristine(f)
-            && existing.is_none_or(|e| pristine(&self.extras[e as usize].flow))
-        {
-            self.slots[idx as usize].home = class;
-            return idx;
-        }
-        match existing {
-            Some(e) => e | EXTRA,
-            None => self.insert_extra(idx, class) | EXTRA,
-        }
-    }
-
-    /// Every flow of tenant `idx`: the embedded one first, then the side entries (newest
-    /// first; a side entry of the home class, left from before the home was claimed, is always
-    /// empty).
-    pub(crate) fn flows_of(&self, idx: u32) -> impl Iterator<Item = u32> + '_ {
-        let mut e = self.slots[idx as usize].extra;
-        std::iter::once(idx).chain(std::iter::from_fn(move || {
-            if e == NIL {
-                return None;
-            }
-            let fid = e | EXTRA;
-            e = self.extras[e as usize].chain;
-            Some(fid)
-        }))
-    }
-
     /// Live slots in index order (deterministic; never hash order).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &K, &Tenant<A>)> {
         self.keys
@@ -535,7 +333,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
     }
 
     #[cold]
-    fn insert_new(&mut self, hash: u64, key: K) -> Option<u32> {
+    pub(super) fn insert_new(&mut self, hash: u64, key: K) -> Option<u32> {
         let idx = if self.free != NIL {
             let idx = self.free;
             let slot = &mut self.slots[idx as usize];
@@ -559,59 +357,6 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
         Some(idx)
     }
 
-    /// Frees every tenant's side entries of classes `classes` and above: the classes a
-    /// shorter class list removed. Their flows are empty (a class with work cannot be
-    /// removed), so only carried debt goes, which a class added later at
-    /// the same index must not inherit. An embedded flow of a removed class is cleared and
-    /// the tenant's default-class flow moved into the slot: returned as `(slot, old flow id)`
-    /// pairs, for the caller to fix the ring and deadline entries that name the old id.
-    /// O(tenants + side entries); only on a change of classes.
-    pub(crate) fn drop_classes_from(&mut self, classes: u16) -> Vec<(u32, u32)> {
-        let mut moved = Vec::new();
-        for idx in 0..self.slots.len() {
-            if self.keys[idx].is_none() {
-                continue;
-            }
-            let home = self.slots[idx].home;
-            if home != HOME_UNSET && home >= classes {
-                let t = &mut self.slots[idx];
-                debug_assert!(t.flow.len == 0 && !t.flow.in_ring());
-                t.flow = Flow::EMPTY;
-                t.home = HOME_UNSET;
-                if let Some(e) = self.find_extra(idx as u32, 0) {
-                    let flow = std::mem::replace(&mut self.extras[e as usize].flow, Flow::EMPTY);
-                    self.slots[idx].flow = flow;
-                    moved.push((idx as u32, e | EXTRA));
-                }
-            }
-            // Walk the chain through the link that points at each entry, unlinking as we go.
-            let mut link = self.slots[idx].extra;
-            let mut prev = NIL;
-            while link != NIL {
-                let entry = self.extras[link as usize];
-                if entry.class >= classes {
-                    debug_assert!(entry.flow.len == 0 && !entry.flow.in_ring());
-                    if prev == NIL {
-                        self.slots[idx].extra = entry.chain;
-                    } else {
-                        self.extras[prev as usize].chain = entry.chain;
-                    }
-                    self.free_extra(link);
-                } else {
-                    prev = link;
-                }
-                link = entry.chain;
-            }
-        }
-        moved
-    }
-
-    /// Puts side entry `e`, already unlinked from its tenant's chain, on the free list.
-    fn free_extra(&mut self, e: u32) {
-        self.extras[e as usize].chain = self.extras_free;
-        self.extras_free = e;
-    }
-
     /// Frees the slot if nothing keeps it alive. Returns whether it was freed.
     #[inline(always)]
     pub(crate) fn release_if_idle(&mut self, idx: u32) -> bool {
@@ -623,7 +368,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
     }
 
     #[cold]
-    fn remove(&mut self, idx: u32) {
+    pub(super) fn remove(&mut self, idx: u32) {
         let hash = self.hasher.hash_one(self.key(idx));
         if let Ok(entry) = self.table.find_entry(hash, |(_, i)| *i == idx) {
             entry.remove();
