@@ -5,8 +5,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use fairshare::fleet::QuotaSplit;
 use fairshare::config::{Quota, TenantLimits};
+use fairshare::fleet::QuotaSplit;
 use fairshare::{ManualClock, Nanos, RejectReason, Scheduler, SchedulerConfig};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -164,10 +164,11 @@ fn split_arithmetic() {
     let many = QuotaSplit::new(total, nz(1000));
     assert_eq!(many.per_node().burst().get(), 1);
     assert_eq!(many.fleet_burst(), 1000);
-    // A slow total over many nodes saturates the interval instead of overflowing.
+    // A slow total over many nodes saturates the interval at `Duration::MAX` (which a quota
+    // holds exactly) instead of overflowing.
     let slow = Quota::with_period(Duration::from_secs(1 << 40)).expect("a non-zero period");
     let split = QuotaSplit::new(slow, NonZeroU32::MAX).per_node();
-    assert_eq!(split.replenish_interval(), Duration::from_nanos(u64::MAX));
+    assert_eq!(split.replenish_interval(), Duration::MAX);
     assert_eq!(
         QuotaSplit::new(slow, nz(2)).max_admitted(Duration::MAX),
         2 + (Duration::MAX.as_nanos() / slow.replenish_interval().as_nanos()) as u64

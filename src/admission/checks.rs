@@ -14,15 +14,15 @@ use crate::push::ClassId;
 use crate::push::PushOptions;
 use crate::queue::NIL;
 use crate::rate::Quota;
-use crate::rate::gcra::Gcra;
+use crate::rate::gcra::{Gcra, Tat};
 use std::hash::{BuildHasher, Hash};
 
 /// What the checks decided for an admissible item.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Checked {
     pub(super) class: u16,
-    pub(super) new_tat: Option<Nanos>,
-    pub(super) new_class_tat: Option<Nanos>,
+    pub(super) new_tat: Option<Tat>,
+    pub(super) new_class_tat: Option<Tat>,
     pub(super) evict_from: Option<u32>,
     pub(super) max_in_flight: u32,
 }

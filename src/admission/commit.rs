@@ -8,6 +8,7 @@ use crate::clock::{Clock, Nanos};
 use crate::error::{RejectReason, Rejected};
 use crate::push::PushOptions;
 use crate::queue::TenantHandle;
+use crate::rate::gcra::Tat;
 use std::cmp::Reverse;
 use std::hash::{BuildHasher, Hash};
 
@@ -50,9 +51,9 @@ pub(super) struct Plan {
     pub(super) cost: u32,
     pub(super) now: Nanos,
     pub(super) deadline: Option<Nanos>,
-    pub(super) new_tat: Option<Nanos>,
+    pub(super) new_tat: Option<Tat>,
     /// The new TAT of the class's per-tenant quota.
-    pub(super) new_class_tat: Option<Nanos>,
+    pub(super) new_class_tat: Option<Tat>,
     pub(super) evict_from: Option<u32>,
     /// The tenant's in-flight cap under the limits in force.
     pub(super) max_in_flight: u32,
@@ -146,7 +147,8 @@ where
                 continue;
             };
             let until = self.latest_tat(idx);
-            if until > now {
+            if until.after(now) {
+                let until = until.saturated();
                 self.cooling.push(Reverse(Cooling { until, ..c }));
             } else {
                 // Every rate state is a fresh one's again: nothing to remember.
@@ -158,19 +160,19 @@ where
     }
 
     /// The TAT of tenant `idx`'s per-tenant quota in `class` (a fresh tenant's: zero).
-    pub(super) fn class_tat(&self, idx: u32, class: u16) -> Nanos {
+    pub(super) fn class_tat(&self, idx: u32, class: u16) -> Tat {
         self.class_tats
             .get(&(idx, class))
             .copied()
-            .unwrap_or(Nanos::ZERO)
+            .unwrap_or(Tat::ZERO)
     }
 
     /// The latest TAT of any rate state of tenant `idx`.
-    fn latest_tat(&self, idx: u32) -> Nanos {
+    fn latest_tat(&self, idx: u32) -> Tat {
         self.class_tats
             .range((idx, 0)..=(idx, u16::MAX))
             .map(|(_, &tat)| tat)
-            .fold(self.queue.attached(idx).tat, Nanos::max)
+            .fold(self.queue.attached(idx).tat, Tat::max)
     }
 
     /// Drops tenant `idx`'s class rate states.
@@ -215,8 +217,8 @@ where
         if let Some(tat) = plan.new_tat {
             let a = self.queue.attached_mut(plan.idx);
             a.tat = tat;
-            if tat > plan.now && !a.cooling() {
-                cool_until = Some(tat);
+            if tat.after(plan.now) && !a.cooling() {
+                cool_until = Some(tat.saturated());
             }
         }
         if cap_changed {
@@ -251,15 +253,15 @@ where
         &mut self,
         idx: u32,
         class: u16,
-        new_tat: Option<Nanos>,
-        tat: Nanos,
+        new_tat: Option<Tat>,
+        tat: Tat,
         now: Nanos,
     ) {
         self.class_tats.insert((idx, class), tat);
         // Remembered until every rate state of the tenant equals a fresh one's.
         let until = new_tat.map_or(tat, |t| t.max(tat));
-        if until > now && !self.queue.attached(idx).cooling() {
-            self.start_cooling(idx, until);
+        if until.after(now) && !self.queue.attached(idx).cooling() {
+            self.start_cooling(idx, until.saturated());
         }
     }
 

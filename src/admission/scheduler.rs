@@ -4,6 +4,7 @@ use super::commit::Cooling;
 use super::dispatch::TenantDetail;
 use super::tenant_state::TenantAdmission;
 use crate::queue::Attachment;
+use crate::rate::gcra::Tat;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{BuildHasher, Hash};
@@ -96,7 +97,7 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     /// GCRA theoretical arrival times of the classes' per-tenant quotas, by tenant slot and
     /// class. An entry is dropped when its tenant stops cooling (every TAT of it is then in the
     /// past, which is a fresh tenant's state) and when its class is removed.
-    pub(super) class_tats: BTreeMap<(u32, u16), Nanos>,
+    pub(super) class_tats: BTreeMap<(u32, u16), Tat>,
     pub(super) codel: Option<CoDel>,
     pub(super) outbox: Vec<Rejected<T>>,
     pub(super) last_now: Nanos,

@@ -5,21 +5,21 @@
 //! apply, and whether the tenant is cooling (remembered until its rate state equals a fresh
 //! tenant's, so forgetting it never gives back burst it already used).
 
-use crate::clock::Nanos;
 use crate::queue::{Attachment, NIL};
+use crate::rate::gcra::Tat;
 
 /// The bit of `TenantAdmission::limits` that says the tenant is cooling; override indexes
 /// stay below it (there are fewer than 2^31 tenants).
 const COOLING: u32 = 1 << 31;
 
-/// A tenant's admission state (see the module docs). Packed to 12 bytes: it sits in every
-/// tenant slot of the scheduler's queue, where its 4 bytes of alignment padding would cost a
-/// slot 8 bytes.
+/// A tenant's admission state (see the module docs). Packed to 20 bytes: it sits in every
+/// tenant slot of the scheduler's queue, where the TAT's 16-byte alignment would cost a slot
+/// its padding.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, packed(4))]
 pub(crate) struct TenantAdmission {
     /// GCRA theoretical arrival time of the tenant's rate limit.
-    pub(crate) tat: Nanos,
+    pub(crate) tat: Tat,
     /// Index of the tenant's overrides in the scheduler's table (`NIL & !COOLING` for the
     /// defaults), with the cooling bit.
     limits: u32,
@@ -59,7 +59,7 @@ impl TenantAdmission {
 impl Default for TenantAdmission {
     fn default() -> Self {
         TenantAdmission {
-            tat: Nanos::ZERO,
+            tat: Tat::ZERO,
             limits: NIL & !COOLING,
         }
     }
@@ -100,7 +100,7 @@ mod tests {
     fn the_attachment_costs_a_slot_no_more_than_its_fields() {
         use crate::queue::Tenant;
         use std::mem::size_of;
-        assert_eq!(size_of::<TenantAdmission>(), 12);
-        assert!(size_of::<Tenant<TenantAdmission>>() <= size_of::<Tenant<()>>() + 12);
+        assert_eq!(size_of::<TenantAdmission>(), 20);
+        assert!(size_of::<Tenant<TenantAdmission>>() <= size_of::<Tenant<()>>() + 24);
     }
 }

@@ -11,8 +11,8 @@ use crate::rate::Quota;
 /// - **Rate.** Each node replenishes one unit every `healthy × interval` (the total's
 ///   [`replenish_interval`](Quota::replenish_interval) times the number of healthy nodes),
 ///   so the nodes' rates sum to exactly the total's rate: the split itself rounds nothing.
-///   (The total's interval is whole nanoseconds, as in any [`Quota`]; an interval beyond
-///   `u64::MAX` nanoseconds, about 584 years, saturates, which only lowers the rate.)
+///   (The total's interval is whole nanoseconds, as in any [`Quota`]; a product beyond
+///   `Duration::MAX` saturates there, which only lowers the rate.)
 /// - **Burst.** Each node allows a burst of `⌈burst / healthy⌉`, at least 1, so the nodes'
 ///   bursts sum to `healthy · ⌈burst / healthy⌉`, between `burst` and `burst + healthy − 1`.
 ///   A node's burst is also the largest item cost it can ever admit: an item costlier than

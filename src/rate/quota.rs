@@ -22,8 +22,8 @@ use crate::clock::Nanos;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quota {
-    /// Nanoseconds per unit of cost (at least 1).
-    interval: Nanos,
+    /// Nanoseconds per unit of cost (at least 1). 128-bit, so that any `Duration` is exact.
+    interval: u128,
     burst: NonZeroU32,
 }
 
@@ -70,7 +70,7 @@ impl Quota {
     const fn per(period: Nanos, rate: NonZeroU32) -> Self {
         let interval = period.as_u64() / rate.get() as u64;
         Quota {
-            interval: Nanos::new(if interval == 0 { 1 } else { interval }),
+            interval: if interval == 0 { 1 } else { interval as u128 },
             burst: rate,
         }
     }
@@ -86,8 +86,8 @@ impl Quota {
     /// assert!(fairshare::config::Quota::with_period(Duration::ZERO).is_none());
     /// ```
     pub fn with_period(interval: Duration) -> Option<Self> {
-        let interval = Nanos::from(interval);
-        (interval > Nanos::ZERO).then_some(Quota {
+        let interval = interval.as_nanos();
+        (interval > 0).then_some(Quota {
             interval,
             burst: NonZeroU32::MIN,
         })
@@ -131,15 +131,13 @@ impl Quota {
     /// assert_eq!(q.replenish_interval(), std::time::Duration::from_millis(1));
     /// ```
     pub fn replenish_interval(&self) -> Duration {
-        self.interval.into()
+        let n = self.interval_nanos();
+        // A `Duration` holds 2^64 s, and every interval came from one.
+        Duration::new((n / 1_000_000_000) as u64, (n % 1_000_000_000) as u32)
     }
 
     /// At least 1 ns, even for a deserialised value that skipped the constructors.
-    pub(crate) const fn interval(&self) -> Nanos {
-        if self.interval.as_u64() == 0 {
-            Nanos::new(1)
-        } else {
-            self.interval
-        }
+    pub(crate) const fn interval_nanos(&self) -> u128 {
+        if self.interval == 0 { 1 } else { self.interval }
     }
 }
