@@ -41,7 +41,7 @@ mod queue {
     use std::time::Duration;
 
     use criterion::{BenchmarkId, Criterion, Throughput};
-    use fairshare::{FairQueue, TenantHandle};
+    use fairshare::{FairQueue, PushOptions, TenantHandle};
 
     /// Backlogged tenant counts.
     const TENANTS: [u64; 4] = [1, 1_000, 100_000, 1_000_000];
@@ -101,7 +101,12 @@ mod queue {
                 });
                 b.iter(|| {
                     let k = q.pop().unwrap();
-                    q.try_push_to(handles[black_box(k) as usize], k, 1).unwrap();
+                    q.try_push_to(
+                        handles[black_box(k) as usize],
+                        k,
+                        PushOptions::new().with_cost(1),
+                    )
+                    .unwrap();
                 });
             });
             if let Some((q, _)) = fq.take() {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fairshare::{Config, ManualClock, PushOptions, Scheduler};
+use fairshare::{ManualClock, PushOptions, Scheduler, config::Config};
 
 const CONFIG: &str = r#"{
   "quantum": 1,
@@ -48,7 +48,7 @@ fn main() {
             match s.try_push_with(
                 tenant.to_string(),
                 format!("{tenant}-{kind}-{i}"),
-                PushOptions::new().class(class),
+                PushOptions::new().with_class(class),
             ) {
                 Ok(_) => admitted += 1,
                 Err(rejected) => {
@@ -99,7 +99,7 @@ fn main() {
 
     // A bad value is refused with the field named.
     let mut bad = config.clone();
-    bad.tenant_defaults.rate = Some(fairshare::RateConfig {
+    bad.tenant_defaults.rate = Some(fairshare::config::RateConfig {
         per_second: 10,
         burst: Some(0),
     });

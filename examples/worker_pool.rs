@@ -11,8 +11,8 @@
 //! - A global `Capacity` of 48 queued jobs with `ShedPolicy::EvictOverShare`: when the queue is
 //!   full, acme's producer is the one refused (it is the tenant furthest over its share), waits
 //!   in `push_timeout`, and a light tenant's push evicts acme's oldest job instead of being
-//!   refused. Evicted jobs come back inside `Admitted` and are routed back to their producer,
-//!   which queues them again.
+//!   refused. Evicted jobs come back through `Scheduler::take_returned` (the pusher takes them
+//!   right after its push) and are routed back to their producer, which queues them again.
 //! - At the end the queue drains, `close()` stops the workers, and every job is checked to have
 //!   come back exactly once.
 //!
@@ -28,8 +28,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fairshare::{
-    AdmissionCounters, Admitted, Capacity, PushOptions, QueueCounters, RejectReason,
-    SchedulerConfig, SharedScheduler, ShedPolicy, WaitError,
+    PushOptions, RejectReason, SchedulerConfig, SharedScheduler,
+    config::{Capacity, ShedPolicy},
+    shared::WaitError,
+    stats::{AdmissionCounters, QueueCounters},
 };
 
 const HEAVY: &str = "acme";
@@ -39,7 +41,7 @@ const LIGHT_JOBS: u32 = 100;
 /// Light producers pause this long between pushes.
 const LIGHT_PACE: Duration = Duration::from_millis(2);
 const WORKERS: usize = 4;
-const MAX_IN_FLIGHT: u64 = 3;
+const MAX_IN_FLIGHT: u32 = 3;
 const QUEUE_CAPACITY: u64 = 48;
 /// How long a producer waits for room before trying again.
 const PUSH_TIMEOUT: Duration = Duration::from_millis(20);
@@ -207,9 +209,10 @@ fn main() {
     {
         thread::sleep(Duration::from_millis(1));
     }
-    let (admission, queue) = shared
+    let (admission, queue, pending) = shared
         .handle
-        .with_scheduler(|s| (s.counters(), s.queue().counters()));
+        .with_scheduler(|s| (s.counters(), s.queue().counters(), s.pending_returns()));
+    assert_eq!(pending, 0, "every evicted job was taken back");
     let handed_back = shared.handle.close();
     for job in &handed_back {
         shared.came_back(job);
@@ -275,9 +278,9 @@ fn produce(
 /// timeout: the job is never given up). Returns the jobs evicted to make room.
 fn push(shared: &Shared, job: Job) -> Vec<Job> {
     let tenant = job.tenant;
-    let opts = PushOptions::new().cost(job.estimate);
+    let opts = PushOptions::new().with_cost(job.estimate);
     let mut job = match shared.handle.try_push_with(tenant, job, opts) {
-        Ok(admitted) => return evicted(admitted),
+        Ok(()) => return take_evicted(shared),
         Err(rejected) => {
             assert!(matches!(
                 rejected.reason(),
@@ -289,7 +292,7 @@ fn push(shared: &Shared, job: Job) -> Vec<Job> {
     };
     loop {
         match shared.handle.push_timeout(tenant, job, opts, PUSH_TIMEOUT) {
-            Ok(admitted) => return evicted(admitted),
+            Ok(()) => return take_evicted(shared),
             Err(rejected) => {
                 // Only a full queue makes a producer wait; nothing here blocks or closes early.
                 assert!(matches!(
@@ -303,9 +306,12 @@ fn push(shared: &Shared, job: Job) -> Vec<Job> {
     }
 }
 
-fn evicted(admitted: Admitted<Job>) -> Vec<Job> {
-    admitted
-        .into_evicted()
+/// Takes the jobs evicted to make room, which wait in the scheduler until taken. Another
+/// producer's push may have evicted some of them: each goes back to its own producer anyway.
+fn take_evicted(shared: &Shared) -> Vec<Job> {
+    shared
+        .handle
+        .with_scheduler(|s| s.take_returned())
         .into_iter()
         .map(|r| {
             assert_eq!(r.reason(), RejectReason::Evicted);
@@ -408,7 +414,7 @@ fn report(shared: &Shared, end: &End) {
         heavy.evicted,
     );
     println!(
-        "handed back inside Admitted and queued again by their producer; light producers waited \
+        "handed back by take_returned and queued again by their producer; light producers waited \
          {} times.",
         sum(|s| s.waited_for_room) - heavy.waited_for_room,
     );

@@ -5,13 +5,14 @@
 //! that steps back, and forgetting tenants whose rate limit recovered. All time comes from a
 //! `ManualClock`.
 
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use fairshare::{
-    Admitted, BlockReason, Capacity, ClassSpec, Classes, Limit, ManualClock, Nanos, PushOptions,
-    QueueDelay, Quota, RejectReason, Rejected, Scheduler, SchedulerConfig, ShedPolicy,
-    TenantLimits,
+    BlockReason, ClassSpec, Classes, Limit, ManualClock, Nanos, PushOptions, RejectReason,
+    Rejected, Scheduler, SchedulerConfig,
+    config::{Capacity, QueueDelay, Quota, ShedPolicy, TenantLimits},
 };
 
 type Sched<K = &'static str> = Scheduler<K, u32, ManualClock>;
@@ -38,38 +39,69 @@ fn sched<K: std::hash::Hash + Eq + Clone>(
 }
 
 fn cost(c: u32) -> PushOptions {
-    PushOptions::new().cost(c)
+    PushOptions::new().with_cost(c)
 }
 
-/// Unwraps an admission, asserting nothing was evicted for it.
+/// Runs one push on `s`, asserting the item was admitted and nothing was evicted to make room
+/// for it.
 #[track_caller]
-fn admitted<T>(r: Result<Admitted<T>, Rejected<T>>) {
-    match r {
-        Ok(a) => assert!(a.evicted().is_empty(), "unexpected evictions"),
+fn admitted<K, T>(
+    s: &mut Scheduler<K, T, ManualClock>,
+    push: impl FnOnce(&mut Scheduler<K, T, ManualClock>) -> Result<(), Rejected<T>>,
+) where
+    K: Hash + Eq + Clone,
+{
+    let evicted_before = s.counters().evicted;
+    match push(s) {
+        Ok(()) => assert_eq!(s.counters().evicted, evicted_before, "unexpected evictions"),
         Err(e) => panic!("expected admission, got refusal: {}", e.reason()),
     }
 }
 
 /// Unwraps a refusal: the reason and the item handed back.
 #[track_caller]
-fn refused<T>(r: Result<Admitted<T>, Rejected<T>>) -> (T, RejectReason) {
+fn refused<T>(r: Result<(), Rejected<T>>) -> (T, RejectReason) {
     match r {
-        Ok(_) => panic!("expected a refusal, the item was admitted"),
+        Ok(()) => panic!("expected a refusal, the item was admitted"),
         Err(e) => e.into_parts(),
     }
 }
 
-/// The evicted items of an admission, with their reasons.
+/// Runs one push on `s`, asserting the item was admitted, and returns the items evicted to
+/// make room for it (handed back by `take_returned`), with their reasons.
 #[track_caller]
-fn evicted<T>(r: Result<Admitted<T>, Rejected<T>>) -> Vec<(T, RejectReason)> {
-    match r {
-        Ok(a) => a
-            .into_evicted()
-            .into_iter()
-            .map(Rejected::into_parts)
-            .collect(),
-        Err(e) => panic!("expected admission, got refusal: {}", e.reason()),
+fn evicted<K, T>(
+    s: &mut Scheduler<K, T, ManualClock>,
+    push: impl FnOnce(&mut Scheduler<K, T, ManualClock>) -> Result<(), Rejected<T>>,
+) -> Vec<(T, RejectReason)>
+where
+    K: Hash + Eq + Clone,
+{
+    assert_eq!(
+        s.pending_returns(),
+        0,
+        "items handed back before the push were not taken"
+    );
+    let evicted_before = s.counters().evicted;
+    if let Err(e) = push(s) {
+        panic!("expected admission, got refusal: {}", e.reason());
     }
+    let out: Vec<_> = s
+        .take_returned()
+        .into_iter()
+        .map(Rejected::into_parts)
+        .collect();
+    assert!(
+        out.iter().all(|(_, r)| *r == RejectReason::Evicted),
+        "only evictions come back from a push: {:?}",
+        out.iter().map(|(_, r)| r).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s.counters().evicted - evicted_before,
+        out.len() as u64,
+        "every eviction comes back"
+    );
+    out
 }
 
 fn pop_all<K: std::hash::Hash + Eq + Clone>(s: &mut Scheduler<K, u32, ManualClock>) -> Vec<u32> {
@@ -87,7 +119,7 @@ fn blocked_is_refused_first_even_when_rate_limited() {
     let cfg = SchedulerConfig::new()
         .with_tenant_limits(limits_with_quota(1, 1).with_max_items(1).with_max_cost(1));
     let (mut s, clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 1));
     // Rate-limited, item cap reached, cost cap reached: all at once.
     let (_, r) = refused(s.try_push("a", 2));
     assert!(matches!(r, RejectReason::RateLimited { .. }), "{r:?}");
@@ -117,7 +149,7 @@ fn blocked_is_refused_first_even_when_rate_limited() {
     assert_eq!(s.unblock(&"a"), Some(BlockReason::Abuse));
     assert_eq!(pop_all(&mut s), [1]);
     clock.set(Nanos::from_secs(1));
-    admitted(s.try_push("a", 5));
+    admitted(&mut s, |s| s.try_push("a", 5));
     assert_eq!(s.queue().tenant_len(&"a"), 1);
 }
 
@@ -151,7 +183,7 @@ fn zero_cost_is_refused_and_charges_nothing() {
     let err = s.try_reserve("a", cost(0)).unwrap_err();
     assert_eq!(err, RejectReason::ZeroCost);
     // The whole burst is still there.
-    admitted(s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 1));
     assert_eq!(s.counters().other, 2);
     assert_eq!(s.counters().admitted, 1);
 }
@@ -172,7 +204,7 @@ fn cost_above_burst_is_too_large_and_not_retryable() {
     let (_, r) = refused(s.try_push_with("a", 2, cost(4)));
     assert_eq!(r, RejectReason::TooLarge { cost: 4, max: 3 });
     // It charged nothing: a full burst still fits at once.
-    admitted(s.try_push_with("a", 3, cost(3)));
+    admitted(&mut s, |s| s.try_push_with("a", 3, cost(3)));
     assert_eq!(s.counters().too_large, 2);
 }
 
@@ -184,7 +216,7 @@ fn cost_above_tenant_cost_cap_is_too_large() {
     assert_eq!(r, RejectReason::TooLarge { cost: 6, max: 5 });
     assert!(!r.is_retryable());
     // The same cap, merely full, is "not now".
-    admitted(s.try_push_with("a", 2, cost(4)));
+    admitted(&mut s, |s| s.try_push_with("a", 2, cost(4)));
     let (_, r) = refused(s.try_push_with("a", 3, cost(2)));
     assert_eq!(
         r,
@@ -202,7 +234,7 @@ fn cost_above_global_cost_cap_is_too_large() {
     let (_, r) = refused(s.try_push_with("a", 1, cost(11)));
     assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
     assert!(!r.is_retryable());
-    admitted(s.try_push_with("a", 2, cost(10)));
+    admitted(&mut s, |s| s.try_push_with("a", 2, cost(10)));
     let (_, r) = refused(s.try_push_with("b", 3, cost(1)));
     assert_eq!(
         r,
@@ -219,9 +251,9 @@ fn never_admissible_is_not_reported_as_rate_limited() {
     // promises "a retry at or after retry_at can succeed", which is false for this item.
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(1, 5).with_max_cost(3));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push_with("a", 1, cost(3)));
+    admitted(&mut s, |s| s.try_push_with("a", 1, cost(3)));
     assert_eq!(pop_all(&mut s), [1]);
-    admitted(s.try_push_with("a", 2, cost(2)));
+    admitted(&mut s, |s| s.try_push_with("a", 2, cost(2)));
     assert_eq!(pop_all(&mut s), [2]);
     let (_, r) = refused(s.try_push_with("a", 3, cost(4)));
     assert_eq!(r, RejectReason::TooLarge { cost: 4, max: 3 });
@@ -234,7 +266,7 @@ fn never_admissible_is_not_reported_as_tenant_full() {
         .with_tenant_limits(TenantLimits::new().with_max_items(1))
         .with_capacity(Capacity::new().with_max_cost(10));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 1));
     let (_, r) = refused(s.try_push_with("a", 2, cost(11)));
     assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
 }
@@ -245,7 +277,7 @@ fn a_tenant_override_sees_a_capacity_set_after_it() {
     // `reconfigure` must refold the overrides, not only the defaults.
     let (mut s, _clock): (Sched, _) = sched(SchedulerConfig::new());
     s.set_limits("a", TenantLimits::new().with_max_items(5));
-    admitted(s.try_push_with("a", 1, cost(20)));
+    admitted(&mut s, |s| s.try_push_with("a", 1, cost(20)));
     s.reconfigure(SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(10)));
     let (_, r) = refused(s.try_push_with("a", 2, cost(11)));
     assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
@@ -253,7 +285,7 @@ fn a_tenant_override_sees_a_capacity_set_after_it() {
     assert_eq!(r, RejectReason::TooLarge { cost: 11, max: 10 });
     // Loosened again: the same cost fits (20 queued + 11 <= 40).
     s.reconfigure(SchedulerConfig::new().with_capacity(Capacity::new().with_max_cost(40)));
-    admitted(s.try_push_with("a", 4, cost(11)));
+    admitted(&mut s, |s| s.try_push_with("a", 4, cost(11)));
     assert_eq!(s.limits(&"a"), TenantLimits::new().with_max_items(5));
 }
 
@@ -275,27 +307,27 @@ fn rate_limited_carries_retry_at_and_a_push_exactly_then_succeeds() {
     // One unit every 100 ms, two at once.
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(10, 2));
     let (mut s, clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("a", 1));
-    admitted(s.try_push("a", 2));
+    admitted(&mut s, |s| s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 2));
     let (item, r) = refused(s.try_push("a", 3));
     assert_eq!(item, 3);
     assert_eq!(r, RejectReason::RateLimited { retry_at: ms(100) });
     assert_eq!(r.retry_at(), Some(ms(100)));
     assert!(r.is_retryable());
     // Other tenants have their own budget.
-    admitted(s.try_push("b", 10));
+    admitted(&mut s, |s| s.try_push("b", 10));
 
     clock.set(ms(100) - Nanos::new(1));
     let (_, r) = refused(s.try_push("a", 3));
     assert_eq!(r, RejectReason::RateLimited { retry_at: ms(100) });
     clock.set(ms(100));
-    admitted(s.try_push("a", 3));
+    admitted(&mut s, |s| s.try_push("a", 3));
 
     // Cost-weighted: at 100 ms the state is 300 ms; cost 2 may pass at 300 + 100 - 100 ms.
     let (_, r) = refused(s.try_push_with("a", 4, cost(2)));
     assert_eq!(r, RejectReason::RateLimited { retry_at: ms(300) });
     clock.set(ms(300));
-    admitted(s.try_push_with("a", 4, cost(2)));
+    admitted(&mut s, |s| s.try_push_with("a", 4, cost(2)));
     assert_eq!(s.counters().rate_limited, 3);
     assert_eq!(pop_all(&mut s).len(), 5);
 }
@@ -304,11 +336,11 @@ fn rate_limited_carries_retry_at_and_a_push_exactly_then_succeeds() {
 fn rate_limited_via_reserve_names_the_same_retry_at() {
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(4, 1));
     let (mut s, clock): (Sched, _) = sched(cfg);
-    let _ = s.try_reserve("a", PushOptions::new()).unwrap().commit(1);
+    s.try_reserve("a", PushOptions::new()).unwrap().commit(1);
     let err = s.try_reserve("a", PushOptions::new()).unwrap_err();
     assert_eq!(err, RejectReason::RateLimited { retry_at: ms(250) });
     clock.set(ms(250));
-    let _ = s.try_reserve("a", PushOptions::new()).unwrap().commit(2);
+    s.try_reserve("a", PushOptions::new()).unwrap().commit(2);
     assert_eq!(pop_all(&mut s), [1, 2]);
 }
 
@@ -317,21 +349,21 @@ fn refund_gives_rate_budget_back() {
     // One unit every 500 ms, two at once.
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(2, 2));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("a", 1));
-    admitted(s.try_push("a", 2));
+    admitted(&mut s, |s| s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 2));
     assert_eq!(pop_all(&mut s), [1, 2]);
     let (_, r) = refused(s.try_push("a", 3));
     assert_eq!(r, RejectReason::RateLimited { retry_at: ms(500) });
 
     s.refund(&"a", 1);
-    admitted(s.try_push("a", 3));
+    admitted(&mut s, |s| s.try_push("a", 3));
     let (_, r) = refused(s.try_push("a", 4));
     assert!(matches!(r, RejectReason::RateLimited { .. }), "{r:?}");
 
     // A refund never gives more than a fresh tenant has: the burst.
     s.refund(&"a", 1_000);
-    admitted(s.try_push("a", 4));
-    admitted(s.try_push("a", 5));
+    admitted(&mut s, |s| s.try_push("a", 4));
+    admitted(&mut s, |s| s.try_push("a", 5));
     let (_, r) = refused(s.try_push("a", 6));
     assert_eq!(r, RejectReason::RateLimited { retry_at: ms(500) });
 
@@ -345,15 +377,15 @@ fn refund_gives_rate_budget_back() {
 fn purge_refunds_the_rate_budget_of_purged_items() {
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(1, 3));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("a", 0));
-    admitted(s.try_push_with("a", 1, cost(2)));
+    admitted(&mut s, |s| s.try_push("a", 0));
+    admitted(&mut s, |s| s.try_push_with("a", 1, cost(2)));
     let (_, r) = refused(s.try_push("a", 2));
     assert!(matches!(r, RejectReason::RateLimited { .. }), "{r:?}");
 
     assert_eq!(s.purge(&"a"), [0, 1]);
     assert!(s.queue().is_empty());
     // All three units are back at the same instant.
-    admitted(s.try_push_with("a", 2, cost(3)));
+    admitted(&mut s, |s| s.try_push_with("a", 2, cost(3)));
     assert_eq!(s.purge(&"nobody"), Vec::<u32>::new());
 }
 
@@ -361,15 +393,15 @@ fn purge_refunds_the_rate_budget_of_purged_items() {
 fn retain_refunds_only_the_cost_it_removed() {
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(1, 4));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("a", 0));
-    admitted(s.try_push_with("a", 1, cost(2)));
-    admitted(s.try_push("a", 2));
+    admitted(&mut s, |s| s.try_push("a", 0));
+    admitted(&mut s, |s| s.try_push_with("a", 1, cost(2)));
+    admitted(&mut s, |s| s.try_push("a", 2));
     let (_, r) = refused(s.try_push("a", 3));
     assert!(matches!(r, RejectReason::RateLimited { .. }), "{r:?}");
 
     assert_eq!(s.retain(&"a", |&i| i != 1), [1]);
     assert_eq!(s.queue().tenant_queued_cost(&"a"), 2);
-    admitted(s.try_push_with("a", 3, cost(2)));
+    admitted(&mut s, |s| s.try_push_with("a", 3, cost(2)));
     let (_, r) = refused(s.try_push("a", 4));
     assert!(matches!(r, RejectReason::RateLimited { .. }), "{r:?}");
     // Keeping everything refunds nothing.
@@ -385,8 +417,8 @@ fn retain_refunds_only_the_cost_it_removed() {
 fn tenant_item_cap_refuses_with_the_items_limit() {
     let cfg = SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_items(2));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("a", 1));
-    admitted(s.try_push("a", 2));
+    admitted(&mut s, |s| s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 2));
     let (item, r) = refused(s.try_push("a", 3));
     assert_eq!(item, 3);
     assert_eq!(
@@ -398,9 +430,9 @@ fn tenant_item_cap_refuses_with_the_items_limit() {
     assert!(r.is_retryable());
     assert_eq!(r.retry_at(), None);
     // Only that tenant is full.
-    admitted(s.try_push("b", 10));
+    admitted(&mut s, |s| s.try_push("b", 10));
     assert_eq!(s.pop(), Some(1));
-    admitted(s.try_push("a", 3));
+    admitted(&mut s, |s| s.try_push("a", 3));
     assert_eq!(s.counters().tenant_full, 1);
     assert_eq!(s.queue().tenant_counters(&"a").map(|c| c.rejected), Some(1));
 }
@@ -409,8 +441,8 @@ fn tenant_item_cap_refuses_with_the_items_limit() {
 fn tenant_cost_cap_refuses_with_the_cost_limit() {
     let cfg = SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_cost(10));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push_with("a", 1, cost(6)));
-    admitted(s.try_push_with("a", 2, cost(4)));
+    admitted(&mut s, |s| s.try_push_with("a", 1, cost(6)));
+    admitted(&mut s, |s| s.try_push_with("a", 2, cost(4)));
     let (_, r) = refused(s.try_push("a", 3));
     assert_eq!(
         r,
@@ -419,7 +451,7 @@ fn tenant_cost_cap_refuses_with_the_cost_limit() {
         }
     );
     assert_eq!(s.pop(), Some(1));
-    admitted(s.try_push_with("a", 3, cost(6)));
+    admitted(&mut s, |s| s.try_push_with("a", 3, cost(6)));
     assert_eq!(s.queue().tenant_queued_cost(&"a"), 10);
 }
 
@@ -427,7 +459,7 @@ fn tenant_cost_cap_refuses_with_the_cost_limit() {
 fn a_refusal_by_a_cap_charges_no_rate_budget() {
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(1, 2).with_max_items(1));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 1));
     for i in 2..10 {
         let (_, r) = refused(s.try_push("a", i));
         assert_eq!(
@@ -439,7 +471,7 @@ fn a_refusal_by_a_cap_charges_no_rate_budget() {
     }
     assert_eq!(s.pop(), Some(1));
     // The second unit of the burst is still there.
-    admitted(s.try_push("a", 10));
+    admitted(&mut s, |s| s.try_push("a", 10));
 }
 
 #[test]
@@ -452,7 +484,7 @@ fn tenant_override_replaces_the_defaults_and_clear_restores_them() {
     assert_eq!(s.limits(&"other"), cfg.tenant_limits());
     // The override has no quota: no rate limit at all, only its own cap.
     for i in 0..3 {
-        admitted(s.try_push("vip", i));
+        admitted(&mut s, |s| s.try_push("vip", i));
     }
     let (_, r) = refused(s.try_push("vip", 3));
     assert_eq!(
@@ -462,7 +494,7 @@ fn tenant_override_replaces_the_defaults_and_clear_restores_them() {
         }
     );
     // Others still get the defaults.
-    admitted(s.try_push("other", 10));
+    admitted(&mut s, |s| s.try_push("other", 10));
     let (_, r) = refused(s.try_push("other", 11));
     assert!(matches!(r, RejectReason::RateLimited { .. }), "{r:?}");
 
@@ -487,9 +519,9 @@ fn tenant_override_replaces_the_defaults_and_clear_restores_them() {
 fn capacity_reject_new_refuses_the_newcomer() {
     let cfg = SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(3));
     let (mut s, _clock): (Sched, _) = sched(cfg);
-    admitted(s.try_push("flood", 1));
-    admitted(s.try_push("flood", 2));
-    admitted(s.try_push("b", 3));
+    admitted(&mut s, |s| s.try_push("flood", 1));
+    admitted(&mut s, |s| s.try_push("flood", 2));
+    admitted(&mut s, |s| s.try_push("b", 3));
     let (item, r) = refused(s.try_push("c", 4));
     assert_eq!(item, 4);
     assert_eq!(
@@ -501,7 +533,7 @@ fn capacity_reject_new_refuses_the_newcomer() {
     assert!(r.is_retryable());
     assert_eq!(s.queue().len(), 3, "nothing evicted");
     assert_eq!(s.pop(), Some(1));
-    admitted(s.try_push("c", 4));
+    admitted(&mut s, |s| s.try_push("c", 4));
     assert_eq!(s.counters().capacity_full, 1);
     assert_eq!(s.counters().evicted, 0);
 }
@@ -513,8 +545,8 @@ fn capacity_reject_new_by_cost_names_the_cost_limit_and_charges_nothing() {
         .with_capacity(Capacity::new().with_max_cost(10));
     let (mut s, _clock): (Sched, _) = sched(cfg);
     s.set_limits("a", TenantLimits::new());
-    admitted(s.try_push_with("a", 0, cost(6)));
-    admitted(s.try_push_with("b", 2, cost(3)));
+    admitted(&mut s, |s| s.try_push_with("a", 0, cost(6)));
+    admitted(&mut s, |s| s.try_push_with("b", 2, cost(3)));
     let (_, r) = refused(s.try_push_with("b", 3, cost(2)));
     assert_eq!(
         r,
@@ -524,7 +556,7 @@ fn capacity_reject_new_by_cost_names_the_cost_limit_and_charges_nothing() {
     );
     assert_eq!(s.pop(), Some(0));
     // b's refused push was not charged: 2 units of its burst remain.
-    admitted(s.try_push_with("b", 3, cost(2)));
+    admitted(&mut s, |s| s.try_push_with("b", 3, cost(2)));
     let (_, r) = refused(s.try_push("b", 4));
     assert!(matches!(r, RejectReason::RateLimited { .. }), "{r:?}");
 }
@@ -536,16 +568,16 @@ fn evict_over_share_evicts_the_oldest_items_of_the_most_over_tenant() {
         .with_shed_policy(ShedPolicy::EvictOverShare);
     let (mut s, _clock): (Sched, _) = sched(cfg);
     for i in 0..5 {
-        admitted(s.try_push("flood", i));
+        admitted(&mut s, |s| s.try_push("flood", i));
     }
-    admitted(s.try_push("b", 100));
-    let out = evicted(s.try_push("c", 200));
+    admitted(&mut s, |s| s.try_push("b", 100));
+    let out = evicted(&mut s, |s| s.try_push("c", 200));
     assert_eq!(out, [(0, RejectReason::Evicted)]);
     assert!(RejectReason::Evicted.is_retryable());
     assert_eq!(s.queue().tenant_len(&"flood"), 4);
     assert_eq!(s.queue().tenant_len(&"c"), 1);
     assert_eq!(s.queue().len(), 6);
-    let out = evicted(s.try_push("b", 101));
+    let out = evicted(&mut s, |s| s.try_push("b", 101));
     assert_eq!(out, [(1, RejectReason::Evicted)]);
     assert_eq!(s.counters().evicted, 2);
     let mut rest = pop_all(&mut s);
@@ -560,10 +592,10 @@ fn evict_over_share_evicts_as_many_items_as_the_cost_needs() {
         .with_shed_policy(ShedPolicy::EvictOverShare);
     let (mut s, _clock): (Sched, _) = sched(cfg);
     for i in 0..8 {
-        admitted(s.try_push("flood", i));
+        admitted(&mut s, |s| s.try_push("flood", i));
     }
-    admitted(s.try_push_with("b", 100, cost(2)));
-    let out = evicted(s.try_push_with("c", 200, cost(3)));
+    admitted(&mut s, |s| s.try_push_with("b", 100, cost(2)));
+    let out = evicted(&mut s, |s| s.try_push_with("c", 200, cost(3)));
     assert_eq!(
         out,
         [
@@ -584,15 +616,15 @@ fn evict_over_share_ranks_tenants_by_cost_per_weight() {
     let (mut s, _clock): (Sched, _) = sched(cfg);
     s.set_weight("gold", nz(4));
     for i in 0..4 {
-        admitted(s.try_push_with("gold", i, cost(2))); // 8 / 4 = 2
+        admitted(&mut s, |s| s.try_push_with("gold", i, cost(2))); // 8 / 4 = 2
     }
     for i in 10..13 {
-        admitted(s.try_push("free", i)); // 3 / 1 = 3
+        admitted(&mut s, |s| s.try_push("free", i)); // 3 / 1 = 3
     }
-    let out = evicted(s.try_push("new", 20));
+    let out = evicted(&mut s, |s| s.try_push("new", 20));
     assert_eq!(out, [(10, RejectReason::Evicted)], "free is furthest over");
     // free: 2/1 = 2 ties gold's 8/4 = 2; now either may be picked, but never the pusher.
-    let out = evicted(s.try_push("new2", 21));
+    let out = evicted(&mut s, |s| s.try_push("new2", 21));
     assert_eq!(out.len(), 1);
     assert!([0, 11].contains(&out[0].0), "{out:?}");
 }
@@ -604,9 +636,9 @@ fn evict_over_share_refuses_the_newcomer_when_its_tenant_would_be_furthest_over(
         .with_shed_policy(ShedPolicy::EvictOverShare);
     let (mut s, _clock): (Sched, _) = sched(cfg);
     for i in 0..3 {
-        admitted(s.try_push("flood", i));
+        admitted(&mut s, |s| s.try_push("flood", i));
     }
-    admitted(s.try_push("b", 10));
+    admitted(&mut s, |s| s.try_push("b", 10));
     // The flood would evict from nobody but itself.
     let (item, r) = refused(s.try_push("flood", 3));
     assert_eq!(item, 3);
@@ -617,7 +649,10 @@ fn evict_over_share_refuses_the_newcomer_when_its_tenant_would_be_furthest_over(
         }
     );
     // b at 2 stays under flood's 3: flood pays.
-    assert_eq!(evicted(s.try_push("b", 11)), [(0, RejectReason::Evicted)]);
+    assert_eq!(
+        evicted(&mut s, |s| s.try_push("b", 11)),
+        [(0, RejectReason::Evicted)]
+    );
     // Now flood 2, b 2: whoever pushes would be at 3 > 2, the furthest over.
     let (_, r) = refused(s.try_push("b", 12));
     assert_eq!(
@@ -646,9 +681,9 @@ fn evict_over_share_refuses_when_the_most_over_tenant_alone_cannot_make_room() {
     let (mut s, _clock): (Sched, _) = sched(cfg);
     s.set_weight("big", nz(10));
     for i in 0..3 {
-        admitted(s.try_push_with("a", i, cost(2))); // 6 / 1
+        admitted(&mut s, |s| s.try_push_with("a", i, cost(2))); // 6 / 1
     }
-    admitted(s.try_push_with("b", 10, cost(4))); // 4 / 1
+    admitted(&mut s, |s| s.try_push_with("b", 10, cost(4))); // 4 / 1
     // big would be at 9 / 10, under a's 6, but a holds only 6 of the 9 needed.
     let (_, r) = refused(s.try_push_with("big", 20, cost(9)));
     assert_eq!(
@@ -659,7 +694,7 @@ fn evict_over_share_refuses_when_the_most_over_tenant_alone_cannot_make_room() {
     );
     assert_eq!(s.queue().len(), 4, "nothing evicted");
     // 6 needed: a alone can make it.
-    let out = evicted(s.try_push_with("big", 21, cost(6)));
+    let out = evicted(&mut s, |s| s.try_push_with("big", 21, cost(6)));
     assert_eq!(out.len(), 3);
     assert_eq!(s.queue().tenant_len(&"a"), 0);
 }
@@ -669,10 +704,28 @@ fn evict_over_share_refuses_when_the_most_over_tenant_alone_cannot_make_room() {
 #[test]
 fn an_expired_item_is_never_dispatched_and_comes_back_once() {
     let (mut s, clock): (Sched, _) = sched(SchedulerConfig::new());
-    admitted(s.try_push_with("a", 1, PushOptions::new().deadline(Nanos::from_secs(1))));
-    admitted(s.try_push("a", 2));
-    admitted(s.try_push_with("b", 3, PushOptions::new().deadline(Nanos::from_secs(5))));
-    admitted(s.try_push_with("b", 4, PushOptions::new().deadline(Nanos::from_secs(1))));
+    admitted(&mut s, |s| {
+        s.try_push_with(
+            "a",
+            1,
+            PushOptions::new().with_deadline(Nanos::from_secs(1)),
+        )
+    });
+    admitted(&mut s, |s| s.try_push("a", 2));
+    admitted(&mut s, |s| {
+        s.try_push_with(
+            "b",
+            3,
+            PushOptions::new().with_deadline(Nanos::from_secs(5)),
+        )
+    });
+    admitted(&mut s, |s| {
+        s.try_push_with(
+            "b",
+            4,
+            PushOptions::new().with_deadline(Nanos::from_secs(1)),
+        )
+    });
     // At the deadline exactly the item is expired.
     clock.set(Nanos::from_secs(1));
     let mut served = Vec::new();
@@ -685,7 +738,7 @@ fn an_expired_item_is_never_dispatched_and_comes_back_once() {
     assert_eq!(s.pop(), None);
 
     let expired: Vec<_> = s
-        .take_expired()
+        .take_returned()
         .into_iter()
         .map(Rejected::into_parts)
         .collect();
@@ -698,27 +751,29 @@ fn an_expired_item_is_never_dispatched_and_comes_back_once() {
         "{expired:?}"
     );
     assert!(!deadline.is_retryable());
-    assert!(s.take_expired().is_empty(), "returned only once");
+    assert!(s.take_returned().is_empty(), "returned only once");
     assert_eq!(s.counters().expired, 2);
     // Item 3 was dispatched before its deadline; it never comes back as expired.
     clock.set(Nanos::from_secs(10));
-    assert!(s.take_expired().is_empty());
+    assert!(s.take_returned().is_empty());
     assert!(s.queue().is_empty());
 }
 
 #[test]
-fn take_expired_collects_without_any_pop() {
+fn take_returned_collects_expired_items_without_any_pop() {
     let (mut s, clock): (Sched, _) = sched(SchedulerConfig::new());
     for i in 0..3 {
-        admitted(s.try_push_with(
-            "a",
-            i,
-            PushOptions::new().deadline(ms(10 * u64::from(i + 1))),
-        ));
+        admitted(&mut s, |s| {
+            s.try_push_with(
+                "a",
+                i,
+                PushOptions::new().with_deadline(ms(10 * u64::from(i + 1))),
+            )
+        });
     }
     clock.set(ms(20));
     let ids: Vec<u32> = s
-        .take_expired()
+        .take_returned()
         .into_iter()
         .map(Rejected::into_inner)
         .collect();
@@ -731,13 +786,15 @@ fn take_expired_collects_without_any_pop() {
 #[test]
 fn expired_items_found_by_pop_wait_in_pending_returns() {
     let (mut s, clock): (Sched, _) = sched(SchedulerConfig::new());
-    admitted(s.try_push_with("a", 1, PushOptions::new().deadline(ms(5))));
-    admitted(s.try_push("a", 2));
+    admitted(&mut s, |s| {
+        s.try_push_with("a", 1, PushOptions::new().with_deadline(ms(5)))
+    });
+    admitted(&mut s, |s| s.try_push("a", 2));
     clock.set(ms(5));
     assert_eq!(s.pop(), Some(2));
     assert_eq!(s.pending_returns(), 1);
     assert_eq!(s.queue().len(), 0);
-    let back = s.take_expired();
+    let back = s.take_returned();
     assert_eq!(back.len(), 1);
     assert_eq!(s.pending_returns(), 0);
     assert_eq!(back.into_iter().next().map(Rejected::into_inner), Some(1));
@@ -752,7 +809,7 @@ fn queue_delay_sheds_only_long_waits_after_delay_stayed_above_target_for_an_inte
     let cfg = SchedulerConfig::new().with_queue_delay(Some(QueueDelay::new(target, interval)));
     let (mut s, clock): (Sched, _) = sched(cfg);
     for i in 0..20 {
-        admitted(s.try_push("bulk", i));
+        admitted(&mut s, |s| s.try_push("bulk", i));
     }
     // Above target, but not yet for a whole interval: nothing is shed.
     clock.set(ms(20));
@@ -767,7 +824,7 @@ fn queue_delay_sheds_only_long_waits_after_delay_stayed_above_target_for_an_inte
     assert_eq!(s.pop(), Some(3));
     assert!(s.is_shedding());
     let shed: Vec<_> = s
-        .take_expired()
+        .take_returned()
         .into_iter()
         .map(Rejected::into_parts)
         .collect();
@@ -780,8 +837,8 @@ fn queue_delay_sheds_only_long_waits_after_delay_stayed_above_target_for_an_inte
     let rest = s.purge(&"bulk");
     assert_eq!(rest.len(), 16);
     clock.set(ms(300));
-    admitted(s.try_push("light", 100));
-    admitted(s.try_push("light", 101));
+    admitted(&mut s, |s| s.try_push("light", 100));
+    admitted(&mut s, |s| s.try_push("light", 101));
     clock.set(ms(301));
     assert_eq!(s.pop(), Some(100));
     assert!(!s.is_shedding());
@@ -805,16 +862,16 @@ fn queue_delay_shed_items_have_waited_at_least_the_target() {
     for step in 0..2_000u64 {
         clock.set(ms(step));
         for _ in 0..2 {
-            admitted(s.try_push("flood", next));
+            admitted(&mut s, |s| s.try_push("flood", next));
             pushed_at.insert(next, ms(step));
             next += 1;
         }
         if step % 200 == 0 {
-            admitted(s.try_push("light", 1_000_000 + next));
+            admitted(&mut s, |s| s.try_push("light", 1_000_000 + next));
             next += 1;
         }
         let _ = s.pop();
-        for r in s.take_expired() {
+        for r in s.take_returned() {
             let (item, reason) = r.into_parts();
             let RejectReason::QueueDelay { sojourn } = reason else {
                 panic!("unexpected reason {reason:?}");
@@ -844,7 +901,7 @@ fn a_dropped_permit_charges_nothing() {
     assert!(s.queue().is_empty());
     assert_eq!(s.counters().admitted, 0);
     // The whole burst (one unit) is still there, and then it is used up.
-    admitted(s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 1));
     let (_, r) = refused(s.try_push("a", 2));
     assert_eq!(
         r,
@@ -861,21 +918,25 @@ fn a_permit_that_would_evict_evicts_nothing_when_dropped() {
         .with_shed_policy(ShedPolicy::EvictOverShare);
     let (mut s, _clock): (Sched, _) = sched(cfg);
     for i in 0..3 {
-        admitted(s.try_push("flood", i));
+        admitted(&mut s, |s| s.try_push("flood", i));
     }
     let permit = s.try_reserve("b", PushOptions::new()).unwrap();
     drop(permit);
     assert_eq!(s.queue().tenant_len(&"flood"), 3);
     assert_eq!(s.counters().evicted, 0);
+    assert_eq!(
+        s.pending_returns(),
+        0,
+        "a dropped permit hands nothing back"
+    );
+    s.try_reserve("b", PushOptions::new()).unwrap().commit(10);
     let out: Vec<_> = s
-        .try_reserve("b", PushOptions::new())
-        .unwrap()
-        .commit(10)
-        .into_evicted()
+        .take_returned()
         .into_iter()
         .map(Rejected::into_parts)
         .collect();
     assert_eq!(out, [(0, RejectReason::Evicted)]);
+    assert_eq!(s.counters().evicted, 1);
     assert_eq!(s.queue().tenant_len(&"flood"), 2);
     assert_eq!(s.queue().tenant_len(&"b"), 1);
 }
@@ -886,7 +947,9 @@ fn a_committed_permit_charges_like_a_push() {
     let (mut s, _clock): (Sched, _) = sched(cfg);
     let p = s.try_reserve("a", cost(2)).unwrap();
     assert_eq!(p.cost(), 2);
-    assert!(p.commit(1).evicted().is_empty());
+    p.commit(1);
+    assert_eq!(s.counters().evicted, 0);
+    assert_eq!(s.pending_returns(), 0, "nothing was evicted for it");
     assert_eq!(s.queue().tenant_queued_cost(&"a"), 2);
     let err = s.try_reserve("a", cost(1)).unwrap_err();
     assert_eq!(
@@ -906,7 +969,7 @@ fn clock_going_backwards_counts_as_no_time_passed() {
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(10, 1));
     let (mut s, clock): (Sched, _) = sched(cfg);
     clock.set(Nanos::from_secs(10));
-    admitted(s.try_push("a", 1));
+    admitted(&mut s, |s| s.try_push("a", 1));
     let retry = Nanos::from_secs(10) + ms(100);
 
     // Back to 5 s, then forward by 100 ms: still before the retry time as far as the
@@ -920,8 +983,11 @@ fn clock_going_backwards_counts_as_no_time_passed() {
 
     // An item pushed "at 5.1 s" is really pushed at 10 s: its 7 s deadline has passed, so
     // it can never be met and is refused at the door (never admitted, never charged).
-    let (item, r) =
-        refused(s.try_push_with("b", 3, PushOptions::new().deadline(Nanos::from_secs(7))));
+    let (item, r) = refused(s.try_push_with(
+        "b",
+        3,
+        PushOptions::new().with_deadline(Nanos::from_secs(7)),
+    ));
     assert_eq!(
         (item, r),
         (
@@ -933,10 +999,10 @@ fn clock_going_backwards_counts_as_no_time_passed() {
     );
     assert_eq!(s.pop(), Some(1));
     assert_eq!(s.pop(), None);
-    assert!(s.take_expired().is_empty());
+    assert!(s.take_returned().is_empty());
 
     clock.set(retry);
-    admitted(s.try_push("a", 2));
+    admitted(&mut s, |s| s.try_push("a", 2));
 }
 
 #[test]
@@ -945,7 +1011,7 @@ fn clock_going_backwards_never_makes_negative_waits() {
     let (mut s, clock): (Sched, _) = sched(cfg);
     clock.set(Nanos::from_secs(10));
     for i in 0..4 {
-        admitted(s.try_push("a", i));
+        admitted(&mut s, |s| s.try_push("a", i));
     }
     clock.set(Nanos::ZERO);
     // No time passed since the pushes: no wait, nothing shed.
@@ -961,7 +1027,7 @@ fn a_tenant_whose_rate_limit_recovered_is_forgotten_after_later_pushes() {
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(10, 10));
     let (mut s, clock): (Sched<u32>, _) = sched(cfg);
     for t in 0..50 {
-        admitted(s.try_push(t, t));
+        admitted(&mut s, |s| s.try_push(t, t));
     }
     assert_eq!(pop_all(&mut s).len(), 50);
     assert!(s.queue().is_empty());
@@ -972,7 +1038,7 @@ fn a_tenant_whose_rate_limit_recovered_is_forgotten_after_later_pushes() {
     let mut pushes = 0;
     while s.queue().known_tenants() > 1 && pushes < 100 {
         clock.advance(Duration::from_millis(100));
-        admitted(s.try_push(1_000, 0));
+        admitted(&mut s, |s| s.try_push(1_000, 0));
         assert_eq!(s.pop(), Some(0));
         pushes += 1;
     }
@@ -987,10 +1053,10 @@ fn a_tenant_whose_rate_limit_recovered_is_forgotten_after_later_pushes() {
     );
     // The pusher itself goes too once recovered.
     clock.advance(Duration::from_secs(1));
-    admitted(s.try_push(2_000, 0));
+    admitted(&mut s, |s| s.try_push(2_000, 0));
     assert_eq!(s.pop(), Some(0));
     clock.advance(Duration::from_secs(1));
-    admitted(s.try_push(3_000, 0));
+    admitted(&mut s, |s| s.try_push(3_000, 0));
     assert_eq!(s.pop(), Some(0));
     assert!(
         s.queue().known_tenants() <= 1,
@@ -1004,14 +1070,14 @@ fn a_tenant_still_recovering_is_remembered() {
     // One unit a second, two at once.
     let cfg = SchedulerConfig::new().with_tenant_limits(limits_with_quota(1, 2));
     let (mut s, clock): (Sched<u32>, _) = sched(cfg);
-    admitted(s.try_push(7, 1));
-    admitted(s.try_push(7, 2));
+    admitted(&mut s, |s| s.try_push(7, 1));
+    admitted(&mut s, |s| s.try_push(7, 2));
     assert_eq!(pop_all(&mut s), [1, 2]);
     // Tenant 7 recovers fully at 2 s. Many other pushes run the sweep meanwhile, also past
     // 1 s, when its first unit is back but its state still differs from a fresh tenant's.
     for t in 0..300 {
         clock.advance(Duration::from_millis(4));
-        admitted(s.try_push(100 + t, 0));
+        admitted(&mut s, |s| s.try_push(100 + t, 0));
         assert_eq!(s.pop(), Some(0));
         if t == 100 {
             // At 404 ms: nothing is back yet.
@@ -1025,7 +1091,7 @@ fn a_tenant_still_recovering_is_remembered() {
         }
     }
     // At 1.2 s: one unit is back, not two.
-    admitted(s.try_push(7, 3));
+    admitted(&mut s, |s| s.try_push(7, 3));
     let (_, r) = refused(s.try_push(7, 4));
     assert_eq!(
         r,
@@ -1042,12 +1108,12 @@ fn queue_delay_sheds_a_flood_while_a_light_tenant_is_served_promptly() {
     let cfg = SchedulerConfig::new().with_queue_delay(Some(QueueDelay::new(ms(5), ms(50))));
     let (mut s, clock): (Sched, _) = sched(cfg);
     for i in 0..200 {
-        admitted(s.try_push("flood", i));
+        admitted(&mut s, |s| s.try_push("flood", i));
     }
     let (mut light_served, mut flood_served) = (0, 0);
     for step in 0..100u32 {
         clock.advance(Duration::from_millis(10));
-        admitted(s.try_push("light", 1_000 + step));
+        admitted(&mut s, |s| s.try_push("light", 1_000 + step));
         // Two dispatch opportunities per step: the light item and one flood item.
         for _ in 0..2 {
             match s.pop() {
@@ -1057,7 +1123,7 @@ fn queue_delay_sheds_a_flood_while_a_light_tenant_is_served_promptly() {
             }
         }
     }
-    let shed = s.take_expired();
+    let shed = s.take_returned();
     assert_eq!(light_served, 100, "no light item is ever shed");
     assert!(
         !shed.is_empty(),
@@ -1094,12 +1160,14 @@ fn queue_delay_counts_a_standing_queue_per_class() {
     .unwrap();
     let signin = s.classes().id("signin").unwrap();
     for i in 0..200 {
-        admitted(s.try_push("org", i));
+        admitted(&mut s, |s| s.try_push("org", i));
     }
     let (mut signins, mut pages) = (0, 0);
     for step in 0..100u32 {
         clock.advance(Duration::from_millis(10));
-        admitted(s.try_push_with("org", 1_000 + step, PushOptions::new().class(signin)));
+        admitted(&mut s, |s| {
+            s.try_push_with("org", 1_000 + step, PushOptions::new().with_class(signin))
+        });
         for _ in 0..2 {
             match s.pop() {
                 Some(i) if i >= 1_000 => signins += 1,
@@ -1108,7 +1176,7 @@ fn queue_delay_counts_a_standing_queue_per_class() {
             }
         }
     }
-    let shed = s.take_expired();
+    let shed = s.take_returned();
     assert_eq!(signins, 100, "no sign-in is ever shed");
     assert!(
         !shed.is_empty(),

@@ -2,10 +2,13 @@
 //! Compile-time checks of the public types' auto traits and trait impls, and a smoke test.
 
 use fairshare::{
-    AdaptiveLimit, Admitted, BlockReason, ConfigError, Dispatch, FairQueue, Job, Lease,
-    ManualClock, PressureGauge, QueueConfig, QueueCounters, RejectReason, Rejected, Scheduler,
-    SchedulerConfig, SharedScheduler, StdClock, TenantCounters, TenantHandle, Ticket, WaitError,
-    WaitHistogram,
+    BlockReason, ConfigError, Dispatch, FairQueue, ManualClock, PushOptions, RejectReason,
+    Rejected, Scheduler, SchedulerConfig, SharedScheduler, StdClock, TenantHandle, Ticket,
+    adaptive::AdaptiveLimit,
+    config::QueueConfig,
+    pressure::PressureGauge,
+    shared::{Job, Lease, WaitError},
+    stats::{QueueCounters, TenantCounters, WaitHistogram},
 };
 
 fn send_sync<T: Send + Sync>() {}
@@ -30,7 +33,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<Scheduler<u64, String>>();
     send_sync::<Scheduler<u64, String, ManualClock>>();
     send_sync::<SchedulerConfig>();
-    send_sync::<Admitted<String>>();
+    send_sync::<PushOptions>();
     send_sync::<SharedScheduler<u64, String>>();
     send_sync::<SharedScheduler<u64, String, ManualClock>>();
     send_sync::<Job<u64, String>>();
@@ -47,7 +50,7 @@ fn public_types_are_send_and_sync() {
 fn leases_and_futures_move_between_threads() {
     fn send<T: Send>(_: &T) {}
     let h: SharedScheduler<u64, String> = SharedScheduler::new(SchedulerConfig::new());
-    let _ = h.try_push(1, "job".to_string()).unwrap();
+    h.try_push(1, "job".to_string()).unwrap();
     let job = h.try_dispatch().unwrap();
     send(&job);
     std::thread::spawn(move || job.lease.complete(1))
@@ -68,7 +71,9 @@ fn rejected_is_an_error_for_any_item_type() {
     error::<ConfigError>();
 
     let mut q: FairQueue<u8, Opaque> = FairQueue::new();
-    let err = q.try_push_with_cost(1, Opaque, 0).unwrap_err();
+    let err = q
+        .try_push_with(1, Opaque, PushOptions::new().with_cost(0))
+        .unwrap_err();
     assert_eq!(err.to_string(), "item cost must be at least 1");
     let debug = format!("{err:?}");
     assert!(
@@ -89,6 +94,7 @@ fn value_types_are_copy_and_comparable() {
     copy_eq::<TenantCounters>();
     copy_eq::<RejectReason>();
     copy_eq::<BlockReason>();
+    copy_eq::<PushOptions>();
 }
 
 #[test]
@@ -99,7 +105,8 @@ fn queue_smoke() {
     for i in 0..3 {
         q.try_push("heavy", format!("h{i}")).unwrap();
     }
-    q.try_push_with_cost("light", "l0".to_string(), 2).unwrap();
+    q.try_push_with("light", "l0".to_string(), PushOptions::new().with_cost(2))
+        .unwrap();
     assert_eq!((q.len(), q.queued_cost(), q.active_tenants()), (4, 5, 2));
     let d = q.dispatch().expect("queued");
     assert_eq!(d.item, "h0");

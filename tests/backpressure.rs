@@ -20,9 +20,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fairshare::{
-    AdaptiveLimit, Aimd, Band, Capacity, Gradient, Limit, ManualClock, Nanos, Outcome,
-    PressureConfig, PressureGauge, PressureLevel, PushOptions, RejectReason, Scheduler,
-    SchedulerConfig, SharedScheduler, TenantLimits, WaitError,
+    Limit, ManualClock, Nanos, PushOptions, RejectReason, Scheduler, SchedulerConfig,
+    SharedScheduler,
+    adaptive::{AdaptiveLimit, Aimd, Gradient, Outcome},
+    config::{Capacity, TenantLimits},
+    pressure::{Band, PressureConfig, PressureGauge, PressureLevel},
+    shared::WaitError,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -166,7 +169,7 @@ fn produce(h: &Shared<Item>, producer: u32, seed: u64) -> BTreeMap<u32, Vec<u64>
     };
     let mut pushed = 0u64;
     while pushed < ITEMS_PER_PRODUCER {
-        let opts = PushOptions::new().cost(rng.range(1, 4) as u32);
+        let opts = PushOptions::new().with_cost(rng.range(1, 4) as u32);
         if rng.chance(40) {
             let n = rng.range(1, 12).min(ITEMS_PER_PRODUCER - pushed);
             let batch: Vec<Item> = (0..n).map(|_| fresh(&mut rng)).collect();
@@ -175,10 +178,7 @@ fn produce(h: &Shared<Item>, producer: u32, seed: u64) -> BTreeMap<u32, Vec<u64>
             let mut retry = Vec::new();
             for (sent, result) in batch.iter().zip(results) {
                 match result {
-                    Ok(ok) => {
-                        assert!(ok.evicted().is_empty(), "RejectNew never evicts");
-                        admitted.entry(sent.tenant).or_default().push(sent.id);
-                    }
+                    Ok(()) => admitted.entry(sent.tenant).or_default().push(sent.id),
                     Err(rejected) => {
                         assert!(
                             matches!(rejected.reason(), RejectReason::CapacityFull { .. }),
@@ -191,29 +191,22 @@ fn produce(h: &Shared<Item>, producer: u32, seed: u64) -> BTreeMap<u32, Vec<u64>
                 }
             }
             for item in retry {
-                let ok = h
-                    .push_timeout(item.tenant, item, opts, LONG)
+                h.push_timeout(item.tenant, item, opts, LONG)
                     .expect("room appears while workers run");
-                assert!(ok.evicted().is_empty(), "RejectNew never evicts");
                 admitted.entry(item.tenant).or_default().push(item.id);
             }
             pushed += n;
         } else {
             let item = fresh(&mut rng);
             if rng.chance(50) {
-                let ok = h
-                    .push_timeout(item.tenant, item, opts, LONG)
+                h.push_timeout(item.tenant, item, opts, LONG)
                     .expect("room appears while workers run");
-                assert!(ok.evicted().is_empty(), "RejectNew never evicts");
                 admitted.entry(item.tenant).or_default().push(item.id);
             } else {
                 let mut item = item;
                 loop {
                     match h.try_push_with(item.tenant, item, opts) {
-                        Ok(ok) => {
-                            assert!(ok.evicted().is_empty(), "RejectNew never evicts");
-                            break;
-                        }
+                        Ok(()) => break,
                         Err(rejected) => {
                             assert!(matches!(
                                 rejected.reason(),
@@ -345,6 +338,16 @@ fn threads_conserve_items_and_keep_tenant_fifo() {
 
     assert_eq!(h.with_scheduler(|s| s.queue().total_in_flight()), 0);
     assert!(h.is_empty());
+    // RejectNew never evicts: no push made room by handing a queued item back.
+    assert_eq!(
+        h.with_scheduler(|s| s.counters().evicted),
+        0,
+        "RejectNew never evicts"
+    );
+    assert!(
+        h.with_scheduler(|s| s.take_returned()).is_empty(),
+        "RejectNew never evicts, and nothing expires or is shed here"
+    );
 
     // Conservation: every admitted id exactly once, from a worker or from close.
     let mut seen: HashMap<u64, usize> = HashMap::new();
@@ -443,7 +446,7 @@ fn threads_conserve_items_and_keep_tenant_fifo() {
 
 #[test]
 fn in_flight_limits_hold_under_concurrent_workers() {
-    const GLOBAL: u64 = 3;
+    const GLOBAL: u32 = 3;
     const PER_TENANT: u32 = 2;
     const HOT: u32 = 0; // overridden to 1
     const N_TENANTS: u32 = 5;
@@ -497,7 +500,7 @@ fn in_flight_limits_hold_under_concurrent_workers() {
                         max_global.fetch_max(g, SeqCst);
                         let n = per[t as usize].fetch_add(1, SeqCst) + 1;
                         let mut v = violations.lock().unwrap();
-                        if g > GLOBAL {
+                        if g > u64::from(GLOBAL) {
                             v.push(format!("{g} in flight, global limit {GLOBAL}"));
                         }
                         if n > u64::from(limit_of(t)) {
@@ -508,7 +511,7 @@ fn in_flight_limits_hold_under_concurrent_workers() {
                         h.with_scheduler(|s| {
                             let q = s.queue();
                             let mut v = violations.lock().unwrap();
-                            if q.total_in_flight() > GLOBAL {
+                            if q.total_in_flight() > u64::from(GLOBAL) {
                                 v.push(format!("scheduler reports {}", q.total_in_flight()));
                             }
                             for t in 0..N_TENANTS {
@@ -547,7 +550,7 @@ fn in_flight_limits_hold_under_concurrent_workers() {
         } else {
             rng.range(1, u64::from(N_TENANTS) - 1) as u32
         };
-        let _ = h.try_push(t, (t, i)).unwrap();
+        h.try_push(t, (t, i)).unwrap();
     }
     let until = Instant::now() + Duration::from_secs(20);
     while !h.is_empty() && Instant::now() < until {
@@ -571,10 +574,10 @@ fn tenant_at_in_flight_limit_does_not_block_others() {
         SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(10)));
     h.with_scheduler(|s| s.set_limits("hog", TenantLimits::new().with_max_in_flight(1)));
     for i in 0..3 {
-        let _ = h.try_push("hog", i).unwrap();
+        h.try_push("hog", i).unwrap();
     }
-    let _ = h.try_push("light", 100).unwrap();
-    let _ = h.try_push("light", 101).unwrap();
+    h.try_push("light", 100).unwrap();
+    h.try_push("light", 101).unwrap();
 
     let hog = h.try_dispatch().expect("hog's first item");
     assert_eq!(hog.item, 0);
@@ -594,7 +597,7 @@ fn tenant_at_in_flight_limit_does_not_block_others() {
         spawn_recv(move || h.dispatch_timeout(LONG).map(|j| j.item))
     };
     thread::sleep(SETTLE);
-    let _ = h.try_push("light", 102).unwrap();
+    h.try_push("light", 102).unwrap();
     assert_eq!(recv_prompt(&rx, "worker waiting behind hog"), Ok(102));
 
     // Releasing hog's lease wakes a waiting worker for hog's next item.
@@ -619,7 +622,7 @@ fn lease_released_exactly_once_on_drop_and_panic() {
         h.with_scheduler(|s| (s.queue().total_in_flight(), s.queue().in_flight(&"a")))
     };
     for i in 0..4 {
-        let _ = h.try_push("a", i).unwrap();
+        h.try_push("a", i).unwrap();
     }
 
     // A worker thread panics while holding its lease.
@@ -662,7 +665,7 @@ fn lease_released_exactly_once_on_drop_and_panic() {
         h.with_scheduler(|_| panic!("host closure panicked"));
     }));
     assert!(caught.is_err());
-    let _ = h.try_push("a", 9).unwrap();
+    h.try_push("a", 9).unwrap();
     assert_eq!(h.try_pop(), Some(9));
 }
 
@@ -673,7 +676,7 @@ fn dropped_jobs_release_their_slots_to_waiting_workers() {
     let h: Shared<u32> = SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(1)));
     let n = 200;
     for i in 0..n {
-        let _ = h.try_push(i % 3, i).unwrap();
+        h.try_push(i % 3, i).unwrap();
     }
     let got = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..3)
@@ -717,11 +720,11 @@ fn close_wakes_waiters_and_returns_every_item() {
         .with_max_in_flight(Some(1))
         .with_capacity(Capacity::new().with_max_items(2));
     let h: Shared<u32> = SharedScheduler::new(config);
-    let _ = h.try_push(0, 0).unwrap();
-    let _ = h.try_push(1, 1).unwrap();
+    h.try_push(0, 0).unwrap();
+    h.try_push(1, 1).unwrap();
     let held = h.try_dispatch().expect("one slot");
     assert_eq!(held.item, 0);
-    let _ = h.try_push(0, 2).unwrap();
+    h.try_push(0, 2).unwrap();
     let full = h.try_push(1, 3).unwrap_err();
     assert_eq!(
         full.reason(),
@@ -821,7 +824,7 @@ fn close_wakes_waiters_and_returns_every_item() {
 fn push_timeout_waits_for_room() {
     let config = SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(1));
     let h: Shared<u32> = SharedScheduler::new(config);
-    let _ = h.try_push(0, 1).unwrap();
+    h.try_push(0, 1).unwrap();
 
     // Room made by a pop.
     let rx = {
@@ -881,7 +884,7 @@ fn push_timeout_waits_for_room() {
 
     // A producer that times out gets its item back with the binding limit.
     let started = Instant::now();
-    let _ = h.try_push(0, 1).unwrap();
+    h.try_push(0, 1).unwrap();
     let err = h
         .push_timeout(1, 7, PushOptions::new(), Duration::from_millis(30))
         .unwrap_err();
@@ -902,7 +905,7 @@ fn push_timeout_waits_for_room() {
 fn push_timeout_waits_for_tenant_room() {
     let config = SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_items(1));
     let h: Shared<u32> = SharedScheduler::new(config);
-    let _ = h.try_push(0, 1).unwrap();
+    h.try_push(0, 1).unwrap();
     let rx = {
         let h = h.clone();
         spawn_recv(move || h.push_timeout(0, 2, PushOptions::new(), LONG).map(|_| ()))
@@ -910,7 +913,7 @@ fn push_timeout_waits_for_tenant_room() {
     thread::sleep(SETTLE);
     assert!(rx.try_recv().is_err());
     // Another tenant is not affected.
-    let _ = h.try_push(1, 3).unwrap();
+    h.try_push(1, 3).unwrap();
     let job = h.try_dispatch().unwrap();
     assert_eq!(job.item, 1);
     assert!(recv_prompt(&rx, "producer after its tenant's pop").is_ok());
@@ -929,7 +932,7 @@ fn push_timeout_returns_at_once_on_refusals_no_wait_can_lift() {
         .unwrap_err();
     assert!(matches!(err.reason(), RejectReason::Blocked { .. }));
     let err = h
-        .push_timeout("good", 2, PushOptions::new().cost(0), LONG)
+        .push_timeout("good", 2, PushOptions::new().with_cost(0), LONG)
         .unwrap_err();
     assert_eq!(err.into_parts(), (2, RejectReason::ZeroCost));
     assert!(
@@ -945,8 +948,8 @@ fn push_timeout_returns_at_once_on_refusals_no_wait_can_lift() {
 fn push_timeout_wakes_when_operator_purges() {
     let config = SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(2));
     let h: SharedScheduler<&'static str, u32> = SharedScheduler::new(config);
-    let _ = h.try_push("flood", 1).unwrap();
-    let _ = h.try_push("flood", 2).unwrap();
+    h.try_push("flood", 1).unwrap();
+    h.try_push("flood", 2).unwrap();
     let rx = {
         let h = h.clone();
         spawn_recv(move || {
@@ -976,8 +979,8 @@ fn room_reaches_the_producer_that_can_use_it() {
     let config = SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(2));
     let h: SharedScheduler<&'static str, u32> = SharedScheduler::new(config);
     h.with_scheduler(|s| s.set_limits("capped", TenantLimits::new().with_max_items(1)));
-    let _ = h.try_push("other", 1).unwrap();
-    let _ = h.try_push("capped", 2).unwrap();
+    h.try_push("other", 1).unwrap();
+    h.try_push("capped", 2).unwrap();
 
     // Waits for its tenant's cap (checked before the global capacity).
     let capped = {
@@ -1031,7 +1034,7 @@ fn one_push_wakes_one_waiter() {
         })
         .collect();
     thread::sleep(SETTLE);
-    let _ = h.try_push(0, 42).unwrap();
+    h.try_push(0, 42).unwrap();
     assert_eq!(recv_prompt(&rx, "one waiter takes the item"), Ok(42));
     thread::sleep(SETTLE);
     assert_eq!(returned.load(SeqCst), 1, "the others keep waiting");
@@ -1074,7 +1077,7 @@ fn waiters_time_out_without_work() {
     );
     assert!(started.elapsed() >= Duration::from_millis(40));
     assert_eq!(h.pop_timeout(Duration::ZERO), Err(WaitError::Timeout));
-    let _ = h.try_push(0, 1).unwrap();
+    h.try_push(0, 1).unwrap();
     assert_eq!(
         h.pop_timeout(Duration::ZERO),
         Ok(1),
@@ -1101,8 +1104,8 @@ fn with_scheduler_push_wakes_a_waiting_worker() {
 fn raising_a_tenant_in_flight_cap_wakes_waiting_workers() {
     let h: SharedScheduler<&'static str, u32> = SharedScheduler::new(SchedulerConfig::new());
     h.with_scheduler(|s| s.set_limits("a", TenantLimits::new().with_max_in_flight(1)));
-    let _ = h.try_push("a", 1).unwrap();
-    let _ = h.try_push("a", 2).unwrap();
+    h.try_push("a", 1).unwrap();
+    h.try_push("a", 2).unwrap();
     let held = h.try_dispatch().unwrap();
     assert!(h.try_dispatch().is_none(), "a is at its cap");
     let rx = {
@@ -1122,8 +1125,8 @@ fn raising_a_tenant_in_flight_cap_wakes_waiting_workers() {
 #[test]
 fn raising_the_global_in_flight_limit_wakes_waiting_workers() {
     let h: Shared<u32> = SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(1)));
-    let _ = h.try_push(0, 1).unwrap();
-    let _ = h.try_push(1, 2).unwrap();
+    h.try_push(0, 1).unwrap();
+    h.try_push(1, 2).unwrap();
     let held = h.try_dispatch().unwrap();
     let rx = {
         let h = h.clone();
@@ -1162,8 +1165,8 @@ fn async_dispatch_and_pop_resolve_after_a_push_from_another_thread() {
     let pusher = {
         let h = h.clone();
         thread::spawn(move || {
-            let _ = h.try_push(1, 10).unwrap();
-            let _ = h.try_push(2, 20).unwrap();
+            h.try_push(1, 10).unwrap();
+            h.try_push(2, 20).unwrap();
         })
     };
     pusher.join().unwrap();
@@ -1194,7 +1197,7 @@ fn async_stream_of_items_on_one_task() {
         })
     };
     for i in 0..n {
-        let _ = h.try_push(0, i).unwrap();
+        h.try_push(0, i).unwrap();
         if i % 64 == 0 {
             thread::yield_now();
         }
@@ -1227,7 +1230,7 @@ fn dropping_a_woken_future_passes_the_wake_up_on() {
         assert!(poll_once(f1.as_mut(), &w1).is_pending());
         assert!(poll_once(f2.as_mut(), &w2).is_pending());
 
-        let _ = h.try_push(0, 5).unwrap();
+        h.try_push(0, 5).unwrap();
         assert_eq!(
             (c1.0.load(SeqCst), c2.0.load(SeqCst)),
             (1, 0),
@@ -1254,7 +1257,7 @@ fn dropping_a_future_that_was_not_woken_keeps_wake_ups_for_others() {
     assert!(poll_once(f2.as_mut(), &w2).is_pending());
     drop(f1);
     assert_eq!(c2.0.load(SeqCst), 0, "no work: nothing to pass on");
-    let _ = h.try_push(0, 6).unwrap();
+    h.try_push(0, 6).unwrap();
     assert_eq!(
         c1.0.load(SeqCst),
         0,
@@ -1284,7 +1287,7 @@ fn one_push_wakes_one_task() {
             .collect::<Vec<_>>()
     };
 
-    let _ = h.try_push(0, 1).unwrap();
+    h.try_push(0, 1).unwrap();
     assert_eq!(woken(), [1, 0, 0, 0, 0], "oldest waiter first, only one");
     let _ = h.try_push_batch([(0, 2, PushOptions::new()), (0, 3, PushOptions::new())]);
     assert_eq!(woken(), [1, 1, 1, 0, 0], "two items, two more");
@@ -1339,8 +1342,8 @@ fn close_resolves_pending_futures_with_closed() {
 #[test]
 fn async_dispatch_waits_for_a_free_slot() {
     let h: Shared<u32> = SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(1)));
-    let _ = h.try_push(0, 1).unwrap();
-    let _ = h.try_push(1, 2).unwrap();
+    h.try_push(0, 1).unwrap();
+    h.try_push(1, 2).unwrap();
     let held = h.try_dispatch().unwrap();
     let (c, w) = counting_waker();
     let mut fut = Box::pin(h.dispatch_async());
@@ -1361,7 +1364,7 @@ fn async_dispatch_waits_for_a_free_slot() {
 fn level_after(s: &mut Scheduler<u32, u32, ManualClock>, target: usize) -> PressureLevel {
     while s.queue().len() < target {
         let n = s.queue().len() as u32;
-        let _ = s.try_push(n % 7, n).unwrap();
+        s.try_push(n % 7, n).unwrap();
     }
     while s.queue().len() > target {
         assert!(s.pop().is_some());

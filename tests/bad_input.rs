@@ -7,8 +7,8 @@ mod common;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use common::{PopTrace, config, must_finish_within, nz};
-use fairshare::{BlockReason, ConfigError, FairQueue, QueueConfig, RejectReason};
+use common::{PopTrace, config, must_finish_within, nz, opts};
+use fairshare::{BlockReason, ClassId, ConfigError, FairQueue, RejectReason, config::QueueConfig};
 
 /// Generous: every call below finishes in microseconds unless it loops forever.
 const WATCHDOG: Duration = Duration::from_secs(5);
@@ -19,7 +19,7 @@ const WATCHDOG: Duration = Duration::from_secs(5);
 fn zero_cost_rejected_with_item_back() {
     let mut q: FairQueue<&str, String> = FairQueue::new();
     let err = q
-        .try_push_with_cost("acme", "job".to_string(), 0)
+        .try_push_with("acme", "job".to_string(), opts(0))
         .unwrap_err();
     assert_eq!(err.reason(), RejectReason::ZeroCost);
     assert!(!err.is_retryable());
@@ -33,7 +33,7 @@ fn zero_cost_rejected_with_item_back() {
     );
 
     let h = q.tenant("acme");
-    let err = q.try_push_to(h, "job2".to_string(), 0).unwrap_err();
+    let err = q.try_push_to(h, "job2".to_string(), opts(0)).unwrap_err();
     assert_eq!(
         err.into_parts(),
         ("job2".to_string(), RejectReason::ZeroCost)
@@ -49,9 +49,9 @@ fn zero_cost_rejected_with_item_back() {
 fn zero_cost_counts_in_known_tenants_rejected_counter() {
     let mut q: FairQueue<&str, u32> = FairQueue::new();
     let h = q.tenant("acme");
-    q.try_push_to(h, 1, 0).unwrap_err();
+    q.try_push_to(h, 1, opts(0)).unwrap_err();
     assert_eq!(q.tenant_counters(&"acme").map(|c| c.rejected), Some(1));
-    q.try_push_with_cost("acme", 2, 0).unwrap_err();
+    q.try_push_with("acme", 2, opts(0)).unwrap_err();
     assert_eq!(
         q.tenant_counters(&"acme").map(|c| c.rejected),
         Some(2),
@@ -63,11 +63,11 @@ fn zero_cost_counts_in_known_tenants_rejected_counter() {
 fn stale_handle_after_release_rejected() {
     let mut q: FairQueue<&str, u32> = FairQueue::new();
     let h = q.tenant("acme");
-    q.try_push_to(h, 1, 1).unwrap();
+    q.try_push_to(h, 1, opts(1)).unwrap();
     assert_eq!(q.pop(), Some(1));
     assert!(q.release(h));
     assert_eq!(q.key(h), None);
-    let err = q.try_push_to(h, 2, 1).unwrap_err();
+    let err = q.try_push_to(h, 2, opts(1)).unwrap_err();
     assert_eq!(err.reason(), RejectReason::StaleHandle);
     assert!(!err.is_retryable());
     assert_eq!(err.into_inner(), 2);
@@ -84,7 +84,7 @@ fn stale_handle_does_not_touch_the_tenant_reusing_its_slot() {
     let other = q.tenant("globex"); // likely reuses acme's freed slot
     q.try_push("acme", 5).unwrap(); // acme is known again, under a new generation
     assert_eq!(
-        q.try_push_to(old, 1, 1).unwrap_err().reason(),
+        q.try_push_to(old, 1, opts(1)).unwrap_err().reason(),
         RejectReason::StaleHandle
     );
     assert!(!q.release(old));
@@ -98,7 +98,7 @@ fn stale_handle_does_not_touch_the_tenant_reusing_its_slot() {
 fn blocked_push_rejected_with_reason_and_item() {
     let mut q: FairQueue<&str, u32> = FairQueue::new();
     q.block("acme", BlockReason::Code(7));
-    let err = q.try_push_with_cost("acme", 1, 3).unwrap_err();
+    let err = q.try_push_with("acme", 1, opts(3)).unwrap_err();
     assert_eq!(
         err.reason(),
         RejectReason::Blocked {
@@ -109,10 +109,54 @@ fn blocked_push_rejected_with_reason_and_item() {
     assert_eq!(err.into_inner(), 1);
     let h = q.tenant("acme");
     assert!(matches!(
-        q.try_push_to(h, 2, 1).unwrap_err().reason(),
+        q.try_push_to(h, 2, opts(1)).unwrap_err().reason(),
         RejectReason::Blocked { .. }
     ));
     assert_eq!(q.tenant_counters(&"acme").map(|c| c.rejected), Some(2));
+}
+
+/// The queue checks a push in the scheduler's order: blocked first (whatever else is wrong with
+/// the push), then zero cost, then an unknown class; by key and by handle alike.
+#[test]
+fn refusal_order_is_blocked_then_zero_cost_then_unknown_class() {
+    let mut q: FairQueue<&str, u32> = FairQueue::new();
+    let nowhere = ClassId::new(5);
+    let h = q.tenant("acme");
+    q.block("acme", BlockReason::Abuse);
+    let blocked = RejectReason::Blocked {
+        reason: BlockReason::Abuse,
+    };
+    let e = q
+        .try_push_with("acme", 1, opts(0).with_class(nowhere))
+        .unwrap_err();
+    assert_eq!(e.into_parts(), (1, blocked));
+    let e = q
+        .try_push_to(h, 2, opts(0).with_class(nowhere))
+        .unwrap_err();
+    assert_eq!(e.into_parts(), (2, blocked));
+
+    assert_eq!(q.unblock(&"acme"), Some(BlockReason::Abuse));
+    let e = q
+        .try_push_with("acme", 3, opts(0).with_class(nowhere))
+        .unwrap_err();
+    assert_eq!(e.into_parts(), (3, RejectReason::ZeroCost));
+    let e = q
+        .try_push_to(h, 4, opts(0).with_class(nowhere))
+        .unwrap_err();
+    assert_eq!(e.into_parts(), (4, RejectReason::ZeroCost));
+
+    let unknown = RejectReason::UnknownClass { class: nowhere };
+    let e = q
+        .try_push_with("acme", 5, opts(1).with_class(nowhere))
+        .unwrap_err();
+    assert_eq!(e.into_parts(), (5, unknown));
+    let e = q
+        .try_push_to(h, 6, opts(1).with_class(nowhere))
+        .unwrap_err();
+    assert_eq!(e.into_parts(), (6, unknown));
+
+    assert!(q.is_empty());
+    assert_eq!(q.counters().rejected, 6);
 }
 
 #[test]
@@ -204,7 +248,7 @@ fn pop_all_checked(
         }
         let mut fifos = vec![VecDeque::new(); n];
         for (seq, &(t, cost)) in items.iter().enumerate() {
-            q.try_push_with_cost(t, (t, seq), cost).expect("accepted");
+            q.try_push_with(t, (t, seq), opts(cost)).expect("accepted");
             fifos[t].push_back((seq, cost));
         }
         let total: u64 = items.iter().map(|&(_, c)| u64::from(c)).sum();
@@ -367,7 +411,7 @@ fn extreme_actual_costs_in_complete_do_not_break_the_queue() {
             for round in 0..200u32 {
                 for t in 0..3u8 {
                     let cost = [1, u32::MAX, 1000][t as usize];
-                    q.try_push_with_cost(t, (t, next[t as usize]), cost)
+                    q.try_push_with(t, (t, next[t as usize]), opts(cost))
                         .unwrap();
                     next[t as usize] += 1;
                 }
@@ -398,7 +442,7 @@ fn extreme_actual_costs_in_complete_do_not_break_the_queue() {
 fn huge_costs_sum_exactly_in_queued_cost_and_counters() {
     let mut q: FairQueue<u8, u32> = FairQueue::with_config(config(u32::MAX, 1, 4));
     for i in 0..1000 {
-        q.try_push_with_cost(0, i, u32::MAX).unwrap();
+        q.try_push_with(0, i, opts(u32::MAX)).unwrap();
     }
     assert_eq!(q.queued_cost(), 1000 * u64::from(u32::MAX));
     assert_eq!(q.tenant_queued_cost(&0), 1000 * u64::from(u32::MAX));

@@ -1,12 +1,12 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
-//! Class and tenant shares match an oracle (DESIGN "Shares match an oracle", issue 4): a
-//! reference computes the weighted max-min fair share of `N` in-flight slots among classes
-//! with reservations, ceilings, priorities and finite demand, and inside each class among
-//! tenants (a tenant backlogged in `k` classes competes in each with weight `w / k`). A
-//! discrete simulation then runs a saturated `FairQueue` with a global in-flight limit `N`
-//! in which every dispatched item completes after the same service time, so a class's share
-//! of the slots is its share of the dispatched items; each class's and tenant's achieved
-//! share must be within 1% (absolute) of the oracle's.
+//! Class and tenant shares match an oracle: a reference computes the weighted max-min fair
+//! share of `N` in-flight slots among classes with reservations, ceilings, priorities and
+//! finite demand, and inside each class among tenants (a tenant backlogged in `k` classes
+//! competes in each with weight `w / k`). A discrete simulation then runs a saturated
+//! `FairQueue` with a global in-flight limit `N` in which every dispatched item completes
+//! after the same service time, so a class's share of the slots is its share of the dispatched
+//! items; each class's and tenant's achieved share must be within 1% (absolute) of the
+//! oracle's.
 //!
 //! The reference follows the selection rule of `ClassSpec` / the classes API: a backlogged
 //! class first gets its reservation `R_c = floor(N·r_c/100)` (at most its ceiling and demand);
@@ -19,8 +19,8 @@ mod common;
 
 use std::collections::VecDeque;
 
-use common::nz;
-use fairshare::{ClassId, ClassSpec, Classes, FairQueue, QueueConfig};
+use common::{in_flight_limit, nz, opts_in};
+use fairshare::{ClassId, ClassSpec, Classes, FairQueue, config::QueueConfig};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -334,14 +334,15 @@ fn simulate(s: &Setup, warmup: u64, measure: u64) -> (Vec<u64>, Vec<u64>) {
         Classes::new(s.classes.iter().enumerate().map(|(i, c)| c.spec(names[i]))).unwrap(),
     )
     .unwrap();
-    q.set_in_flight_limit(Some(s.n));
+    q.set_in_flight_limit(Some(in_flight_limit(s.n)));
     for (t, &w) in s.tenant_weights.iter().enumerate() {
         q.set_weight(t, nz(w));
     }
     for (c, m) in s.members.iter().enumerate() {
         for &t in m {
             for _ in 0..3 {
-                q.try_push_in(t, ClassId::new(c as u16), (t, c), 1).unwrap();
+                q.try_push_with(t, (t, c), opts_in(ClassId::new(c as u16), 1))
+                    .unwrap();
             }
         }
     }
@@ -362,7 +363,8 @@ fn simulate(s: &Setup, warmup: u64, measure: u64) -> (Vec<u64>, Vec<u64>) {
         while let Some(d) = q.dispatch() {
             let (t, c) = d.item;
             assert_eq!(d.ticket.class(), ClassId::new(c as u16));
-            q.try_push_in(t, ClassId::new(c as u16), (t, c), 1).unwrap();
+            q.try_push_with(t, (t, c), opts_in(ClassId::new(c as u16), 1))
+                .unwrap();
             if end != u64::MAX && dispatched < end {
                 per_class[c] += 1;
                 per_tenant[t] += 1;

@@ -1,5 +1,5 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
-//! Classes of work (issue 4, DESIGN capability 3): reserved shares, ceilings, borrowing,
+//! Classes of work: reserved shares, ceilings, borrowing,
 //! strict priority, class / tenant / global in-flight limits, per-(tenant, class) rate
 //! limits and leases, checked on scenarios and against a model on random operation
 //! sequences, all on a manual clock.
@@ -19,11 +19,12 @@ use std::num::NonZeroU32;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use common::nz;
+use common::{in_flight_limit, nz, opts_in};
 use fairshare::{
-    BlockReason, ClassId, ClassSpec, Classes, ConfigError, FairQueue, MAX_CLASSES, ManualClock,
-    Nanos, PushOptions, QueueConfig, Quota, RejectReason, Scheduler, SchedulerConfig,
-    SharedScheduler, TenantLimits, Ticket,
+    BlockReason, ClassId, ClassSpec, Classes, ConfigError, FairQueue, ManualClock, Nanos,
+    PushOptions, RejectReason, Scheduler, SchedulerConfig, SharedScheduler, Ticket,
+    config::{QueueConfig, Quota, TenantLimits},
+    queue::MAX_CLASSES,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -108,7 +109,7 @@ fn manual(cfg: SchedulerConfig) -> (Scheduler<u8, u32, ManualClock>, ManualClock
 }
 
 fn push_in<K: std::hash::Hash + Eq + Clone, T>(q: &mut FairQueue<K, T>, k: K, c: usize, item: T) {
-    if q.try_push_in(k, cls(c), item, 1).is_err() {
+    if q.try_push_with(k, item, opts_in(cls(c), 1)).is_err() {
         panic!("push refused");
     }
 }
@@ -220,7 +221,7 @@ fn config_errors_name_the_class_and_field() {
 #[test]
 fn unknown_class_is_rejected_and_the_item_returned() {
     let mut q: FairQueue<&str, u32> = FairQueue::new();
-    let e = q.try_push_in("a", cls(1), 7, 1).unwrap_err();
+    let e = q.try_push_with("a", 7, opts_in(cls(1), 1)).unwrap_err();
     assert_eq!(e.reason(), RejectReason::UnknownClass { class: cls(1) });
     assert!(!e.is_retryable());
     assert_eq!(e.into_inner(), 7);
@@ -236,7 +237,9 @@ fn unknown_class_is_rejected_and_the_item_returned() {
     ]))
     .unwrap();
     for bad in [3u16, 64, u16::MAX] {
-        let e = q.try_push_in("a", ClassId::new(bad), 9, 1).unwrap_err();
+        let e = q
+            .try_push_with("a", 9, opts_in(ClassId::new(bad), 1))
+            .unwrap_err();
         assert_eq!(
             e.reason(),
             RejectReason::UnknownClass {
@@ -246,13 +249,13 @@ fn unknown_class_is_rejected_and_the_item_returned() {
         assert_eq!(e.into_inner(), 9);
     }
     let h = q.tenant("b");
-    let e = q.try_push_to_in(h, cls(3), 10, 1).unwrap_err();
+    let e = q.try_push_to(h, 10, opts_in(cls(3), 1)).unwrap_err();
     assert_eq!(e.reason(), RejectReason::UnknownClass { class: cls(3) });
     assert_eq!(e.into_inner(), 10);
     assert_eq!(q.len(), 0);
     // Known classes still work, through both paths.
-    q.try_push_in("a", cls(2), 1, 1).unwrap();
-    q.try_push_to_in(h, cls(1), 2, 1).unwrap();
+    q.try_push_with("a", 1, opts_in(cls(2), 1)).unwrap();
+    q.try_push_to(h, 2, opts_in(cls(1), 1)).unwrap();
     assert_eq!(
         (q.class_len(cls(2)), q.class_len(cls(1)), q.len()),
         (1, 1, 2)
@@ -261,7 +264,7 @@ fn unknown_class_is_rejected_and_the_item_returned() {
     // The scheduler and the shared handle.
     let (mut s, _) = manual(SchedulerConfig::new());
     let e = s
-        .try_push_with(1, 5, PushOptions::new().class(cls(1)))
+        .try_push_with(1, 5, PushOptions::new().with_class(cls(1)))
         .unwrap_err();
     assert_eq!(e.reason(), RejectReason::UnknownClass { class: cls(1) });
     assert_eq!(e.into_inner(), 5);
@@ -270,7 +273,7 @@ fn unknown_class_is_rejected_and_the_item_returned() {
     h.with_scheduler(|s| s.set_classes(classes([ClassSpec::new("p"), ClassSpec::new("q")])))
         .unwrap();
     let e = h
-        .try_push_with(1, 6, PushOptions::new().class(cls(2)))
+        .try_push_with(1, 6, PushOptions::new().with_class(cls(2)))
         .unwrap_err();
     assert_eq!(e.reason(), RejectReason::UnknownClass { class: cls(2) });
     assert_eq!(e.into_inner(), 6);
@@ -325,14 +328,13 @@ fn set_classes_refuses_to_remove_a_class_holding_items() {
     // Empty now: removal succeeds, and the removed class is unknown afterwards.
     q.set_classes(two.clone()).unwrap();
     assert_eq!(q.classes(), &two);
-    let e = q.try_push_in("t", cls(2), 3, 1).unwrap_err();
+    let e = q.try_push_with("t", 3, opts_in(cls(2), 1)).unwrap_err();
     assert_eq!(e.reason(), RejectReason::UnknownClass { class: cls(2) });
 
     // The scheduler refuses the same way.
     let (mut s, _) = manual(SchedulerConfig::new());
     s.set_classes(three.clone()).unwrap();
-    let _ = s
-        .try_push_with(1, 1, PushOptions::new().class(cls(2)))
+    s.try_push_with(1, 1, PushOptions::new().with_class(cls(2)))
         .unwrap();
     assert!(s.set_classes(two.clone()).is_err());
     assert_eq!(s.classes(), &three);
@@ -756,7 +758,7 @@ proptest! {
         let k = all.len();
         let mut q: FairQueue<usize, usize> = FairQueue::new();
         q.set_classes(to_classes(&all)).unwrap();
-        q.set_in_flight_limit(Some(n));
+        q.set_in_flight_limit(Some(in_flight_limit(n)));
         let r_l = lender.reserved_slots(n);
         prop_assert!(r_l >= 1);
         // Phase 0: the lender has f0 <= R items, then goes idle; the others are flooded.
@@ -938,7 +940,7 @@ fn block_refuses_every_class_and_keeps_serving_what_is_queued() {
     let mut q = three_class_queue();
     q.block("x", BlockReason::Abuse);
     for c in 0..3 {
-        let e = q.try_push_in("x", cls(c), 50, 1).unwrap_err();
+        let e = q.try_push_with("x", 50, opts_in(cls(c), 1)).unwrap_err();
         assert_eq!(
             e.reason(),
             RejectReason::Blocked {
@@ -960,7 +962,7 @@ fn block_refuses_every_class_and_keeps_serving_what_is_queued() {
         assert_eq!(xs, want, "class {c} in FIFO order");
     }
     assert_eq!(q.unblock(&"x"), Some(BlockReason::Abuse));
-    q.try_push_in("x", cls(2), 51, 1).unwrap();
+    q.try_push_with("x", 51, opts_in(cls(2), 1)).unwrap();
 }
 
 #[test]
@@ -969,8 +971,7 @@ fn scheduler_purge_and_retain_across_classes() {
     s.set_classes(classes([ClassSpec::new("a"), ClassSpec::new("b")]))
         .unwrap();
     for i in 0..10u32 {
-        let _ = s
-            .try_push_with(1, i, PushOptions::new().class(cls((i % 2) as usize)))
+        s.try_push_with(1, i, PushOptions::new().with_class(cls((i % 2) as usize)))
             .unwrap();
     }
     let mut out = s.retain(&1, |&i| i >= 4);
@@ -1003,11 +1004,9 @@ fn drain_and_close_hand_back_items_of_every_class() {
     let h = shared(4);
     h.with_scheduler(|s| s.set_limits(1, TenantLimits::new().with_max_in_flight(1)));
     for i in 0..3 {
-        let _ = h
-            .try_push_with(1, i, PushOptions::new().class(cls(0)))
+        h.try_push_with(1, i, PushOptions::new().with_class(cls(0)))
             .unwrap();
-        let _ = h
-            .try_push_with(2, 100 + i, PushOptions::new().class(cls(1)))
+        h.try_push_with(2, 100 + i, PushOptions::new().with_class(cls(1)))
             .unwrap();
     }
     let jobs: Vec<_> = std::iter::from_fn(|| h.try_dispatch()).collect();
@@ -1028,13 +1027,11 @@ fn expired_items_leave_their_class() {
         Scheduler::with_clock(SchedulerConfig::new(), clock.clone());
     s.set_classes(classes([ClassSpec::new("a"), ClassSpec::new("b")]))
         .unwrap();
-    let b = PushOptions::new().class(cls(1));
-    let _ = s
-        .try_push_with(1, 1, b.deadline(Nanos::from_secs(1)))
+    let b = PushOptions::new().with_class(cls(1));
+    s.try_push_with(1, 1, b.with_deadline(Nanos::from_secs(1)))
         .unwrap();
-    let _ = s.try_push_with(1, 2, b).unwrap();
-    let _ = s
-        .try_push_with(2, 3, PushOptions::new().deadline(Nanos::from_secs(1)))
+    s.try_push_with(1, 2, b).unwrap();
+    s.try_push_with(2, 3, PushOptions::new().with_deadline(Nanos::from_secs(1)))
         .unwrap();
     clock.set(Nanos::from_secs(2));
     let mut got = Vec::new();
@@ -1044,7 +1041,7 @@ fn expired_items_leave_their_class() {
     }
     assert_eq!(got, [2]);
     let mut expired: Vec<u32> = s
-        .take_expired()
+        .take_returned()
         .into_iter()
         .map(|r| r.into_inner())
         .collect();
@@ -1059,7 +1056,7 @@ fn expired_items_leave_their_class() {
 
 #[test]
 fn evicted_items_leave_their_class() {
-    use fairshare::{Capacity, ShedPolicy};
+    use fairshare::config::{Capacity, ShedPolicy};
     let cfg = SchedulerConfig::new()
         .with_capacity(Capacity::new().with_max_items(4))
         .with_shed_policy(ShedPolicy::EvictOverShare);
@@ -1067,17 +1064,18 @@ fn evicted_items_leave_their_class() {
     s.set_classes(classes([ClassSpec::new("a"), ClassSpec::new("b")]))
         .unwrap();
     for i in 0..4 {
-        let _ = s
-            .try_push_with(1, i, PushOptions::new().class(cls((i % 2) as usize)))
+        s.try_push_with(1, i, PushOptions::new().with_class(cls((i % 2) as usize)))
             .unwrap();
     }
-    let admitted = s
-        .try_push_with(2, 9, PushOptions::new().class(cls(0)))
+    s.try_push_with(2, 9, PushOptions::new().with_class(cls(0)))
         .unwrap();
-    let evicted: Vec<u32> = admitted
-        .into_evicted()
+    let evicted: Vec<u32> = s
+        .take_returned()
         .into_iter()
-        .map(|r| r.into_inner())
+        .map(|r| {
+            assert_eq!(r.reason(), RejectReason::Evicted);
+            r.into_inner()
+        })
         .collect();
     assert_eq!(evicted.len(), 1);
     let gone = evicted[0];
@@ -1100,8 +1098,7 @@ fn reconfigure_keeps_classes_and_their_work() {
     ]))
     .unwrap();
     for i in 0..4 {
-        let _ = s
-            .try_push_with(1, i, PushOptions::new().class(cls(1)))
+        s.try_push_with(1, i, PushOptions::new().with_class(cls(1)))
             .unwrap();
     }
     let d = s.dispatch().unwrap();
@@ -1300,7 +1297,7 @@ fn run_model(
     }
     let cfg = SchedulerConfig::new()
         .with_tenant_limits(tl)
-        .with_max_in_flight(global);
+        .with_max_in_flight(global.map(in_flight_limit));
     let (mut s, clock) = manual(cfg);
     s.set_classes(to_classes(&gens)).unwrap();
     let mut m = Model {
@@ -1325,7 +1322,11 @@ fn run_model(
                 let (t, c) = (t as usize, c as usize);
                 m.owner.push((t, c));
                 m.fate.push(None);
-                let r = s.try_push_with(t as u8, id, PushOptions::new().cost(cost).class(cls(c)));
+                let r = s.try_push_with(
+                    t as u8,
+                    id,
+                    PushOptions::new().with_cost(cost).with_class(cls(c)),
+                );
                 let unknown = c >= k;
                 let blocked = m.blocked[t];
                 match r {
@@ -1438,7 +1439,7 @@ fn run_model(
                 m.cap[t as usize] = l.unwrap_or(u32::MAX);
             }
             Op::Global(g) => {
-                s.set_in_flight_limit(g);
+                s.set_in_flight_limit(g.map(in_flight_limit));
                 m.global = g;
             }
             Op::Purge(t) => {
@@ -1565,15 +1566,12 @@ fn a_tenant_at_its_cap_blocks_nobody_in_any_class() {
     ]))
     .unwrap();
     for i in 0..5 {
-        let _ = s
-            .try_push_with(1, i, PushOptions::new().class(cls(0)))
+        s.try_push_with(1, i, PushOptions::new().with_class(cls(0)))
             .unwrap();
     }
-    let _ = s
-        .try_push_with(1, 9, PushOptions::new().class(cls(1)))
+    s.try_push_with(1, 9, PushOptions::new().with_class(cls(1)))
         .unwrap();
-    let _ = s
-        .try_push_with(2, 20, PushOptions::new().class(cls(1)))
+    s.try_push_with(2, 20, PushOptions::new().with_class(cls(1)))
         .unwrap();
     let d1 = s.dispatch().unwrap();
     assert_eq!(d1.item, 0);
@@ -1607,7 +1605,7 @@ fn tenant_shares(
     let (warmup, measure) = (2_000u64, 30_000u64);
     let mut q: FairQueue<usize, (usize, usize)> = FairQueue::with_config(config);
     q.set_classes(classes(class_specs)).unwrap();
-    q.set_in_flight_limit(Some(n));
+    q.set_in_flight_limit(Some(in_flight_limit(n)));
     for (t, &w) in weights.iter().enumerate() {
         q.set_weight(t, nz(w));
     }
@@ -1740,14 +1738,14 @@ fn rate_scheduler(own: Option<Quota>) -> (Scheduler<u8, u32, ManualClock>, Manua
 const API: ClassId = ClassId::new(1);
 
 fn api() -> PushOptions {
-    PushOptions::new().class(API)
+    PushOptions::new().with_class(API)
 }
 
 #[test]
 fn class_rate_limit_refuses_with_retry_at_and_does_not_charge_the_tenant_quota() {
     let (mut s, clock) = rate_scheduler(Some(per_second(10))); // 1 per 100 ms, burst 10
-    let _ = s.try_push_with(1, 0, api()).unwrap();
-    let _ = s.try_push_with(1, 1, api()).unwrap();
+    s.try_push_with(1, 0, api()).unwrap();
+    s.try_push_with(1, 1, api()).unwrap();
     let e = s.try_push_with(1, 2, api()).unwrap_err();
     assert_eq!(
         e.reason(),
@@ -1768,8 +1766,7 @@ fn class_rate_limit_refuses_with_retry_at_and_does_not_charge_the_tenant_quota()
     }
     // The tenant's own quota spent 2 of 10: exactly 8 more pass in another class.
     for i in 0..8 {
-        let _ = s
-            .try_push_with(1, 10 + i, PushOptions::new())
+        s.try_push_with(1, 10 + i, PushOptions::new())
             .unwrap_or_else(|e| {
                 panic!(
                     "push {i}: {:?} (the class refusals were charged)",
@@ -1784,8 +1781,8 @@ fn class_rate_limit_refuses_with_retry_at_and_does_not_charge_the_tenant_quota()
         RejectReason::RateLimited { .. }
     ));
     // Another tenant has its own allowance in the class.
-    let _ = s.try_push_with(2, 20, api()).unwrap();
-    let _ = s.try_push_with(2, 21, api()).unwrap();
+    s.try_push_with(2, 20, api()).unwrap();
+    s.try_push_with(2, 21, api()).unwrap();
     assert!(s.try_push_with(2, 22, api()).is_err());
     // The retry time is exact: 1 ms early is still refused, at retry_at it passes.
     clock.advance(Duration::from_millis(499));
@@ -1798,7 +1795,7 @@ fn class_rate_limit_refuses_with_retry_at_and_does_not_charge_the_tenant_quota()
         }
     );
     clock.advance(Duration::from_millis(1));
-    let _ = s.try_push_with(1, 3, api()).unwrap();
+    s.try_push_with(1, 3, api()).unwrap();
     assert_eq!(s.queue().tenant_class_len(&1, API), 3);
 }
 
@@ -1807,7 +1804,7 @@ fn tenant_quota_is_checked_first_and_its_refusal_charges_no_class_quota() {
     // Own quota: 1 per 250 ms, burst 1. Class api: 1 per 500 ms, burst 2.
     let own = per_second(4).allow_burst(nz(1));
     let (mut s, clock) = rate_scheduler(Some(own));
-    let _ = s.try_push_with(1, 0, api()).unwrap(); // own TAT 250 ms, class TAT 500 ms
+    s.try_push_with(1, 0, api()).unwrap(); // own TAT 250 ms, class TAT 500 ms
     // The own quota refuses twice; the class would have allowed these.
     for i in 1..3 {
         let e = s.try_push_with(1, i, api()).unwrap_err();
@@ -1821,7 +1818,7 @@ fn tenant_quota_is_checked_first_and_its_refusal_charges_no_class_quota() {
     // At 250 ms the own quota allows one more; the class allows it only if the two refusals
     // charged it nothing (class TAT 500 + 500 - 1000 <= 250; one charge would make it 500).
     clock.advance(Duration::from_millis(250));
-    let _ = s.try_push_with(1, 3, api()).unwrap_or_else(|e| {
+    s.try_push_with(1, 3, api()).unwrap_or_else(|e| {
         panic!(
             "refused with {:?}: an own-quota refusal charged the class",
             e.reason()
@@ -1848,7 +1845,7 @@ fn a_refusal_later_in_the_pipeline_charges_neither_quota() {
         ClassSpec::new("api").with_tenant_quota(Some(per_second(2))),
     ]))
     .unwrap();
-    let _ = s.try_push_with(1, 0, api()).unwrap(); // own: 1 of 2 left, class: 1 of 2 left
+    s.try_push_with(1, 0, api()).unwrap(); // own: 1 of 2 left, class: 1 of 2 left
     for i in 0..4 {
         let e = s.try_push_with(1, 10 + i, api()).unwrap_err();
         assert!(
@@ -1859,7 +1856,7 @@ fn a_refusal_later_in_the_pipeline_charges_neither_quota() {
     }
     assert_eq!(s.pop(), Some(0));
     // Neither quota was charged by the TenantFull refusals: one more passes...
-    let _ = s.try_push_with(1, 1, api()).unwrap_or_else(|e| {
+    s.try_push_with(1, 1, api()).unwrap_or_else(|e| {
         panic!(
             "refused with {:?}: a TenantFull refusal was charged",
             e.reason()
@@ -1873,8 +1870,8 @@ fn a_refusal_later_in_the_pipeline_charges_neither_quota() {
 #[test]
 fn class_rate_state_survives_the_tenant_going_idle() {
     let (mut s, clock) = rate_scheduler(None);
-    let _ = s.try_push_with(7, 0, api()).unwrap();
-    let _ = s.try_push_with(7, 1, api()).unwrap();
+    s.try_push_with(7, 0, api()).unwrap();
+    s.try_push_with(7, 1, api()).unwrap();
     assert_eq!(s.pop(), Some(0));
     assert_eq!(s.pop(), Some(1));
     assert_eq!(s.queue().tenant_len(&7), 0);
@@ -1888,19 +1885,19 @@ fn class_rate_state_survives_the_tenant_going_idle() {
         }
     );
     // Work in another class is not limited by it.
-    let _ = s.try_push_with(7, 3, PushOptions::new()).unwrap();
+    s.try_push_with(7, 3, PushOptions::new()).unwrap();
     clock.advance(Duration::from_millis(500));
-    let _ = s.try_push_with(7, 4, api()).unwrap();
+    s.try_push_with(7, 4, api()).unwrap();
 }
 
 #[test]
 fn class_rate_limit_is_cost_weighted_and_never_admits_more_than_its_burst() {
     let (mut s, clock) = rate_scheduler(None);
-    let e = s.try_push_with(1, 0, api().cost(3)).unwrap_err();
+    let e = s.try_push_with(1, 0, api().with_cost(3)).unwrap_err();
     assert_eq!(e.reason(), RejectReason::TooLarge { cost: 3, max: 2 });
     assert!(!e.is_retryable());
-    let _ = s.try_push_with(1, 1, api().cost(2)).unwrap();
-    let e = s.try_push_with(1, 2, api().cost(1)).unwrap_err();
+    s.try_push_with(1, 1, api().with_cost(2)).unwrap();
+    let e = s.try_push_with(1, 2, api().with_cost(1)).unwrap_err();
     assert_eq!(
         e.reason(),
         RejectReason::ClassRateLimited {
@@ -1909,9 +1906,9 @@ fn class_rate_limit_is_cost_weighted_and_never_admits_more_than_its_burst() {
         }
     );
     clock.advance(Duration::from_millis(500));
-    let _ = s.try_push_with(1, 2, api().cost(1)).unwrap();
+    s.try_push_with(1, 2, api().with_cost(1)).unwrap();
     // TAT 1500 ms now: cost 2 fits a burst of 2 once 1500 + 2·500 - 2·500 = 1500 ms.
-    let e = s.try_push_with(1, 3, api().cost(2)).unwrap_err();
+    let e = s.try_push_with(1, 3, api().with_cost(2)).unwrap_err();
     assert_eq!(
         e.reason(),
         RejectReason::ClassRateLimited {
@@ -1928,8 +1925,8 @@ fn a_reservation_permit_dropped_uncommitted_charges_no_class_quota() {
         let p = s.try_reserve(1, api()).unwrap();
         drop(p);
     }
-    let _ = s.try_reserve(1, api()).unwrap().commit(0);
-    let _ = s.try_push_with(1, 1, api()).unwrap();
+    s.try_reserve(1, api()).unwrap().commit(0);
+    s.try_push_with(1, 1, api()).unwrap();
     assert!(matches!(
         s.try_push_with(1, 2, api()).unwrap_err().reason(),
         RejectReason::ClassRateLimited { .. }
@@ -1939,7 +1936,7 @@ fn a_reservation_permit_dropped_uncommitted_charges_no_class_quota() {
 
 // ===== shared handle: leases of class items =====
 
-fn shared(n: u64) -> SharedScheduler<u8, u32, ManualClock> {
+fn shared(n: u32) -> SharedScheduler<u8, u32, ManualClock> {
     let s = Scheduler::with_clock(
         SchedulerConfig::new().with_max_in_flight(Some(n)),
         ManualClock::new(),
@@ -1963,11 +1960,9 @@ fn class_if(h: &SharedScheduler<u8, u32, ManualClock>, c: usize) -> u32 {
 fn leases_release_class_slots_exactly_once() {
     let h = shared(4);
     for i in 0..6 {
-        let _ = h
-            .try_push_with(1, 100 + i, PushOptions::new().class(cls(1)))
+        h.try_push_with(1, 100 + i, PushOptions::new().with_class(cls(1)))
             .unwrap();
-        let _ = h
-            .try_push_with(2, i, PushOptions::new().class(cls(0)))
+        h.try_push_with(2, i, PushOptions::new().with_class(cls(0)))
             .unwrap();
     }
     let jobs: Vec<_> = std::iter::from_fn(|| h.try_dispatch()).collect();
@@ -2023,8 +2018,7 @@ fn leases_release_class_slots_exactly_once() {
 fn a_panicking_worker_releases_its_class_slot_for_the_next_one() {
     let h = shared(2);
     for i in 0..4 {
-        let _ = h
-            .try_push_with(1, 100 + i, PushOptions::new().class(cls(1)))
+        h.try_push_with(1, 100 + i, PushOptions::new().with_class(cls(1)))
             .unwrap();
     }
     // bulk's ceiling is 1 of 2 slots
@@ -2059,7 +2053,7 @@ fn shared_handle_pushes_into_classes_and_reports_class_rate_limits() {
         ]))
     })
     .unwrap();
-    let _ = h.try_push_with(1, 0, api()).unwrap();
+    h.try_push_with(1, 0, api()).unwrap();
     let e = h.try_push_with(1, 1, api()).unwrap_err();
     assert_eq!(
         e.reason(),
@@ -2070,7 +2064,7 @@ fn shared_handle_pushes_into_classes_and_reports_class_rate_limits() {
     );
     assert_eq!(e.into_inner(), 1);
     clock.advance(Duration::from_secs(1));
-    let _ = h.try_push_with(1, 1, api()).unwrap();
+    h.try_push_with(1, 1, api()).unwrap();
     assert_eq!(h.with_scheduler(|s| s.queue().class_len(API)), 2);
 }
 
@@ -2081,9 +2075,9 @@ fn a_removed_class_takes_its_rate_state_with_it() {
     let (mut s, _clock) = rate_scheduler(None);
     // Tenant 1 spends the api class's burst of 2; an item in the bulk class keeps it known
     // through the removal (and, before the fix, kept its api side entry with it).
-    let _ = s.try_push_with(1, 0, api()).unwrap();
-    let _ = s.try_push_with(1, 1, api()).unwrap();
-    let _ = s.try_push(1, 2).unwrap();
+    s.try_push_with(1, 0, api()).unwrap();
+    s.try_push_with(1, 1, api()).unwrap();
+    s.try_push(1, 2).unwrap();
     assert!(matches!(
         s.try_push_with(1, 3, api()).unwrap_err().reason(),
         RejectReason::ClassRateLimited { .. }
@@ -2095,7 +2089,7 @@ fn a_removed_class_takes_its_rate_state_with_it() {
     }
     served.sort_unstable();
     assert_eq!(served, [0, 1, 2]);
-    let _ = s.try_push(1, 4).unwrap(); // keeps tenant 1 known through the change
+    s.try_push(1, 4).unwrap(); // keeps tenant 1 known through the change
     s.set_classes(classes([ClassSpec::new("bulk")])).unwrap();
     s.set_classes(classes([
         ClassSpec::new("bulk"),
@@ -2103,8 +2097,8 @@ fn a_removed_class_takes_its_rate_state_with_it() {
     ]))
     .unwrap();
     // Time has not moved: only a fresh rate state admits two more at once.
-    let _ = s.try_push_with(1, 5, api()).unwrap();
-    let _ = s.try_push_with(1, 6, api()).unwrap();
+    s.try_push_with(1, 5, api()).unwrap();
+    s.try_push_with(1, 6, api()).unwrap();
     assert!(matches!(
         s.try_push_with(1, 7, api()).unwrap_err().reason(),
         RejectReason::ClassRateLimited { .. }
@@ -2128,19 +2122,19 @@ fn removing_the_home_class_moves_default_class_work_into_the_slot() {
         ClassSpec::new("c"),
     ]))
     .unwrap();
-    let in_c = PushOptions::new().class(cls(2));
+    let in_c = PushOptions::new().with_class(cls(2));
     // Tenants 1 and 2 claim class 2 for their slots; tenant 3 the default class.
-    let _ = s.try_push_with(1, 100, in_c).unwrap();
-    let _ = s.try_push_with(2, 200, in_c).unwrap();
-    let _ = s.try_push(3, 300).unwrap();
+    s.try_push_with(1, 100, in_c).unwrap();
+    s.try_push_with(2, 200, in_c).unwrap();
+    s.try_push(3, 300).unwrap();
     // Default-class work for all three (side flows for 1 and 2), one item with a deadline.
     for i in 1..=3u32 {
-        let _ = s.try_push(1, 100 + i).unwrap();
-        let _ = s.try_push(2, 200 + i).unwrap();
-        let _ = s.try_push(3, 300 + i).unwrap();
+        s.try_push(1, 100 + i).unwrap();
+        s.try_push(2, 200 + i).unwrap();
+        s.try_push(3, 300 + i).unwrap();
     }
-    let soon = PushOptions::new().deadline(Nanos::from_secs(1));
-    let _ = s.try_push_with(2, 299, soon).unwrap();
+    let soon = PushOptions::new().with_deadline(Nanos::from_secs(1));
+    s.try_push_with(2, 299, soon).unwrap();
     // Serve class 2 empty (the default class gives up one turn to it), then remove it.
     let mut before = Vec::new();
     while s.queue().class_len(cls(2)) > 0 {
@@ -2157,7 +2151,7 @@ fn removing_the_home_class_moves_default_class_work_into_the_slot() {
     // The deadline still names the right flow: the item expires from tenant 2.
     clock.set(Nanos::from_secs(2));
     let expired: Vec<u32> = s
-        .take_expired()
+        .take_returned()
         .into_iter()
         .map(|r| r.into_inner())
         .collect();

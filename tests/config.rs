@@ -8,9 +8,13 @@ use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 
 use fairshare::{
-    BlockReason, ClassConfig, ClassId, ClassSpec, Classes, Config, ConfigError, LimitsConfig,
-    ManualClock, Nanos, PushOptions, QueueDelayConfig, Quota, RateConfig, RejectReason, Scheduler,
-    SchedulerConfig, ShedPolicy, Stats, TenantConfig,
+    BlockReason, ClassId, ClassSpec, Classes, ConfigError, ManualClock, Nanos, PushOptions,
+    RejectReason, Scheduler, SchedulerConfig,
+    config::{
+        ClassConfig, Config, LimitsConfig, QueueDelayConfig, Quota, RateConfig, ShedPolicy,
+        TenantConfig,
+    },
+    stats::Stats,
 };
 
 const FULL: &str = r#"{
@@ -28,7 +32,8 @@ const FULL: &str = r#"{
   }
 }"#;
 
-/// Incident 2's setup: a reserved sign-in class, the API, and bulk work under a ceiling.
+/// A sign-in reservation setup: a reserved sign-in class, the API, and bulk work under a
+/// ceiling.
 const CLASSES: &str = r#"{
   "max_in_flight": 10,
   "classes": [
@@ -178,8 +183,7 @@ fn reconfiguration_keeps_every_queued_and_in_flight_item() {
     let mut pushed = BTreeSet::new();
     for i in 0..60u32 {
         let tenant = ["gold", "free", "acme"][i as usize % 3].to_string();
-        let _ = s
-            .try_push_with(tenant, i, PushOptions::new().cost(1 + i % 3))
+        s.try_push_with(tenant, i, PushOptions::new().with_cost(1 + i % 3))
             .unwrap();
         pushed.insert(i);
     }
@@ -212,7 +216,7 @@ fn reconfiguration_keeps_every_queued_and_in_flight_item() {
 fn stats_serialise_and_round_trip() {
     let mut s: Scheduler<String, u32, _> =
         Scheduler::with_clock(SchedulerConfig::new(), ManualClock::new());
-    let _ = s.try_push("a".into(), 1).unwrap();
+    s.try_push("a".into(), 1).unwrap();
     s.block("b".into(), BlockReason::Billing);
     let _ = s.try_push("b".into(), 2).unwrap_err();
     s.pop();
@@ -231,10 +235,10 @@ fn tenant_config_defaults_mean_no_override() {
     assert_eq!(t, TenantConfig::default());
 }
 
-/// Review 8: a deserialised value that skipped its constructor's clamps is clamped on use.
+/// A deserialised value that skipped its constructor's clamps is clamped on use.
 #[test]
 fn deserialised_adaptive_limits_with_bad_bounds_stay_sane() {
-    use fairshare::{AdaptiveLimit, Aimd, Gradient, Outcome};
+    use fairshare::adaptive::{AdaptiveLimit, Aimd, Gradient, Outcome};
     let aimd: Aimd = serde_json::from_str(
         r#"{ "min": 5, "max": 1, "latency_threshold": 1000, "backoff_permille": 5000 }"#,
     )
@@ -407,8 +411,7 @@ fn fill(s: &mut Scheduler<String, u32, ManualClock>, n: u32) -> BTreeSet<u32> {
         for i in 0..n {
             let item = c as u32 * 1000 + i;
             let tenant = ["t1", "t2"][i as usize % 2].to_string();
-            let _ = s
-                .try_push_with(tenant, item, PushOptions::new().class(class))
+            s.try_push_with(tenant, item, PushOptions::new().with_class(class))
                 .unwrap();
             pushed.insert(item);
         }
@@ -433,12 +436,10 @@ fn build_pushes_into_classes_by_name() {
     let signin = s.classes().id("signin").unwrap();
     let bulk = s.classes().id("bulk").unwrap();
     for i in 0..6 {
-        let _ = s
-            .try_push_with("t".to_string(), i, PushOptions::new().class(bulk))
+        s.try_push_with("t".to_string(), i, PushOptions::new().with_class(bulk))
             .unwrap();
     }
-    let _ = s
-        .try_push_with("u".to_string(), 100, PushOptions::new().class(signin))
+    s.try_push_with("u".to_string(), 100, PushOptions::new().with_class(signin))
         .unwrap();
     // Sign-in has priority; bulk stops at its own cap of 3 (below its 40% ceiling of 4).
     let running: Vec<_> = std::iter::from_fn(|| s.dispatch()).collect();
@@ -553,14 +554,17 @@ fn stats_with_classes_and_tenant_detail_serialise_to_json() {
     assert_eq!(back.classes.len(), 3);
     assert_eq!(back.classes[1].name, "signin");
     let acme = back.tenants.iter().find(|t| t.key == "acme").unwrap();
-    assert_eq!(acme.refused.unwrap().blocked, 1);
+    assert_eq!(acme.admission.unwrap().blocked, 1);
     let served = back
         .tenants
         .iter()
         .find(|t| t.wait.is_some_and(|w| w.count == 1));
     assert!(served.is_some(), "{json}");
     assert!(json.contains("\"classes\":[{\"name\":\"api\""), "{json}");
-    assert!(json.contains("\"refused\":{\"blocked\":1"), "{json}");
+    assert!(
+        json.contains("\"admission\":{\"admitted\":0,\"blocked\":1"),
+        "{json}"
+    );
     s.complete(d.ticket, 1);
 }
 

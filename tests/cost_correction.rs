@@ -3,7 +3,7 @@
 //! tenant is remembered) and capped at `max_debt_rounds` rounds; credit is capped at one
 //! quantum. Exact pop orders for Q = 1, w = 1, max_debt_rounds = 2.
 
-use fairshare::{FairQueue, QueueConfig};
+use fairshare::{FairQueue, PushOptions, config::QueueConfig};
 use std::num::NonZeroU32;
 
 fn q(debt_rounds: u32) -> FairQueue<&'static str, (&'static str, u32)> {
@@ -39,7 +39,8 @@ fn debt_is_carried_across_reactivation_and_capped() {
 fn credit_is_capped_at_one_quantum() {
     let mut q = q(4);
     for (i, c) in [5u32, 5, 1, 1, 1, 1, 1, 1].into_iter().enumerate() {
-        q.try_push_with_cost("a", ("a", i as u32), c).unwrap();
+        q.try_push_with("a", ("a", i as u32), PushOptions::new().with_cost(c))
+            .unwrap();
     }
     for i in 0..40 {
         q.try_push("b", ("b", i)).unwrap();

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 
-use fairshare::{FairQueue, QueueConfig};
+use fairshare::{FairQueue, PushOptions, config::QueueConfig};
 use proptest::prelude::*;
 
 const N: usize = 5;
@@ -81,7 +81,7 @@ proptest! {
         for (step, op) in ops.iter().enumerate() {
             match *op {
                 Op::Push { t, cost } => {
-                    fq.try_push_with_cost(t, next, cost).unwrap();
+                    fq.try_push_with(t, next, PushOptions::new().with_cost(cost)).unwrap();
                     r.push(t, next, cost);
                     next += 1;
                 }

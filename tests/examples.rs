@@ -1,17 +1,17 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! The examples' key outcomes, asserted on the very simulation they print.
 //!
-//! `examples/noisy_neighbor.rs` prints the replay of incident 1 from
-//! `examples/support/incident1.rs`; this file includes the same module and checks the numbers
-//! the README quotes: fairshare keeps the other tenants' waits near their no-flood level while a
-//! shared FIFO makes them wait for hours, the rate limit refuses the flood at the door with a
-//! retry time, and block + purge hands back every flood job it does not serve.
+//! `examples/noisy_neighbor.rs` prints the replay of incident 1 (one tenant floods a shared
+//! queue) from `examples/support/incident1.rs`; this file includes the same module and checks
+//! the numbers the README quotes: fairshare keeps the other tenants' waits near their no-flood
+//! level while a shared FIFO makes them wait for hours, the rate limit refuses the flood at the
+//! door with a retry time, and block + purge hands back every flood job it does not serve.
 //!
-//! `examples/signin_reservation.rs` prints the replay of incident 2 from
-//! `examples/support/incident2.rs`; the `incident2_*` tests check its numbers: a reserved
-//! sign-in class that borrows idle slots serves sign-in where the operators' dedicated pool
-//! starved it, page/API traffic pays at most a stated margin for it, and the reservation holds
-//! whenever sign-in is backlogged.
+//! `examples/signin_reservation.rs` prints the replay of incident 2 (a sign-in wave at the
+//! morning peak) from `examples/support/incident2.rs`; the `incident2_*` tests check its
+//! numbers: a reserved sign-in class that borrows idle slots serves sign-in where the
+//! operators' dedicated pool starved it, page/API traffic pays at most a stated margin for it,
+//! and the reservation holds whenever sign-in is backlogged.
 
 #[path = "../examples/support/incident1.rs"]
 mod incident1;

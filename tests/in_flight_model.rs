@@ -3,7 +3,9 @@
 //! work-conserving under them (it returns an item iff some queued tenant has room), with
 //! limits raised and lowered at runtime. Also: close hands back parked tenants' items.
 
-use fairshare::{ManualClock, Scheduler, SchedulerConfig, SharedScheduler, TenantLimits, Ticket};
+use fairshare::{
+    ManualClock, Scheduler, SchedulerConfig, SharedScheduler, Ticket, config::TenantLimits,
+};
 use proptest::prelude::*;
 use std::num::NonZeroU32;
 
@@ -16,7 +18,7 @@ enum Op {
     Pop,
     Complete(usize),
     SetLimit(u8, Option<u32>),
-    Global(Option<u64>),
+    Global(Option<u32>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -26,7 +28,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Pop),
         4 => any::<usize>().prop_map(Op::Complete),
         1 => (0..N, prop::option::of(1..=3u32)).prop_map(|(t, l)| Op::SetLimit(t, l)),
-        1 => prop::option::of(1..=4u64).prop_map(Op::Global),
+        1 => prop::option::of(1..=4u32).prop_map(Op::Global),
     ]
 }
 
@@ -41,16 +43,16 @@ proptest! {
             .with_tenant_limits(TenantLimits::new().with_max_in_flight(default));
         let mut s: Scheduler<u8, u8, ManualClock> = Scheduler::with_clock(cfg, ManualClock::new());
         let mut limit: [u32; N as usize] = [default; N as usize];
-        let mut global: Option<u64> = None;
+        let mut global: Option<u32> = None;
         let mut queued = [0usize; N as usize];
         let mut inflight = [0u32; N as usize];
         let mut tickets: Vec<(u8, Ticket)> = Vec::new();
         for op in ops {
             match op {
-                Op::Push(t) => { let _ = s.try_push(t, t).unwrap(); queued[t as usize] += 1; }
+                Op::Push(t) => { s.try_push(t, t).unwrap(); queued[t as usize] += 1; }
                 Op::Dispatch | Op::Pop => {
                     let total: u64 = inflight.iter().map(|&x| u64::from(x)).sum();
-                    let eligible = global.is_none_or(|g| total < g)
+                    let eligible = global.is_none_or(|g| total < u64::from(g))
                         && (0..N as usize).any(|t| queued[t] > 0 && inflight[t] < limit[t]);
                     let got = if matches!(op, Op::Dispatch) {
                         s.dispatch().map(|d| { let t = d.item; tickets.push((t, d.ticket)); t })
@@ -93,7 +95,7 @@ fn close_returns_items_of_a_tenant_parked_at_its_in_flight_limit() {
         SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_in_flight(1)),
     );
     for i in 0..3 {
-        let _ = h.try_push("a", i).unwrap();
+        h.try_push("a", i).unwrap();
     }
     let job = h.try_dispatch().unwrap();
     assert!(h.try_dispatch().is_none()); // parks "a" off the ring

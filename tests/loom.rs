@@ -20,7 +20,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use fairshare::{
-    Capacity, PushOptions, RejectReason, SchedulerConfig, SharedScheduler, TenantLimits, WaitError,
+    PushOptions, RejectReason, SchedulerConfig, SharedScheduler,
+    config::{Capacity, TenantLimits},
+    shared::WaitError,
 };
 use loom::sync::Notify;
 use loom::thread;
@@ -76,7 +78,7 @@ fn waiting_worker_always_gets_a_pushed_item() {
                 Ok::<_, WaitError>(item)
             })
         };
-        let _ = h.try_push(0, 7).unwrap();
+        h.try_push(0, 7).unwrap();
         assert_eq!(worker.join().unwrap(), Ok(7));
         assert_eq!(h.with_scheduler(|s| s.queue().total_in_flight()), 0);
     });
@@ -113,7 +115,7 @@ fn two_waiters_one_item_then_close() {
         };
         let a = spawn_worker();
         let b = spawn_worker();
-        let _ = h.try_push(0, 1).unwrap();
+        h.try_push(0, 1).unwrap();
         let mut results = [a.join().unwrap(), b.join().unwrap()];
         results.sort_by_key(|r| r.is_err());
         assert_eq!(results, [Ok(1), Err(WaitError::Closed)]);
@@ -132,7 +134,7 @@ fn push_and_close_race_with_two_waiters() {
         };
         let a = spawn_worker();
         let b = spawn_worker();
-        let _ = h.try_push(0, 1).unwrap();
+        h.try_push(0, 1).unwrap();
         let left = h.close();
         let results = [a.join().unwrap(), b.join().unwrap()];
         let mut got: Vec<u8> = results.iter().filter_map(|r| r.ok()).collect();
@@ -150,8 +152,8 @@ fn push_and_close_race_with_two_waiters() {
 fn lease_drop_races_dispatch_under_one_slot() {
     model(|| {
         let h: Shared = SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(1)));
-        let _ = h.try_push(0, 1).unwrap();
-        let _ = h.try_push(1, 2).unwrap();
+        h.try_push(0, 1).unwrap();
+        h.try_push(1, 2).unwrap();
         let held = h.try_dispatch().unwrap();
         assert_eq!(held.item, 1);
         let dropper = thread::spawn(move || drop(held));
@@ -177,7 +179,7 @@ fn waiting_producer_gets_room_from_a_pop() {
     model(|| {
         let config = SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(1));
         let h: Shared = SharedScheduler::new(config);
-        let _ = h.try_push(0, 1).unwrap();
+        h.try_push(0, 1).unwrap();
         let producer = {
             let h = h.clone();
             thread::spawn(move || h.push_timeout(1, 2, PushOptions::new(), LONG).map(|_| ()))
@@ -193,7 +195,7 @@ fn close_wakes_a_waiting_producer() {
     model(|| {
         let config = SchedulerConfig::new().with_capacity(Capacity::new().with_max_items(1));
         let h: Shared = SharedScheduler::new(config);
-        let _ = h.try_push(0, 1).unwrap();
+        h.try_push(0, 1).unwrap();
         let producer = {
             let h = h.clone();
             thread::spawn(move || {
@@ -215,7 +217,7 @@ fn async_waiter_always_gets_a_pushed_item() {
             let h = h.clone();
             thread::spawn(move || block_on(h.dispatch_async()).map(|j| j.item))
         };
-        let _ = h.try_push(0, 3).unwrap();
+        h.try_push(0, 3).unwrap();
         assert_eq!(task.join().unwrap(), Ok(3));
     });
 }
@@ -269,8 +271,8 @@ fn two_pushes_reach_two_waiters() {
         };
         let a = spawn_worker();
         let b = spawn_worker();
-        let _ = h.try_push(0, 1).unwrap();
-        let _ = h.try_push(1, 2).unwrap();
+        h.try_push(0, 1).unwrap();
+        h.try_push(1, 2).unwrap();
         let mut got = [a.join().unwrap().unwrap(), b.join().unwrap().unwrap()];
         got.sort_unstable();
         assert_eq!(got, [1, 2]);
@@ -290,7 +292,7 @@ fn dropped_woken_task_passes_its_wake_up_to_a_thread() {
         let pusher = {
             let h = h.clone();
             thread::spawn(move || {
-                let _ = h.try_push(0, 5).unwrap();
+                h.try_push(0, 5).unwrap();
             })
         };
         {
@@ -299,7 +301,7 @@ fn dropped_woken_task_passes_its_wake_up_to_a_thread() {
             if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
                 // The push came first and the task took the item: hand it back for the thread.
                 assert_eq!(out, Ok(5));
-                let _ = h.try_push(0, 5).unwrap();
+                h.try_push(0, 5).unwrap();
             }
         } // dropped here, maybe woken, never polled again
         pusher.join().unwrap();
@@ -320,7 +322,7 @@ fn dropped_woken_task_passes_its_wake_up_to_another_task() {
         let pusher = {
             let h = h.clone();
             thread::spawn(move || {
-                let _ = h.try_push(0, 5).unwrap();
+                h.try_push(0, 5).unwrap();
             })
         };
         {
@@ -328,7 +330,7 @@ fn dropped_woken_task_passes_its_wake_up_to_another_task() {
             let mut cx = Context::from_waker(Waker::noop());
             if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
                 assert_eq!(out, Ok(5));
-                let _ = h.try_push(0, 5).unwrap();
+                h.try_push(0, 5).unwrap();
             }
         }
         pusher.join().unwrap();
@@ -344,8 +346,8 @@ fn completion_wakes_a_worker_behind_a_tenant_cap_while_another_tenant_pushes() {
         let config =
             SchedulerConfig::new().with_tenant_limits(TenantLimits::new().with_max_in_flight(1));
         let h: Shared = SharedScheduler::new(config);
-        let _ = h.try_push(0, 1).unwrap();
-        let _ = h.try_push(0, 2).unwrap();
+        h.try_push(0, 1).unwrap();
+        h.try_push(0, 2).unwrap();
         let held = h.try_dispatch().unwrap();
         assert_eq!(held.item, 1);
         let worker = {
@@ -353,7 +355,7 @@ fn completion_wakes_a_worker_behind_a_tenant_cap_while_another_tenant_pushes() {
             thread::spawn(move || h.dispatch_timeout(LONG).map(|j| j.item))
         };
         let completer = thread::spawn(move || held.lease.complete(1));
-        let _ = h.try_push(1, 3).unwrap();
+        h.try_push(1, 3).unwrap();
         completer.join().unwrap();
         let first = worker.join().unwrap().unwrap();
         let second = h.try_dispatch().map(|j| j.item);

@@ -15,8 +15,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use fairshare::{
-    BlockReason, Capacity, Clock, Limit, ManualClock, Nanos, PushOptions, QueueDelay, Quota,
-    RejectReason, Rejected, Scheduler, SchedulerConfig, ShedPolicy, TenantLimits, Ticket,
+    BlockReason, Clock, Limit, ManualClock, Nanos, PushOptions, RejectReason, Rejected, Scheduler,
+    SchedulerConfig, Ticket,
+    config::{Capacity, QueueDelay, Quota, ShedPolicy, TenantLimits},
 };
 use governor::RateLimiter;
 use governor::clock::FakeRelativeClock;
@@ -156,10 +157,10 @@ proptest! {
             let by = advance_for(step, interval, now, retry.get(&step.tenant).copied());
             clock.advance(Duration::from_nanos(by));
             now += by;
-            let opts = PushOptions::new().cost(step.cost);
+            let opts = PushOptions::new().with_cost(step.cost);
             match s.try_push_with(step.tenant, id as u64, opts) {
-                Ok(a) => {
-                    prop_assert!(a.evicted().is_empty());
+                Ok(()) => {
+                    prop_assert_eq!(s.pending_returns(), 0, "nothing evicted without a capacity");
                     prop_assert!(step.cost <= burst, "cost {} above burst {burst} admitted", step.cost);
                     admitted.entry(step.tenant).or_default().push((now, u64::from(step.cost)));
                     prop_assert_eq!(s.pop(), Some(id as u64));
@@ -217,10 +218,10 @@ proptest! {
             gclock.advance(Duration::from_nanos(by));
             now += by;
             let g = limiter.check_key_n(&step.tenant, nz(step.cost));
-            let r = s.try_push_with(step.tenant, id as u64, PushOptions::new().cost(step.cost));
+            let r = s.try_push_with(step.tenant, id as u64, PushOptions::new().with_cost(step.cost));
             match (g, r) {
-                (Ok(Ok(_)), Ok(a)) => {
-                    prop_assert!(a.evicted().is_empty());
+                (Ok(Ok(_)), Ok(())) => {
+                    prop_assert_eq!(s.pending_returns(), 0, "nothing evicted without a capacity");
                     prop_assert_eq!(s.pop(), Some(id as u64));
                 }
                 (Ok(Err(not_until)), Err(e)) => {
@@ -410,12 +411,14 @@ proptest! {
                     let now = clock.now();
                     let id = next_id;
                     next_id += 1;
-                    match s.try_push_with(tenant, id, PushOptions::new().cost(cost)) {
-                        Ok(a) => {
+                    match s.try_push_with(tenant, id, PushOptions::new().with_cost(cost)) {
+                        Ok(()) => {
+                            // No deadlines here: whatever comes back was evicted by this push.
+                            let back = s.take_returned();
                             if !setup.evict {
-                                prop_assert!(a.evicted().is_empty(), "RejectNew evicted");
+                                prop_assert!(back.is_empty(), "RejectNew evicted");
                             }
-                            for e in a.evicted() {
+                            for e in &back {
                                 prop_assert_eq!(e.reason(), RejectReason::Evicted);
                             }
                         }
@@ -519,7 +522,7 @@ enum Op {
     Unblock {
         tenant: u8,
     },
-    TakeExpired,
+    TakeReturned,
     Refund {
         tenant: u8,
         cost: u32,
@@ -545,7 +548,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (tenant.clone(), 2..=4u64).prop_map(|(tenant, modulus)| Op::Retain { tenant, modulus }),
         1 => tenant.clone().prop_map(|tenant| Op::Block { tenant }),
         1 => tenant.clone().prop_map(|tenant| Op::Unblock { tenant }),
-        2 => Just(Op::TakeExpired),
+        2 => Just(Op::TakeReturned),
         1 => (tenant, 1..=4u32).prop_map(|(tenant, cost)| Op::Refund { tenant, cost }),
     ]
 }
@@ -645,7 +648,8 @@ impl Ledger {
         self.record(id, Outcome::Dispatched)
     }
 
-    /// Records the items handed back by `take_expired`.
+    /// Records expired and shed items handed back by `take_returned` (the test takes evicted
+    /// items right after the push that evicted them, in [`admitted`](Self::admitted)).
     fn expired(&mut self, back: Vec<Rejected<u64>>) -> Result<(), TestCaseError> {
         for r in back {
             let (id, reason) = r.into_parts();
@@ -659,21 +663,27 @@ impl Ledger {
                     prop_assert!(sojourn >= self.target, "item {id} shed after {sojourn}");
                     self.record(id, Outcome::Shed)?;
                 }
-                other => prop_assert!(false, "take_expired returned {other:?}"),
+                other => prop_assert!(false, "take_returned returned {other:?}"),
             }
         }
         Ok(())
     }
 
+    /// Records item `id` as admitted for `pusher`, and what `take_returned` handed back right
+    /// after its push: the items evicted to make room for it, along with any expired or shed
+    /// items that were waiting there. Returns how many were evicted.
     fn admitted(
         &mut self,
         pusher: u8,
-        evicted: Vec<Rejected<u64>>,
+        back: Vec<Rejected<u64>>,
         id: u64,
-    ) -> Result<(), TestCaseError> {
-        for r in evicted {
-            let (e, reason) = r.into_parts();
-            prop_assert_eq!(reason, RejectReason::Evicted);
+    ) -> Result<u64, TestCaseError> {
+        self.live.insert(id);
+        let (evicted, rest): (Vec<_>, Vec<_>) = back
+            .into_iter()
+            .partition(|r| r.reason() == RejectReason::Evicted);
+        for r in &evicted {
+            let e = *r.item();
             prop_assert_ne!(
                 self.items[&e].tenant,
                 pusher,
@@ -681,8 +691,8 @@ impl Ledger {
             );
             self.record(e, Outcome::Evicted)?;
         }
-        self.live.insert(id);
-        Ok(())
+        self.expired(rest)?;
+        Ok(evicted.len() as u64)
     }
 
     /// Reads the clock the way the scheduler does before a call that reads time.
@@ -721,10 +731,11 @@ proptest! {
                     next_id += 1;
                     let deadline = deadline_ms.map(|ms| ledger.now + Nanos::from_millis(ms));
                     ledger.items.insert(id, Info { tenant, deadline });
-                    let mut opts = PushOptions::new().cost(cost);
+                    let mut opts = PushOptions::new().with_cost(cost);
                     if let Some(d) = deadline {
-                        opts = opts.deadline(d);
+                        opts = opts.with_deadline(d);
                     }
+                    let evicted_before = s.counters().evicted;
                     let result = if matches!(op, Op::Push { .. }) {
                         s.try_push_with(tenant, id, opts)
                     } else {
@@ -732,9 +743,9 @@ proptest! {
                             .try_reserve(tenant, opts)
                             .map(|permit| (permit.cost(), permit.commit(id)));
                         match reserved {
-                            Ok((reserved_cost, a)) => {
+                            Ok((reserved_cost, ())) => {
                                 prop_assert_eq!(reserved_cost, cost);
-                                Ok(a)
+                                Ok(())
                             }
                             Err(reason) => {
                                 // The item was never handed over; it is still the host's.
@@ -746,11 +757,15 @@ proptest! {
                         }
                     };
                     match result {
-                        Ok(a) => {
-                            let ev = a.into_evicted();
-                            evicted_n += ev.len() as u64;
+                        Ok(()) => {
+                            // Items evicted for this push wait in the outbox: take them now,
+                            // so each is checked against its pusher.
+                            let evicted_now = s.counters().evicted - evicted_before;
+                            let back = if evicted_now > 0 { s.take_returned() } else { Vec::new() };
+                            let ev = ledger.admitted(tenant, back, id)?;
+                            prop_assert_eq!(ev, evicted_now, "every eviction comes back");
+                            evicted_n += ev;
                             admitted += 1;
-                            ledger.admitted(tenant, ev, id)?;
                         }
                         Err(e) => {
                             prop_assert_eq!(*e.item(), id);
@@ -780,9 +795,9 @@ proptest! {
                 Op::Reserve { tenant, cost, deadline_ms, commit: false } => {
                     ledger.tick(&clock);
                     let before = (s.queue().len(), s.queue().queued_cost(), s.counters().admitted);
-                    let mut opts = PushOptions::new().cost(cost);
+                    let mut opts = PushOptions::new().with_cost(cost);
                     if let Some(ms) = deadline_ms {
-                        opts = opts.deadline(ledger.now + Nanos::from_millis(ms));
+                        opts = opts.with_deadline(ledger.now + Nanos::from_millis(ms));
                     }
                     if let Ok(permit) = s.try_reserve(tenant, opts) {
                         drop(permit);
@@ -837,9 +852,9 @@ proptest! {
                     let was = s.unblock(&tenant);
                     prop_assert_eq!(was.is_some(), blocked.remove(&tenant));
                 }
-                Op::TakeExpired => {
+                Op::TakeReturned => {
                     ledger.tick(&clock);
-                    let back = s.take_expired();
+                    let back = s.take_returned();
                     ledger.expired(back)?;
                 }
                 Op::Refund { tenant, cost } => {
@@ -852,7 +867,7 @@ proptest! {
 
         // Hand back everything still held: expired and shed items, then each tenant's queue.
         ledger.tick(&clock);
-        let back = s.take_expired();
+        let back = s.take_returned();
         ledger.expired(back)?;
         for tenant in 0..TENANTS {
             for id in s.purge(&tenant) {
@@ -860,7 +875,7 @@ proptest! {
                 ledger.record(id, Outcome::Purged)?;
             }
         }
-        let back = s.take_expired();
+        let back = s.take_returned();
         ledger.expired(back)?;
         prop_assert!(s.queue().is_empty());
         prop_assert_eq!(s.pending_returns(), 0);
@@ -972,10 +987,12 @@ proptest! {
 
                     let id = next_id;
                     next_id += 1;
-                    match s.try_push_with(p, id, PushOptions::new().cost(cost)) {
-                        Ok(a) => {
-                            let ev: Vec<u64> = a
-                                .into_evicted()
+                    match s.try_push_with(p, id, PushOptions::new().with_cost(cost)) {
+                        Ok(()) => {
+                            // No deadlines and no queue-delay target here: whatever comes
+                            // back was evicted by this push.
+                            let ev: Vec<u64> = s
+                                .take_returned()
                                 .into_iter()
                                 .map(|r| {
                                     assert_eq!(r.reason(), RejectReason::Evicted);

@@ -1,7 +1,8 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! Nothing is lost, nothing is dropped twice: items carry a drop counter, every item the queue
 //! hands back is kept by the "host", and at the end each item must have been dropped exactly
-//! once (by the queue's own drop only for what was still queued).
+//! once (by the queue's own drop only for what was still queued, and by a dropped `drain()`
+//! iterator only for what it did not yield).
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
-use common::{config, nz};
+use common::{config, nz, opts};
 use fairshare::{BlockReason, FairQueue, RejectReason};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -100,8 +101,9 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// Every item comes back to the host exactly once, the queue drops nothing while it runs,
-    /// and dropping the queue drops exactly the `len()` items still queued.
+    /// Every item comes back to the host exactly once, the queue drops nothing while it runs
+    /// (except what a dropped `drain()` iterator did not yield), and dropping the queue drops
+    /// exactly the `len()` items still queued.
     #[test]
     fn every_item_dropped_exactly_once(
         (quantum, weight) in (1..=3u32, 1..=3u32),
@@ -112,16 +114,18 @@ proptest! {
         let mut host: Vec<Tracked> = Vec::new();
         let mut tickets = Vec::new();
         let mut handles = [None; 5];
+        // Items a dropped `drain()` iterator removed without yielding them (and dropped).
+        let mut dropped_by_drain = 0usize;
         for op in &ops {
             match *op {
                 Op::Push { tenant, cost } => {
-                    if let Err(rejected) = q.try_push_with_cost(tenant, drops.item(), cost) {
+                    if let Err(rejected) = q.try_push_with(tenant, drops.item(), opts(cost)) {
                         host.push(rejected.into_inner());
                     }
                 }
                 Op::PushByHandle { tenant, cost } => {
                     let h = *handles[tenant as usize].get_or_insert_with(|| q.tenant(tenant));
-                    if let Err(rejected) = q.try_push_to(h, drops.item(), cost) {
+                    if let Err(rejected) = q.try_push_to(h, drops.item(), opts(cost)) {
                         host.push(rejected.into_inner());
                     }
                 }
@@ -152,17 +156,34 @@ proptest! {
                     host.extend(q.retain(&tenant, |item| item.id % modulus != 0));
                 }
                 Op::DrainSome { take } => {
-                    let before = q.len();
+                    let (before, held) = (q.len(), host.len());
                     host.extend(q.drain().take(take));
-                    prop_assert_eq!(q.len(), before - take.min(before), "unread items stay queued");
+                    prop_assert_eq!(host.len() - held, take.min(before), "drain yields while items remain");
+                    // Dropping the iterator removes and drops every item it did not yield.
+                    prop_assert_eq!(q.len(), 0, "unread items stay queued after the drain was dropped");
+                    dropped_by_drain += before - take.min(before);
                 }
             }
-            prop_assert_eq!(drops.total(), 0, "the queue dropped an item during {:?}", op);
-            prop_assert_eq!(host.len() + q.len(), drops.created(), "items unaccounted for after {:?}", op);
+            prop_assert_eq!(
+                drops.total(),
+                dropped_by_drain as u64,
+                "the queue dropped an item during {:?} (only a dropped drain drops items)",
+                op
+            );
+            prop_assert_eq!(
+                host.len() + q.len() + dropped_by_drain,
+                drops.created(),
+                "items unaccounted for after {:?}",
+                op
+            );
         }
         let queued = q.len() as u64;
         drop(q);
-        prop_assert_eq!(drops.total(), queued, "dropping the queue drops exactly its len() items");
+        prop_assert_eq!(
+            drops.total(),
+            queued + dropped_by_drain as u64,
+            "dropping the queue drops exactly its len() items"
+        );
         drop(host);
         prop_assert_eq!(drops.not_dropped(1), vec![], "(id, drop count) of items not dropped exactly once");
     }
@@ -175,7 +196,7 @@ fn dropping_queue_drops_each_queued_item_once() {
     let drops = Drops::default();
     let mut q: FairQueue<u32, Tracked> = FairQueue::new();
     for i in 0..1000u32 {
-        q.try_push_with_cost(i % 37, drops.item(), 1 + i % 5)
+        q.try_push_with(i % 37, drops.item(), opts(1 + i % 5))
             .expect("accepted");
     }
     let mut host: Vec<Tracked> = (0..300).filter_map(|_| q.pop()).collect();
@@ -195,14 +216,14 @@ fn dropping_queue_drops_each_queued_item_once() {
 fn refusals_hand_back_the_item_undropped() {
     let drops = Drops::default();
     let mut q: FairQueue<&str, Tracked> = FairQueue::new();
-    let zero = q.try_push_with_cost("a", drops.item(), 0).unwrap_err();
+    let zero = q.try_push_with("a", drops.item(), opts(0)).unwrap_err();
     assert_eq!((zero.reason(), zero.item().id), (RejectReason::ZeroCost, 0));
     q.block("b", BlockReason::Billing);
     let blocked = q.try_push("b", drops.item()).unwrap_err();
     assert_eq!(blocked.item().id, 1);
     let h = q.tenant("c");
     q.release(h);
-    let stale = q.try_push_to(h, drops.item(), 1).unwrap_err();
+    let stale = q.try_push_to(h, drops.item(), opts(1)).unwrap_err();
     assert_eq!(
         (stale.reason(), stale.item().id),
         (RejectReason::StaleHandle, 2)
@@ -222,7 +243,7 @@ fn retain_fixture(drops: &Drops) -> (FairQueue<u8, Tracked>, Vec<Tracked>) {
     let mut q = FairQueue::with_config(config(2, 1, 4));
     q.set_weight(1, nz(3));
     for i in 0..40u32 {
-        q.try_push_with_cost((i % 4) as u8, drops.item(), 1 + i % 4)
+        q.try_push_with((i % 4) as u8, drops.item(), opts(1 + i % 4))
             .expect("accepted");
     }
     let served: Vec<Tracked> = (0..7).filter_map(|_| q.pop()).collect();
@@ -315,13 +336,68 @@ fn retain_after_panicking_predicate_still_works() {
     assert_eq!(ids, (0..40).collect::<Vec<_>>(), "every item accounted for");
 }
 
+/// A deadline given to the fair queue takes effect in `take_expired` (the queue reads no
+/// clock): each item due at or before `now` comes back once, undropped, as `DeadlineExpired`;
+/// an item that left before its deadline never comes back, and the rest stay queued.
+#[test]
+fn fair_queue_take_expired_hands_back_each_due_item_once() {
+    use fairshare::{Nanos, PushOptions};
+    let drops = Drops::default();
+    let mut q: FairQueue<&str, Tracked> = FairQueue::new();
+    let due = |s| PushOptions::new().with_deadline(Nanos::from_secs(s));
+    q.try_push_with("a", drops.item(), due(1)).unwrap(); // 0
+    q.try_push_with("a", drops.item(), due(5)).unwrap(); // 1
+    q.try_push_with("b", drops.item(), due(2)).unwrap(); // 2
+    q.try_push("b", drops.item()).unwrap(); // 3: no deadline
+    let mut host = q.retain(&"a", |t| t.id != 0);
+    assert_eq!(host.iter().map(|t| t.id).collect::<Vec<_>>(), [0]);
+
+    assert!(
+        q.take_expired(Nanos::from_secs(1)).is_empty(),
+        "item 0 left before its deadline"
+    );
+    let back = q.take_expired(Nanos::from_secs(2));
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        back[0].reason(),
+        RejectReason::DeadlineExpired {
+            deadline: Nanos::from_secs(2)
+        }
+    );
+    assert_eq!(back[0].item().id, 2);
+    assert!(
+        q.take_expired(Nanos::from_secs(2)).is_empty(),
+        "handed back only once"
+    );
+    host.extend(back.into_iter().map(|r| r.into_inner()));
+    assert_eq!((q.len(), q.tenant_len(&"a"), q.tenant_len(&"b")), (2, 1, 1));
+    assert_eq!(drops.total(), 0);
+
+    let mut rest: Vec<usize> = std::iter::from_fn(|| q.pop()).map(|t| t.id).collect();
+    rest.sort_unstable();
+    assert_eq!(
+        rest,
+        [1, 3],
+        "the items not taken as expired are served as usual"
+    );
+    assert!(q.take_expired(Nanos::from_secs(10)).is_empty());
+    assert_eq!(
+        drops.total(),
+        2,
+        "the popped items were dropped by the collect above"
+    );
+    drop(host);
+    drop(q);
+    assert_eq!(drops.not_dropped(1), vec![]);
+}
+
 /// The scheduler's own paths (eviction, expiry, queue-delay shedding, refusals, purge,
 /// retain, close) hand every item back exactly once: counted by drops.
 #[test]
 fn scheduler_paths_drop_each_item_exactly_once() {
     use fairshare::{
-        Capacity, ManualClock, Nanos, PushOptions, QueueDelay, Scheduler, SchedulerConfig,
-        SharedScheduler, ShedPolicy,
+        ManualClock, Nanos, PushOptions, Scheduler, SchedulerConfig, SharedScheduler,
+        config::{Capacity, QueueDelay, ShedPolicy},
     };
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -360,15 +436,16 @@ fn scheduler_paths_drop_each_item_exactly_once() {
                 created += 1;
                 let mut opts = PushOptions::new();
                 if r % 3 == 0 {
-                    opts = opts.deadline(Nanos::from_millis(u64::from(step) + 15));
+                    opts = opts.with_deadline(Nanos::from_millis(u64::from(step) + 15));
                 }
                 match s.try_push_with(tenant, Counted(drops.clone()), opts) {
-                    Ok(admitted) => handed_back += admitted.into_evicted().len(),
+                    // Items evicted to make room wait in the outbox for `take_returned`.
+                    Ok(()) => {}
                     Err(_) => handed_back += 1,
                 }
             }
             7 => handed_back += usize::from(s.pop().is_some()),
-            8 => handed_back += s.take_expired().len(),
+            8 => handed_back += s.take_returned().len(),
             9 => handed_back += s.retain(&tenant, |_| next_bool(step)).len(),
             _ => {
                 handed_back += if step % 97 == 0 {
@@ -395,7 +472,7 @@ fn scheduler_paths_drop_each_item_exactly_once() {
     let h = SharedScheduler::from_scheduler(s);
     let closed = h.close();
     assert_eq!(closed.len(), queued);
-    let late = h.with_scheduler(|s| s.take_expired());
+    let late = h.with_scheduler(|s| s.take_returned());
     assert_eq!(late.len(), pending);
     drop((closed, late));
     assert_eq!(

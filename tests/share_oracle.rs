@@ -1,11 +1,11 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! Shares match an oracle: on uniform demand over simulated time, each tenant's achieved share
 //! of a saturated server is within 1% of its weighted max-min fair share, computed by a
-//! reference water-filling (DESIGN: "Shares match an oracle").
+//! reference water-filling.
 
 use std::num::NonZeroU32;
 
-use fairshare::{FairQueue, QueueConfig};
+use fairshare::{FairQueue, PushOptions, config::QueueConfig};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -91,7 +91,7 @@ proptest! {
                 offered[i] += u64::from(demand);
                 while offered[i] >= u64::from(cost) {
                     offered[i] -= u64::from(cost);
-                    q.try_push_with_cost(i, cost, cost).unwrap();
+                    q.try_push_with(i, cost, PushOptions::new().with_cost(cost)).unwrap();
                 }
             }
             budget += i64::from(w.capacity);

@@ -1,14 +1,16 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
-//! Stats snapshots (issue 6): per-class lines, and with per-tenant detail on, each tenant's
-//! refusals by reason and waiting-time percentiles, checked against hand-computed scenarios
-//! on a manual clock.
+//! Stats snapshots: per-class lines, and with per-tenant detail on, each tenant's admission
+//! counters (refusals by reason, items handed back) and waiting-time percentiles, checked
+//! against hand-computed scenarios on a manual clock.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use fairshare::{
-    BlockReason, Capacity, ClassId, ClassSpec, Classes, ManualClock, Nanos, PushOptions, Quota,
-    RefusalCounters, Scheduler, SchedulerConfig, ShedPolicy, Stats, TenantLimits, TenantStats,
+    BlockReason, ClassId, ClassSpec, Classes, ManualClock, Nanos, PushOptions, RejectReason,
+    Scheduler, SchedulerConfig,
+    config::{Capacity, Quota, ShedPolicy, TenantLimits},
+    stats::{AdmissionCounters, Stats, TenantStats},
 };
 
 fn nz(v: u32) -> NonZeroU32 {
@@ -23,8 +25,16 @@ fn tenant<'a>(stats: &'a Stats<&'static str>, key: &str) -> &'a TenantStats<&'st
         .unwrap_or_else(|| panic!("{key} is not in the snapshot"))
 }
 
-fn refused(stats: &Stats<&'static str>, key: &str) -> RefusalCounters {
-    tenant(stats, key).refused.expect("tenant detail is on")
+/// The tenant's own admission counters (admitted, refused by reason, handed back).
+fn admission(stats: &Stats<&'static str>, key: &str) -> AdmissionCounters {
+    tenant(stats, key).admission.expect("tenant detail is on")
+}
+
+/// Admission counters with only `admitted` set.
+fn only_admitted(admitted: u64) -> AdmissionCounters {
+    let mut c = AdmissionCounters::default();
+    c.admitted = admitted;
+    c
 }
 
 /// The refusal scenario: every reason, each from its own tenant, with known counts.
@@ -66,20 +76,20 @@ fn refusal_scenario(detail: bool) -> Scheduler<&'static str, u32, ManualClock> {
         TenantLimits::new().with_quota(Quota::per_second(nz(10)).allow_burst(nz(2))),
     );
     let _ = s
-        .try_push_with("big", 0, PushOptions::new().cost(5))
+        .try_push_with("big", 0, PushOptions::new().with_cost(5))
         .unwrap_err();
     let _ = s
-        .try_push_with("big", 1, PushOptions::new().cost(0))
+        .try_push_with("big", 1, PushOptions::new().with_cost(0))
         .unwrap_err();
     let _ = s
-        .try_push_with("big", 2, PushOptions::new().class(ClassId::new(7)))
+        .try_push_with("big", 2, PushOptions::new().with_class(ClassId::new(7)))
         .unwrap_err();
     let _ = s
-        .try_push_with("big", 3, PushOptions::new().deadline(Nanos::ZERO))
+        .try_push_with("big", 3, PushOptions::new().with_deadline(Nanos::ZERO))
         .unwrap_err();
     // "crl": the api class's per-tenant rate limit admits one, refuses one.
     for i in 0..2 {
-        let _ = s.try_push_with("crl", i, PushOptions::new().class(api));
+        let _ = s.try_push_with("crl", i, PushOptions::new().with_class(api));
     }
     // "cap" (pinned, so it stays known): the fourth queued item fills the capacity; two more
     // are refused.
@@ -94,10 +104,10 @@ fn refusal_scenario(detail: bool) -> Scheduler<&'static str, u32, ManualClock> {
 
 #[test]
 fn refusals_by_reason_per_tenant_match_the_scenario() {
-    let mut s = refusal_scenario(true);
+    let s = refusal_scenario(true);
     let stats = s.stats();
-    let expect = |blocked, rate_limited, too_large, tenant_full, capacity_full, other| {
-        let mut r = RefusalCounters::default();
+    let expect = |admitted, blocked, rate_limited, too_large, tenant_full, capacity_full, other| {
+        let mut r = only_admitted(admitted);
         r.blocked = blocked;
         r.rate_limited = rate_limited;
         r.too_large = too_large;
@@ -106,22 +116,34 @@ fn refusals_by_reason_per_tenant_match_the_scenario() {
         r.other = other;
         r
     };
-    assert_eq!(refused(&stats, "rl"), expect(0, 2, 0, 0, 0, 0));
-    assert_eq!(refused(&stats, "blk"), expect(3, 0, 0, 0, 0, 0));
-    assert_eq!(refused(&stats, "full"), expect(0, 0, 0, 2, 0, 0));
-    assert_eq!(refused(&stats, "big"), expect(0, 0, 1, 0, 0, 3));
-    assert_eq!(refused(&stats, "crl"), expect(0, 1, 0, 0, 0, 0));
-    assert_eq!(refused(&stats, "cap"), expect(0, 0, 0, 0, 2, 0));
+    assert_eq!(admission(&stats, "rl"), expect(1, 0, 2, 0, 0, 0, 0));
+    assert_eq!(admission(&stats, "blk"), expect(0, 3, 0, 0, 0, 0, 0));
+    assert_eq!(admission(&stats, "full"), expect(1, 0, 0, 0, 2, 0, 0));
+    assert_eq!(admission(&stats, "big"), expect(0, 0, 0, 1, 0, 0, 3));
+    assert_eq!(admission(&stats, "crl"), expect(1, 0, 1, 0, 0, 0, 0));
+    assert_eq!(admission(&stats, "cap"), expect(1, 0, 0, 0, 0, 2, 0));
     assert!(stats.tenants.iter().all(|t| t.key != "ghost"));
 
     // Each tenant's refusals are its share of the global counters and of its own `rejected`.
     for t in &stats.tenants {
-        assert_eq!(t.refused.unwrap().total(), t.counters.rejected, "{}", t.key);
+        assert_eq!(
+            t.admission.unwrap().total(),
+            t.counters.rejected,
+            "{}",
+            t.key
+        );
+        assert_eq!(
+            t.admission.unwrap().admitted,
+            t.counters.pushed,
+            "{}",
+            t.key
+        );
     }
-    let sum = |f: fn(&RefusalCounters) -> u64| -> u64 {
-        stats.tenants.iter().map(|t| f(&t.refused.unwrap())).sum()
+    let sum = |f: fn(&AdmissionCounters) -> u64| -> u64 {
+        stats.tenants.iter().map(|t| f(&t.admission.unwrap())).sum()
     };
     let a = stats.admission;
+    assert_eq!(sum(|r| r.admitted), a.admitted);
     assert_eq!(sum(|r| r.blocked), a.blocked);
     assert_eq!(sum(|r| r.rate_limited), a.rate_limited);
     assert_eq!(sum(|r| r.too_large), a.too_large);
@@ -133,13 +155,13 @@ fn refusals_by_reason_per_tenant_match_the_scenario() {
 
 #[test]
 fn without_tenant_detail_the_fields_are_empty_and_the_rest_is_unchanged() {
-    let mut with = refusal_scenario(true);
-    let mut without = refusal_scenario(false);
+    let with = refusal_scenario(true);
+    let without = refusal_scenario(false);
     let (a, b) = (with.stats(), without.stats());
     assert!(
         b.tenants
             .iter()
-            .all(|t| t.refused.is_none() && t.wait.is_none())
+            .all(|t| t.admission.is_none() && t.wait.is_none())
     );
     assert_eq!(a.admission, b.admission);
     assert_eq!(a.queue, b.queue);
@@ -165,7 +187,7 @@ fn wait_percentiles_per_tenant_match_hand_computed_values() {
     let _b = s.tenant("b");
     // "a": 100 items queued at 0, one popped each millisecond: waits 1, 2, ..., 100 ms.
     for i in 0..100 {
-        let _ = s.try_push("a", i).unwrap();
+        s.try_push("a", i).unwrap();
     }
     for _ in 0..100 {
         clock.advance(Duration::from_millis(1));
@@ -173,7 +195,7 @@ fn wait_percentiles_per_tenant_match_hand_computed_values() {
     }
     // "b": 4 items queued at once, dispatched 10, 20, 30 and 40 ms later.
     for i in 0..4 {
-        let _ = s.try_push("b", i).unwrap();
+        s.try_push("b", i).unwrap();
     }
     for _ in 0..4 {
         clock.advance(Duration::from_millis(10));
@@ -210,18 +232,18 @@ fn a_reused_tenant_slot_starts_from_zero() {
     s.block("x", BlockReason::Abuse);
     let _ = s.try_push("x", 1).unwrap_err();
     let _ = s.try_push("x", 2).unwrap_err();
-    assert_eq!(refused(&s.stats(), "x").blocked, 2);
+    assert_eq!(admission(&s.stats(), "x").blocked, 2);
     // Unblocked, "x" has nothing left and is forgotten; "y" takes its slot.
     s.unblock(&"x");
     assert_eq!(s.queue().known_tenants(), 0);
-    let _ = s.try_push("y", 3).unwrap();
+    s.try_push("y", 3).unwrap();
     let stats = s.stats();
     assert_eq!(stats.tenants.len(), 1);
-    assert_eq!(refused(&stats, "y"), RefusalCounters::default());
+    assert_eq!(admission(&stats, "y"), only_admitted(1));
     assert_eq!(tenant(&stats, "y").wait.unwrap().count, 0);
     // A tenant known again starts from zero too.
     s.block("x", BlockReason::Billing);
-    assert_eq!(refused(&s.stats(), "x"), RefusalCounters::default());
+    assert_eq!(admission(&s.stats(), "x"), AdmissionCounters::default());
 }
 
 #[test]
@@ -232,14 +254,14 @@ fn reconfiguring_turns_tenant_detail_off_and_on() {
     );
     s.block("x", BlockReason::Abuse);
     let _ = s.try_push("x", 1).unwrap_err();
-    assert_eq!(refused(&s.stats(), "x").blocked, 1);
+    assert_eq!(admission(&s.stats(), "x").blocked, 1);
     s.reconfigure(SchedulerConfig::new());
     let _ = s.try_push("x", 2).unwrap_err();
-    assert_eq!(tenant(&s.stats(), "x").refused, None);
+    assert_eq!(tenant(&s.stats(), "x").admission, None);
     s.reconfigure(SchedulerConfig::new().with_tenant_detail(true));
-    assert_eq!(refused(&s.stats(), "x"), RefusalCounters::default());
+    assert_eq!(admission(&s.stats(), "x"), AdmissionCounters::default());
     let _ = s.try_push("x", 3).unwrap_err();
-    assert_eq!(refused(&s.stats(), "x").blocked, 1);
+    assert_eq!(admission(&s.stats(), "x").blocked, 1);
 }
 
 #[test]
@@ -249,7 +271,7 @@ fn class_lines_match_the_queue() {
         ManualClock::new(),
     );
     // One class: a single "default" line.
-    let _ = s.try_push("a", 0).unwrap();
+    s.try_push("a", 0).unwrap();
     let stats = s.stats();
     assert_eq!(stats.classes.len(), 1);
     assert_eq!(stats.classes[0].name, "default");
@@ -271,12 +293,10 @@ fn class_lines_match_the_queue() {
     let bulk = s.classes().id("bulk").unwrap();
     let signin = s.classes().id("signin").unwrap();
     for i in 0..3 {
-        let _ = s
-            .try_push_with("t", i, PushOptions::new().class(bulk).cost(2))
+        s.try_push_with("t", i, PushOptions::new().with_class(bulk).with_cost(2))
             .unwrap();
     }
-    let _ = s
-        .try_push_with("u", 10, PushOptions::new().class(signin))
+    s.try_push_with("u", 10, PushOptions::new().with_class(signin))
         .unwrap();
     let first = s.dispatch().unwrap();
     assert_eq!(first.ticket.class(), signin);
@@ -322,7 +342,7 @@ fn a_detailed_snapshot_serialises_to_json_and_back() {
     assert_eq!(back.tenants.len(), stats.tenants.len());
     for (t, u) in stats.tenants.iter().zip(&back.tenants) {
         assert_eq!(t.key, u.key);
-        assert_eq!((t.refused, t.wait), (u.refused, u.wait));
+        assert_eq!((t.admission, t.wait), (u.admission, u.wait));
     }
     assert_eq!(back.classes, stats.classes);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -332,8 +352,8 @@ fn a_detailed_snapshot_serialises_to_json_and_back() {
         .iter()
         .find(|t| t["key"] == "big")
         .unwrap();
-    assert_eq!(big["refused"]["other"], 3);
-    assert_eq!(big["refused"]["too_large"], 1);
+    assert_eq!(big["admission"]["other"], 3);
+    assert_eq!(big["admission"]["too_large"], 1);
     assert_eq!(value["classes"][1]["name"], "api");
     let served = value["tenants"]
         .as_array()
@@ -354,29 +374,30 @@ fn items_handed_back_after_admission_are_counted_per_tenant() {
     let mut s: Scheduler<&'static str, u32, _> = Scheduler::with_clock(cfg, clock.clone());
     // "flood" fills the queue; "light" arrives and evicts two of its items.
     for i in 0..4 {
-        let _ = s.try_push("flood", i).unwrap();
+        s.try_push("flood", i).unwrap();
     }
     for i in 0..2 {
-        let admitted = s.try_push("light", 10 + i).unwrap();
-        assert_eq!(admitted.evicted().len(), 1);
+        s.try_push("light", 10 + i).unwrap();
+        let back = s.take_returned();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].reason(), RejectReason::Evicted);
     }
     // "late" pushes an item with a deadline that passes while queued ("light" keeps room).
     let _ = s.pop();
-    let _ = s
-        .try_push_with(
-            "late",
-            20,
-            PushOptions::new().deadline(Nanos::from_millis(5)),
-        )
-        .unwrap();
+    s.try_push_with(
+        "late",
+        20,
+        PushOptions::new().with_deadline(Nanos::from_millis(5)),
+    )
+    .unwrap();
     // Pinned, so the tenant is still known (and listed) once its only item has expired.
     let _pin = s.tenant("late");
     clock.advance(Duration::from_millis(10));
-    assert_eq!(s.take_expired().len(), 1);
+    assert_eq!(s.take_returned().len(), 1);
     let stats = s.stats();
-    let flood = refused(&stats, "flood");
+    let flood = admission(&stats, "flood");
     assert_eq!((flood.evicted, flood.returned(), flood.total()), (2, 2, 0));
-    assert_eq!(refused(&stats, "light").returned(), 0);
-    let late = refused(&stats, "late");
+    assert_eq!(admission(&stats, "light").returned(), 0);
+    let late = admission(&stats, "late");
     assert_eq!((late.expired, late.returned()), (1, 1));
 }

@@ -1,4 +1,4 @@
-//! Yardsticks, not products: the simplest designs the brief's bars were calibrated with,
+//! Yardsticks, not products: the simplest designs the performance targets were calibrated with,
 //! measured in the same run as our code and the official baselines. They answer "is this
 //! bar reachable on this machine at all?" (at a million tenants every design pays a
 //! random memory access per lookup, and this machine's memory latency is what it is).

@@ -26,8 +26,9 @@ use std::num::NonZeroU32;
 use super::replay_util::{SplitMix64, group, percentile};
 
 use fairshare::{
-    Capacity, ClassId, ClassSpec, Classes, ManualClock, Nanos, PushOptions, RejectReason,
-    Scheduler, SchedulerConfig, ShedPolicy, Ticket,
+    ClassId, ClassSpec, Classes, ManualClock, Nanos, PushOptions, RejectReason, Scheduler,
+    SchedulerConfig, Ticket,
+    config::{Capacity, ShedPolicy},
 };
 
 /// What a request is for.
@@ -245,7 +246,7 @@ impl Pool {
     fn new(clock: &ManualClock, slots: u32, mean_service_ms: u64, deadline_ms: u64) -> Self {
         let queue_cap = u64::from(slots) * deadline_ms / mean_service_ms;
         let config = SchedulerConfig::new()
-            .with_max_in_flight(Some(u64::from(slots)))
+            .with_max_in_flight(Some(slots))
             .with_capacity(Capacity::new().with_max_items(queue_cap))
             .with_shed_policy(ShedPolicy::EvictOverShare);
         Pool {
@@ -531,19 +532,24 @@ pub(crate) fn run(scenario: &Scenario, setup: Setup, requests: &[Request]) -> Ou
             t.by_phase[usize::from(req.phase)].0 += 1;
             let (p, class) = fleet.route(req.kind);
             let opts = PushOptions::new()
-                .class(class)
-                .deadline(Nanos::from_millis(req.at_ms + scenario.deadline_ms));
+                .with_class(class)
+                .with_deadline(Nanos::from_millis(req.at_ms + scenario.deadline_ms));
+            let evicted_before = fleet.pools[p].scheduler.counters().evicted;
             match fleet.pools[p].scheduler.try_push_with(req.org, req, opts) {
-                Ok(admitted) => {
+                Ok(()) => {
                     if req.kind == Kind::SignIn {
                         signin_queued += 1;
                     }
-                    for evicted in admitted.into_evicted() {
-                        let (victim, reason) = evicted.into_parts();
-                        if victim.kind == Kind::SignIn {
-                            signin_queued -= 1;
+                    // Requests evicted to make room come back through `take_returned` (with
+                    // any that expired meanwhile): each is answered with a 503 at once.
+                    if fleet.pools[p].scheduler.counters().evicted > evicted_before {
+                        for returned in fleet.pools[p].scheduler.take_returned() {
+                            let (victim, reason) = returned.into_parts();
+                            if victim.kind == Kind::SignIn {
+                                signin_queued -= 1;
+                            }
+                            shed(&mut out, &fleet.pools[p], victim, reason, now);
                         }
-                        shed(&mut out, &fleet.pools[p], victim, reason, now);
                     }
                 }
                 Err(rejected) => {
@@ -580,7 +586,7 @@ pub(crate) fn run(scenario: &Scenario, setup: Setup, requests: &[Request]) -> Ou
                     ticket: d.ticket,
                 });
             }
-            for expired in fleet.pools[p].scheduler.take_expired() {
+            for expired in fleet.pools[p].scheduler.take_returned() {
                 let (req, reason) = expired.into_parts();
                 if req.kind == Kind::SignIn {
                     signin_queued -= 1;
@@ -624,7 +630,7 @@ pub(crate) fn run(scenario: &Scenario, setup: Setup, requests: &[Request]) -> Ou
         .map_or(0, |r| r.at_ms + scenario.deadline_ms);
     fleet.clock.set(Nanos::from_millis(last_deadline.max(now)));
     for p in 0..fleet.pools.len() {
-        for expired in fleet.pools[p].scheduler.take_expired() {
+        for expired in fleet.pools[p].scheduler.take_returned() {
             let (req, reason) = expired.into_parts();
             shed(&mut out, &fleet.pools[p], req, reason, now);
         }

@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: config shorthands, a watchdog for calls that must
-//! terminate, and the checker of the DRR fairness bound stated in `FairQueue`'s rustdoc.
+//! Helpers shared by the integration tests: config and push-option shorthands, a watchdog for
+//! calls that must terminate, and the checker of the DRR fairness bound stated in `FairQueue`'s
+//! rustdoc.
 
 // Each test crate includes this module and uses a different subset of it.
 #![allow(dead_code)]
@@ -9,7 +10,8 @@ use std::num::NonZeroU32;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fairshare::QueueConfig;
+use fairshare::config::QueueConfig;
+use fairshare::{ClassId, PushOptions};
 
 /// `NonZeroU32` from a literal the test knows is non-zero.
 #[track_caller]
@@ -24,6 +26,23 @@ pub(crate) fn config(quantum: u32, default_weight: u32, max_debt_rounds: u32) ->
         .with_quantum(nz(quantum))
         .with_default_weight(nz(default_weight))
         .with_max_debt_rounds(max_debt_rounds)
+}
+
+/// Push options for an item of `cost` in the default class, with no deadline.
+pub(crate) fn opts(cost: u32) -> PushOptions {
+    PushOptions::new().with_cost(cost)
+}
+
+/// Push options for an item of `cost` in `class`, with no deadline.
+pub(crate) fn opts_in(class: ClassId, cost: u32) -> PushOptions {
+    PushOptions::new().with_class(class).with_cost(cost)
+}
+
+/// A model's in-flight limit as the crate takes it: the models count slots in `u64`, the
+/// crate's limits are `u32`.
+#[track_caller]
+pub(crate) fn in_flight_limit(n: u64) -> u32 {
+    u32::try_from(n).expect("test in-flight limits fit in u32")
 }
 
 /// Runs `f` on a helper thread and fails the test if it does not return within `limit`: a call
