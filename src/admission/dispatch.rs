@@ -183,11 +183,11 @@ where
     }
 
     /// The current pressure level (always `Normal` without a
-    /// [`PressureConfig`](crate::pressure::PressureConfig)). The gauge is fed on every admission and
-    /// dispatch, and on this call, with the queued items, the queued cost and the queueing
-    /// delay (zero when nothing is queued; otherwise the longer of the last dispatched item's
-    /// wait and the age of the oldest item of the tenant served next); hysteresis keeps it
-    /// from flapping.
+    /// [`PressureConfig`](crate::pressure::PressureConfig)): the level the current load gives
+    /// from the gauge's state. The gauge is fed on every admission and dispatch with the queued
+    /// items, the queued cost and the queueing delay (zero when nothing is queued; otherwise
+    /// the longer of the last dispatched item's wait and the age of the oldest item of the
+    /// tenant served next); hysteresis keeps it from flapping. This query moves nothing.
     ///
     /// # Examples
     ///

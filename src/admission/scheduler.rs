@@ -173,7 +173,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
     /// assert!(s.queue().is_empty());
     /// ```
     pub fn with_clock_and_hasher(config: SchedulerConfig, clock: C, hasher: S) -> Self {
-        let mut queue = FairQueue::with_config_and_hasher(config.queue(), hasher);
+        let mut queue = FairQueue::with_attachment(config.queue(), hasher);
         // A new queue has the single default class (the check asserts the two agree).
         let plain_classes = plain_classes(&Classes::single());
         queue.set_over_share_tracking(config.shed_policy() == ShedPolicy::EvictOverShare);
@@ -267,8 +267,8 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
         self.codel.as_ref().is_some_and(CoDel::is_shedding)
     }
 
-    /// Items handed back by deadline expiry and queue-delay shedding that wait for
-    /// [`take_returned`](Self::take_returned).
+    /// Items handed back (evicted to make room, expired at their deadline, shed by the
+    /// queue-delay target) that wait for [`take_returned`](Self::take_returned).
     ///
     /// # Examples
     ///

@@ -299,7 +299,7 @@ impl<K, T> Default for FairQueue<K, T> {
     }
 }
 
-impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
+impl<K, T, S> FairQueue<K, T, S> {
     /// An empty queue with `config` and a custom hasher for the tenant table.
     ///
     /// # Examples
@@ -313,6 +313,13 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     /// assert!(q.is_empty());
     /// ```
     pub fn with_config_and_hasher(config: QueueConfig, hasher: S) -> Self {
+        Self::with_attachment(config, hasher)
+    }
+}
+
+impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
+    /// An empty queue whose tenant slots each keep an `A` for the layer above.
+    pub(crate) fn with_attachment(config: QueueConfig, hasher: S) -> Self {
         FairQueue {
             tenants: Tenants::with_hasher(hasher),
             items: ItemSlab::new(),

@@ -253,7 +253,8 @@ where
     }
 
     /// Removes and yields every queued item in fair order, in-flight limits notwithstanding.
-    /// Items not taken from the iterator stay queued.
+    /// Dropping the iterator early removes (and drops) the items it did not yield, as std's
+    /// `Drain` does.
     ///
     /// # Examples
     ///

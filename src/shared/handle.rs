@@ -519,11 +519,36 @@ where
         out
     }
 
+    /// Hands back every item that left the queue without being dispatched (evicted, expired
+    /// or shed), each with its reason; see [`Scheduler::take_returned`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ManualClock, Nanos, PushOptions, RejectReason, Scheduler, SchedulerConfig, SharedScheduler};
+    /// let clock = ManualClock::new();
+    /// let h = SharedScheduler::from_scheduler(Scheduler::<&str, u8, _>::with_clock(
+    ///     SchedulerConfig::new(),
+    ///     clock.clone(),
+    /// ));
+    /// h.try_push_with("a", 1, PushOptions::new().with_deadline(Nanos::from_secs(1))).unwrap();
+    /// clock.set(Nanos::from_secs(1));
+    /// let returned = h.take_returned();
+    /// assert_eq!(returned[0].reason(), RejectReason::DeadlineExpired { deadline: Nanos::from_secs(1) });
+    /// ```
+    pub fn take_returned(&self) -> Vec<Rejected<T>> {
+        let mut state = self.lock();
+        let before = state.scheduler.queue().len();
+        let out = state.scheduler.take_returned();
+        self.made_room(&state, before - state.scheduler.queue().len());
+        out
+    }
+
     /// Closes the scheduler: later pushes are refused with [`RejectReason::Closed`], every
     /// waiting worker and producer wakes (workers get [`WaitError::Closed`]), and every
     /// queued item is handed back. Items in flight stay leased and complete as usual; items
-    /// shed or expired earlier can still be taken with [`Scheduler::take_returned`] through
-    /// [`with_scheduler`](Self::with_scheduler).
+    /// evicted, shed or expired earlier can still be taken with
+    /// [`take_returned`](Self::take_returned).
     ///
     /// # Examples
     ///
