@@ -54,8 +54,11 @@
 //! The queue serves backlogged tenants by deficit round robin, and states its bound: over any
 //! stretch in which two tenants stay backlogged, their served cost divided by weight differs by
 //! less than `3·quantum + max_cost/w_i + max_cost/w_j`, and a tenant that becomes backlogged is
-//! served after at most one turn of each other tenant. See [`FairQueue`]'s `# Fairness`
-//! section for the exact statement; the property tests in `tests/` check both.
+//! served after at most one turn of each other tenant. Cost corrections reported at
+//! completion are never forgiven, so the same holds for the *actual* costs served, up to
+//! terms that do not grow with time: a tenant gains nothing by under-declaring. See
+//! [`FairQueue`]'s `# Fairness` section for the exact statements; the property tests in
+//! `tests/` check them.
 //!
 //! # Classes: a guaranteed share that can borrow
 //!

@@ -221,7 +221,7 @@ fn config_try_from_raw_errors_name_the_field() {
         (
             ok.quantum().get(),
             ok.default_weight().get(),
-            ok.max_debt_rounds()
+            ok.max_credit_rounds()
         ),
         (u32::MAX, u32::MAX, u32::MAX)
     );

@@ -20,7 +20,7 @@ use fairshare::{
 const FULL: &str = r#"{
   "quantum": 2,
   "default_weight": 1,
-  "max_debt_rounds": 3,
+  "max_credit_rounds": 3,
   "tenant_defaults": { "rate": { "per_second": 50, "burst": 20 }, "max_items": 100, "max_cost": 500, "max_in_flight": 4 },
   "capacity": { "max_items": 1000, "max_cost": 5000 },
   "shed_policy": "evict_over_share",

@@ -217,8 +217,8 @@ pub struct Config {
     pub quantum: u32,
     /// Weight of tenants without an override (at least 1).
     pub default_weight: u32,
-    /// Debt bound of cost correction, in rounds.
-    pub max_debt_rounds: u32,
+    /// Quanta of credit from cost correction a tenant gets back per round.
+    pub max_credit_rounds: u32,
     /// Limits of every tenant without an override.
     pub tenant_defaults: LimitsConfig,
     /// Global capacity.
@@ -246,7 +246,7 @@ impl Default for Config {
         Config {
             quantum: 1,
             default_weight: 1,
-            max_debt_rounds: 4,
+            max_credit_rounds: 128,
             tenant_defaults: LimitsConfig::default(),
             capacity: CapacityConfig::default(),
             shed_policy: ShedPolicy::RejectNew,
@@ -471,7 +471,7 @@ impl Config {
         let queue = QueueConfig::new()
             .with_quantum(quantum)
             .with_default_weight(default_weight)
-            .with_max_debt_rounds(self.max_debt_rounds);
+            .with_max_credit_rounds(self.max_credit_rounds);
         let defaults = limits(
             &self.tenant_defaults,
             &DEFAULT_LIMIT_FIELDS,

@@ -14,9 +14,13 @@ const ONE: NonZeroU32 = NonZeroU32::MIN;
 ///   items far costlier than that make a tenant wait several rounds (see the `# Performance`
 ///   section of [`FairQueue::pop`](crate::FairQueue::pop)).
 /// - `default_weight` (default 1): the weight of every tenant without an override.
-/// - `max_debt_rounds` (default 4): how far post-hoc cost correction can push a tenant into
-///   debt, in rounds of its own quantum; a wildly wrong estimate costs it at most this many
-///   rounds of service. Credit from over-estimates is capped at one quantum.
+/// - `max_credit_rounds` (default 128): how much credit a tenant gets back per round, in
+///   quanta of its own. Post-hoc cost correction ([`FairQueue::complete`](crate::FairQueue::complete))
+///   is never forgiven: a tenant whose estimates were too low repays the difference from
+///   its later rounds, at most its whole quantum per round, and one whose estimates were too
+///   high gets the difference back in later rounds, at most `max_credit_rounds` quanta per
+///   round (so its turn is at most `1 + max_credit_rounds` quanta long). A tenant that
+///   over-declares by a factor above `1 + max_credit_rounds` gets that fraction of its share.
 ///
 /// # Examples
 ///
@@ -29,17 +33,17 @@ const ONE: NonZeroU32 = NonZeroU32::MIN;
 ///     .with_default_weight(NonZeroU32::new(2).unwrap());
 /// assert_eq!(CFG.quantum().get(), 100);
 /// assert_eq!(CFG.default_weight().get(), 2);
-/// assert_eq!(CFG.max_debt_rounds(), 4);
+/// assert_eq!(CFG.max_credit_rounds(), 128);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueConfig {
     quantum: NonZeroU32,
     default_weight: NonZeroU32,
-    max_debt_rounds: u32,
+    max_credit_rounds: u32,
 }
 
 impl QueueConfig {
-    /// The defaults: quantum 1, default weight 1, 4 rounds of debt.
+    /// The defaults: quantum 1, default weight 1, credit back at 128 quanta a round.
     ///
     /// # Examples
     ///
@@ -50,7 +54,7 @@ impl QueueConfig {
         QueueConfig {
             quantum: ONE,
             default_weight: ONE,
-            max_debt_rounds: 4,
+            max_credit_rounds: 128,
         }
     }
 
@@ -82,16 +86,17 @@ impl QueueConfig {
         self
     }
 
-    /// Sets how many rounds of debt cost correction may charge.
+    /// Sets how many quanta of credit a tenant gets back per round (0: credit is kept but
+    /// never spent, so over-estimates are not refunded).
     ///
     /// # Examples
     ///
     /// ```
-    /// let c = fairshare::config::QueueConfig::new().with_max_debt_rounds(0);
-    /// assert_eq!(c.max_debt_rounds(), 0);
+    /// let c = fairshare::config::QueueConfig::new().with_max_credit_rounds(8);
+    /// assert_eq!(c.max_credit_rounds(), 8);
     /// ```
-    pub const fn with_max_debt_rounds(mut self, rounds: u32) -> Self {
-        self.max_debt_rounds = rounds;
+    pub const fn with_max_credit_rounds(mut self, rounds: u32) -> Self {
+        self.max_credit_rounds = rounds;
         self
     }
 
@@ -106,14 +111,14 @@ impl QueueConfig {
     /// ```
     /// use fairshare::ConfigError;
     /// use fairshare::config::QueueConfig;
-    /// assert!(QueueConfig::try_from_raw(10, 1, 4).is_ok());
-    /// let err = QueueConfig::try_from_raw(10, 0, 4).unwrap_err();
+    /// assert!(QueueConfig::try_from_raw(10, 1, 128).is_ok());
+    /// let err = QueueConfig::try_from_raw(10, 0, 128).unwrap_err();
     /// assert!(matches!(err, ConfigError::Invalid { field: "default_weight", .. }));
     /// ```
     pub const fn try_from_raw(
         quantum: u32,
         default_weight: u32,
-        max_debt_rounds: u32,
+        max_credit_rounds: u32,
     ) -> Result<Self, ConfigError> {
         let Some(quantum) = NonZeroU32::new(quantum) else {
             return Err(ConfigError::Invalid {
@@ -130,7 +135,7 @@ impl QueueConfig {
         Ok(QueueConfig {
             quantum,
             default_weight,
-            max_debt_rounds,
+            max_credit_rounds,
         })
     }
 
@@ -156,15 +161,15 @@ impl QueueConfig {
         self.default_weight
     }
 
-    /// The debt bound of cost correction, in rounds.
+    /// How many quanta of credit a tenant gets back per round.
     ///
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(fairshare::config::QueueConfig::new().max_debt_rounds(), 4);
+    /// assert_eq!(fairshare::config::QueueConfig::new().max_credit_rounds(), 128);
     /// ```
-    pub const fn max_debt_rounds(&self) -> u32 {
-        self.max_debt_rounds
+    pub const fn max_credit_rounds(&self) -> u32 {
+        self.max_credit_rounds
     }
 }
 

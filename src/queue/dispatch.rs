@@ -65,6 +65,7 @@ where
     ) -> Option<Popped<T>> {
         let mut rotations = 0u32;
         let (default_weight, quantum) = (self.config.default_weight(), self.config.quantum());
+        let credit_rounds = i64::from(self.config.max_credit_rounds());
         loop {
             let front = self.ring(c).front;
             if front == NIL {
@@ -106,9 +107,9 @@ where
                     enqueued: taken.enqueued,
                 });
             }
-            f.deficit = f
-                .deficit
-                .saturating_add(split_quantum(quantum, weight, split));
+            let q = split_quantum(quantum, weight, split);
+            let g = grant(&mut t.carry, q, q.saturating_mul(credit_rounds));
+            f.deficit = f.deficit.saturating_add(g);
             let next = f.next;
             // Rotate: the front goes to the back of the ring.
             self.ring_mut(c).front = next;
@@ -218,18 +219,20 @@ where
         })
     }
 
-    /// Charges flow `fid` of tenant `idx` (class `class`) for `delta` more cost than its
-    /// estimate (less, if negative): the deficit within the debt and credit caps, and the
-    /// served-cost counts of the tenant, the queue and the class.
+    /// Records that an item of tenant `idx` in `class` cost `delta` more than its estimate
+    /// (less, if negative): the difference joins the tenant's carry, repaid or given back in
+    /// its later rounds, and corrects the served-cost counts of the tenant, the queue and the
+    /// class.
     #[inline(never)]
-    pub(super) fn correct_cost(&mut self, idx: u32, fid: u32, class: u16, delta: i64) {
-        let q = self.quantum_of_flow(idx);
-        let max_debt = q.saturating_mul(i64::from(self.config.max_debt_rounds()));
-        let f = self.tenants.flow_mut(fid);
-        let corrected = f.deficit.saturating_sub(units(delta));
-        let lo = f.deficit.min(-max_debt);
-        let hi = f.deficit.max(q);
-        f.deficit = corrected.clamp(lo, hi);
+    pub(super) fn correct_cost(&mut self, idx: u32, class: u16, delta: i64) {
+        let t = self.tenants.get_mut(idx);
+        t.carry = t.carry.saturating_add(units(delta));
+        if t.len == 0 && t.carry < 0 {
+            // Nothing queued: credit first cancels what its flows still owe from items
+            // charged at their (too high) estimates, and the rest is forfeited, so none is
+            // banked idle.
+            self.cancel_debt_with_credit(idx);
+        }
         let correct = |served: u64| {
             if delta >= 0 {
                 served.saturating_add(delta.unsigned_abs())
@@ -246,10 +249,31 @@ where
         }
     }
 
-    /// Reports that a dispatched item finished, with what it actually cost. The tenant's
-    /// future share is corrected by `actual_cost - estimate`: debt is capped at
-    /// `max_debt_rounds` rounds of its quantum and credit at one quantum, so one bad estimate
-    /// can neither starve nor flood. Returns `false` (and changes nothing) if the ticket's
+    /// Spends tenant `idx`'s credit on the negative deficits of its (idle) flows, up to zero,
+    /// and forfeits what is left.
+    #[cold]
+    fn cancel_debt_with_credit(&mut self, idx: u32) {
+        let flows: Vec<u32> = self.tenants.flows_of(idx).collect();
+        for fid in flows {
+            let credit = -self.tenants.get(idx).carry;
+            if credit <= 0 {
+                break;
+            }
+            let f = self.tenants.flow_mut(fid);
+            let used = credit.min(-f.deficit.min(0));
+            f.deficit += used;
+            self.tenants.get_mut(idx).carry += used;
+        }
+        let t = self.tenants.get_mut(idx);
+        t.carry = t.carry.max(0);
+    }
+
+    /// Reports that a dispatched item finished, with what it actually cost (0 counts as 1, the
+    /// least an item can cost). The tenant's future share is corrected by
+    /// `actual_cost - estimate`, never forgiven: debt is repaid from its later rounds, at most
+    /// its whole quantum a round, and credit comes back in later rounds (not the current one),
+    /// never while it has nothing queued; see the `# Fairness` section of [`FairQueue`] for the
+    /// bound this gives in actual costs. Returns `false` (and changes nothing) if the ticket's
     /// tenant is no longer known. A ticket belongs to the queue that issued it: passing it to
     /// another queue is a programming error that may credit an unrelated tenant there.
     ///
@@ -269,16 +293,18 @@ where
         };
         let class = ticket.class.index() as u16;
         // The flow lives as long as its tenant, and a tenant with work in flight lives.
-        let Some(fid) = self.tenants.find_flow(idx, class) else {
+        if self.tenants.find_flow(idx, class).is_none() {
             return false;
-        };
+        }
         if self.tenants.get(idx).in_flight == 0 {
             return false;
         }
-        let delta = i64::from(actual_cost) - i64::from(ticket.cost);
+        // An actual cost of 0 counts as 1, the least an item can cost: a tenant whose work
+        // "costs nothing" still takes its turn.
+        let delta = i64::from(actual_cost.max(1)) - i64::from(ticket.cost);
         if delta != 0 {
             // An exact estimate (the common case) changes no share and no count.
-            self.correct_cost(idx, fid, class, delta);
+            self.correct_cost(idx, class, delta);
         }
         let t = self.tenants.get_mut(idx);
         t.in_flight -= 1;

@@ -76,6 +76,7 @@ where
         let node = self.items.alloc(item, cost, now);
         let default_weight = self.config.default_weight();
         let quantum = self.config.quantum();
+        let credit_rounds = i64::from(self.config.max_credit_rounds());
         let single = ONE;
         let (t, mut extra) = self.tenants.tenant_and_flow::<ONE>(idx, fid);
         let f = match extra.as_deref_mut() {
@@ -107,14 +108,15 @@ where
             activated
         };
         if activated {
-            // A newly backlogged flow starts its round with a fresh quantum (a debt carried
+            // A newly backlogged flow starts its round with a fresh grant (a debt carried
             // over is kept), set while the flow is at hand.
             let q = split_quantum(quantum, t.weight.unwrap_or(default_weight), t.active_flows);
+            let g = grant(&mut t.carry, q, q.saturating_mul(credit_rounds));
             let f = match extra {
                 Some(f) => f,
                 None => &mut t.flow,
             };
-            f.deficit = f.deficit.min(0).saturating_add(q);
+            f.deficit = f.deficit.min(0).saturating_add(g);
         }
         if tenant_activated {
             self.active_tenants += 1;

@@ -99,22 +99,25 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
 
     /// Every backlogged flow of class `c` has had a turn without being able to afford its
     /// head item: grant all of them the smallest number of whole rounds after which one of
-    /// them can, exactly as that many empty rounds would. O(backlogged flows of the class);
-    /// only reached when items cost more than the flows' quanta.
+    /// them can, exactly as that many empty rounds would (each round's grant repaying debt or
+    /// giving back credit as [`grant`] does). O(backlogged flows of the class); only reached
+    /// when items cost more than the flows' quanta, or while flows repay debt.
     #[cold]
     pub(super) fn skip_dead_rounds(&mut self, c: usize) {
+        let credit_rounds = i64::from(self.config.max_credit_rounds());
         let ring = self.ring(c);
         let (front, len) = (ring.front, ring.ring_len);
         let mut rounds = i64::MAX;
         let mut fid = front;
         for _ in 0..len {
-            let q = self.quantum_of_flow(self.tenants.flow_owner(fid).0);
+            let idx = self.tenants.flow_owner(fid).0;
+            let q = self.quantum_of_flow(idx);
+            let carry = self.tenants.get(idx).carry;
             let f = self.tenants.flow(fid);
             let need = if f.deficit > 0 {
                 0
             } else {
-                // smallest k with deficit + k*q > 0 (deficit <= 0, so no overflow here)
-                (1i64.saturating_sub(f.deficit)).saturating_add(q - 1) / q
+                rounds_to_afford(f.deficit, carry, q, q.saturating_mul(credit_rounds))
             };
             rounds = rounds.min(need);
             fid = f.next;
@@ -123,9 +126,12 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
             return;
         }
         for _ in 0..len {
-            let q = self.quantum_of_flow(self.tenants.flow_owner(fid).0);
+            let idx = self.tenants.flow_owner(fid).0;
+            let q = self.quantum_of_flow(idx);
+            let t = self.tenants.get_mut(idx);
+            let g = rounds_of_grants(&mut t.carry, rounds, q, q.saturating_mul(credit_rounds));
             let f = self.tenants.flow_mut(fid);
-            f.deficit = f.deficit.saturating_add(rounds.saturating_mul(q));
+            f.deficit = f.deficit.saturating_add(g);
             fid = f.next;
         }
     }
@@ -174,9 +180,10 @@ where
             let emptied = t.len == 0;
             let in_ring = t.flow.in_ring();
             if emptied {
-                // Leftover credit is forfeited (classic DRR); debt is carried while the slot
-                // lives.
+                // Leftover credit is forfeited (classic DRR), and so is credit from cost
+                // correction: none is banked while idle. Debt is carried.
                 t.flow.deficit = t.flow.deficit.min(0);
+                t.carry = t.carry.max(0);
                 self.active_tenants -= 1;
                 if in_ring {
                     self.ring_unlink::<ONE>(0, fid);
@@ -201,6 +208,7 @@ where
         t.queued_cost -= cost;
         if t.len == 0 {
             self.active_tenants -= 1;
+            t.carry = t.carry.max(0);
         }
         let ring = self.ring_mut(c);
         ring.items -= u64::from(n);
@@ -266,4 +274,38 @@ where
             self.ring_push_back::<false>(c, fid);
         }
     }
+}
+
+/// What `rounds` successive [`grant`]s of quantum `q` add up to, taken out of `carry`: each
+/// repays at most `q` of debt or gives back at most `credit_cap` of credit.
+fn rounds_of_grants(carry: &mut i64, rounds: i64, q: i64, credit_cap: i64) -> i64 {
+    let total = i128::from(rounds) * i128::from(q);
+    let pay = i128::from(*carry).clamp(-(i128::from(rounds) * i128::from(credit_cap)), total);
+    *carry = (i128::from(*carry) - pay) as i64;
+    (total - pay).clamp(0, i128::from(i64::MAX)) as i64
+}
+
+/// The fewest rounds (at least 1) after which a flow with `deficit <= 0` can afford an item:
+/// the least `r` with `deficit + rounds_of_grants(carry, r) > 0`, by bisection (the grants
+/// only grow with `r`).
+fn rounds_to_afford(deficit: i64, carry: i64, q: i64, credit_cap: i64) -> i64 {
+    let need = 1 - i128::from(deficit);
+    let granted = |r: i64| {
+        let mut c = carry;
+        i128::from(rounds_of_grants(&mut c, r, q, credit_cap))
+    };
+    // Debt is repaid first: enough rounds for the debt and the deficit always suffice.
+    let debt = i128::from(carry.max(0));
+    let mut hi =
+        ((need + debt + i128::from(q) - 1) / i128::from(q)).min(i128::from(i64::MAX)) as i64;
+    let mut lo = 1;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if granted(mid) >= need {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
 }

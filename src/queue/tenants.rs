@@ -145,6 +145,10 @@ pub(crate) struct Tenant<A> {
     pub(crate) active_flows: u16,
     pub(crate) flags: u8,
     pub(crate) counters: TenantCounters,
+    /// Cost correction not yet applied, in deficit units: positive is debt (estimates were
+    /// too low), repaid from later rounds; negative is credit, given back in later rounds and
+    /// forfeited when the tenant has nothing queued. A tenant is remembered while it owes.
+    pub(crate) carry: i64,
     /// First side flow (other classes), or `NIL`.
     pub(crate) extra: u32,
     /// Position in the over-share heap, or `NIL`.
@@ -171,6 +175,7 @@ impl<A: Attachment> Tenant<A> {
             blocked: None,
             flags: 0,
             counters: TenantCounters::default(),
+            carry: 0,
             attached: A::default(),
         }
     }
@@ -183,6 +188,7 @@ impl<A: Attachment> Tenant<A> {
             && self.flags == 0
             && self.weight.is_none()
             && self.blocked.is_none()
+            && self.carry <= 0
             && !self.attached.keeps_slot()
     }
 }

@@ -21,11 +21,11 @@ pub(crate) fn nz(n: u32) -> NonZeroU32 {
 
 /// A queue config from raw numbers (quantum and default weight must be non-zero).
 #[track_caller]
-pub(crate) fn config(quantum: u32, default_weight: u32, max_debt_rounds: u32) -> QueueConfig {
+pub(crate) fn config(quantum: u32, default_weight: u32, max_credit_rounds: u32) -> QueueConfig {
     QueueConfig::new()
         .with_quantum(nz(quantum))
         .with_default_weight(nz(default_weight))
-        .with_max_debt_rounds(max_debt_rounds)
+        .with_max_credit_rounds(max_credit_rounds)
 }
 
 /// Push options for an item of `cost` in the default class, with no deadline.
