@@ -69,3 +69,156 @@ fn the_most_extreme_quota_admits_its_burst_once() {
         );
     }
 }
+
+// ===== host code that panics =====
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use fairshare::{FairQueue, SharedScheduler};
+
+thread_local! {
+    static CLONE_PANICS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A tenant key whose `Clone` panics while `CLONE_PANICS` is set.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Fragile(u32);
+
+impl Clone for Fragile {
+    fn clone(&self) -> Self {
+        if CLONE_PANICS.with(Cell::get) {
+            panic!("host key clone panics");
+        }
+        Fragile(self.0)
+    }
+}
+
+/// A key's `Clone` that panics while the queue makes the new tenant's slot leaves the tenant
+/// table as it was: later pushes and pops work, nothing is lost, and every tenant is listed
+/// with its own key and count (the slots and keys stay aligned).
+#[test]
+fn a_panicking_key_clone_leaves_the_tenant_table_consistent() {
+    let mut q: FairQueue<Fragile, u32> = FairQueue::new();
+    q.try_push(Fragile(1), 10).unwrap();
+    q.try_push(Fragile(1), 11).unwrap();
+    q.pop(); // tenant 1 keeps a slot; tenant 0 below takes a fresh one
+    for (key, item) in [(7, 70), (8, 80)] {
+        CLONE_PANICS.with(|p| p.set(true));
+        let r = catch_unwind(AssertUnwindSafe(|| q.try_push(Fragile(key), item)));
+        CLONE_PANICS.with(|p| p.set(false));
+        assert!(r.is_err(), "the clone panicked");
+    }
+    assert_eq!(q.len(), 1, "the failed pushes queued nothing");
+    for k in 2..6 {
+        q.try_push(Fragile(k), k * 10).unwrap();
+    }
+    let listed: Vec<(u32, usize)> = q.tenants().map(|(k, n, _)| (k.0, n)).collect();
+    assert_eq!(listed, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
+    let mut served: Vec<u32> = std::iter::from_fn(|| q.pop()).collect();
+    served.sort_unstable();
+    assert_eq!(served, [11, 20, 30, 40, 50]);
+    assert_eq!(q.known_tenants(), 0);
+}
+
+/// A `with_scheduler` closure that pushes and then panics still wakes the sleeping worker
+/// for the work it queued, long before the worker's timeout.
+#[test]
+fn a_panicking_with_scheduler_closure_wakes_the_workers() {
+    let h: SharedScheduler<&str, u32> = SharedScheduler::new(SchedulerConfig::new());
+    let worker = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let got = h.pop_timeout(Duration::from_secs(30));
+            (got, start.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100)); // let the worker go to sleep
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        h.with_scheduler(|s| {
+            s.try_push("a", 7).unwrap();
+            panic!("host code panics after pushing");
+        })
+    }));
+    assert!(r.is_err());
+    let (got, waited) = worker.join().unwrap();
+    assert_eq!(got, Ok(7));
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken, not timed out: {waited:?}"
+    );
+}
+
+/// Counts wake-ups; panics on its first if told to.
+struct TestWaker {
+    panics: bool,
+    woken: AtomicBool,
+}
+
+impl Wake for TestWaker {
+    fn wake(self: Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if self.panics {
+            panic!("host waker panics");
+        }
+    }
+}
+
+/// A task's `Waker` that panics while `close` wakes the waiters: every other waiter is still
+/// woken, and no queued item is lost (a second `close` hands them back).
+#[test]
+fn a_panicking_waker_during_close_loses_no_item() {
+    let h: SharedScheduler<&str, u32> =
+        SharedScheduler::new(SchedulerConfig::new().with_max_in_flight(Some(1)));
+    let wakers: Vec<Arc<TestWaker>> = [true, false]
+        .map(|panics| {
+            Arc::new(TestWaker {
+                panics,
+                woken: AtomicBool::new(false),
+            })
+        })
+        .into();
+    h.try_push("a", 1).unwrap();
+    let _busy = h.try_dispatch().unwrap(); // the one slot is taken: waiters must wait
+    h.try_push("a", 2).unwrap();
+    h.try_push("b", 3).unwrap();
+    let mut futures: Vec<_> = wakers
+        .iter()
+        .map(|_| Box::pin(h.dispatch_async()))
+        .collect();
+    for (fut, w) in futures.iter_mut().zip(&wakers) {
+        let waker = Waker::from(Arc::clone(w));
+        assert!(
+            fut.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+    }
+    let first = catch_unwind(AssertUnwindSafe(|| h.close()));
+    assert!(first.is_err(), "the waker's panic goes on");
+    assert!(
+        wakers.iter().all(|w| w.woken.load(Ordering::SeqCst)),
+        "every waiter woken"
+    );
+    let mut items = h.close();
+    items.sort_unstable();
+    assert_eq!(
+        items,
+        [2, 3],
+        "the second close hands back what the first could not"
+    );
+    for fut in &mut futures {
+        let waker = Waker::from(Arc::new(TestWaker {
+            panics: false,
+            woken: AtomicBool::new(false),
+        }));
+        assert!(matches!(
+            fut.as_mut().poll(&mut Context::from_waker(&waker)),
+            Poll::Ready(Err(_))
+        ));
+    }
+}

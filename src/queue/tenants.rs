@@ -340,12 +340,18 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
 
     #[cold]
     pub(super) fn insert_new(&mut self, hash: u64, key: K) -> Option<u32> {
+        // Everything that runs host code (the key's `Clone`, and its `Hash` when the table
+        // grows) happens before the first change, so a panic there leaves the table as it
+        // was: slots, keys and the free list stay aligned.
+        let stored = key.clone();
+        let hasher = &self.hasher;
+        self.table.reserve(1, |(k, _)| hasher.hash_one(k));
         let idx = if self.free != NIL {
             let idx = self.free;
             let slot = &mut self.slots[idx as usize];
             self.free = slot.flow.next;
             *slot = Tenant::new(slot.generation);
-            self.keys[idx as usize] = Some(key.clone());
+            self.keys[idx as usize] = Some(stored);
             idx
         } else {
             // Below `EXTRA`: flow ids tell slot indexes from side flows by the top bit.
@@ -353,10 +359,11 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
                 .ok()
                 .filter(|&i| i < EXTRA)?;
             self.slots.push(Tenant::new(0));
-            self.keys.push(Some(key.clone()));
+            self.keys.push(Some(stored));
             idx
         };
         self.live += 1;
+        // Room was reserved: no rehash, so no host code runs here.
         let hasher = &self.hasher;
         self.table
             .insert_unique(hash, (key, idx), |(k, _)| hasher.hash_one(k));

@@ -3,6 +3,7 @@
 use super::lease::{Job, Lease};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::panic::AssertUnwindSafe;
 
 use super::waiters::{Waiters, WakePlan};
 use crate::adaptive::AdaptiveLimit;
@@ -82,6 +83,9 @@ pub(super) struct Inner<K, T, C, S> {
 pub(super) struct State<K, T, C, S> {
     pub(super) scheduler: Scheduler<K, T, C, S>,
     pub(super) closed: bool,
+    /// Items a `close` took out but could not hand back (a task's waker panicked while it
+    /// woke the waiters); the next `close` hands them back first.
+    pub(super) held: Vec<T>,
     pub(super) waiters: Waiters,
     pub(super) producers_waiting: usize,
     pub(super) adaptive: Option<AdaptiveLimit>,
@@ -135,6 +139,7 @@ impl<K, T, C, S> SharedScheduler<K, T, C, S> {
                 state: Mutex::new(State {
                     scheduler,
                     closed: false,
+                    held: Vec::new(),
                     waiters: Waiters::default(),
                     producers_waiting: 0,
                     adaptive: None,
@@ -194,8 +199,8 @@ impl<K, T, C, S> SharedScheduler<K, T, C, S> {
         for _ in 0..plan.threads {
             self.inner.work.notify_one();
         }
-        for waker in plan.tasks {
-            waker.wake();
+        if let Err(panic) = wake_all(plan.tasks) {
+            std::panic::resume_unwind(panic);
         }
     }
 }
@@ -209,6 +214,10 @@ where
     /// Runs `f` on the scheduler under the lock (queries, operator actions such as `block`,
     /// `purge` or `set_limits`). Waiters are woken afterwards: `f` may have added items or
     /// changed what can be dispatched.
+    ///
+    /// # Panics
+    ///
+    /// If `f` panics, the waiters are woken for what it did before, and the panic goes on.
     ///
     /// # Examples
     ///
@@ -224,7 +233,9 @@ where
     /// ```
     pub fn with_scheduler<R>(&self, f: impl FnOnce(&mut Scheduler<K, T, C, S>) -> R) -> R {
         let mut state = self.lock();
-        let out = f(&mut state.scheduler);
+        // A panic in `f` still wakes the waiters below (for what `f` did before it panicked),
+        // then goes on.
+        let out = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut state.scheduler)));
         let after = state.scheduler.queue().len();
         // `f` may have changed what can be dispatched (a limit, a block, the classes), so any
         // queued item may now go through, and removed items or raised limits may make room for
@@ -236,7 +247,10 @@ where
         if state.producers_waiting > 0 {
             self.inner.room.notify_all();
         }
-        out
+        match out {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// Admits `item` for `key` with the default [`PushOptions`]; see
@@ -550,6 +564,12 @@ where
     /// evicted, shed or expired earlier can still be taken with
     /// [`take_returned`](Self::take_returned).
     ///
+    /// # Panics
+    ///
+    /// If a waiting task's [`Waker`](std::task::Waker) panics, every other waiter is still
+    /// woken and the panic goes on; the items stay in the handle, and the next `close` hands
+    /// them back.
+    ///
     /// # Examples
     ///
     /// ```
@@ -565,13 +585,17 @@ where
     pub fn close(&self) -> Vec<T> {
         let mut state = self.lock();
         state.closed = true;
-        let items = state.scheduler.drain_all();
+        let mut items = std::mem::take(&mut state.held);
+        items.extend(state.scheduler.drain_all());
         let tasks = state.waiters.take_all_tasks();
         self.inner.work.notify_all();
         self.inner.room.notify_all();
         drop(state);
-        for waker in tasks {
-            waker.wake();
+        if let Err(panic) = wake_all(tasks) {
+            // Every waiter was woken; keep the items for the next `close`, then let the
+            // panic go on.
+            self.lock().held = items;
+            std::panic::resume_unwind(panic);
         }
         items
     }
@@ -616,3 +640,16 @@ where
 // ===== impl Lease =====
 
 // ===== futures =====
+
+/// Wakes every task, even if some waker panics; the first panic is returned once all are
+/// woken, so no waiter misses its wake-up because another's waker failed.
+fn wake_all(tasks: impl IntoIterator<Item = std::task::Waker>) -> std::thread::Result<()> {
+    let mut first = Ok(());
+    for waker in tasks {
+        let woke = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake()));
+        if first.is_ok() {
+            first = woke;
+        }
+    }
+    first
+}
