@@ -111,6 +111,27 @@ where
             .map_or(0, |i| self.tenants.get(i).queued_cost)
     }
 
+    /// The cost `key` still owes from cost corrections (actual costs above its estimates),
+    /// rounded up; repaid from its later rounds (see [`complete`](Self::complete)). A tenant
+    /// is remembered while it owes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut q: fairshare::FairQueue<&str, u32> = fairshare::FairQueue::new();
+    /// q.try_push("a", 1).unwrap();
+    /// let d = q.dispatch().unwrap();
+    /// q.complete(d.ticket, 25); // estimated 1
+    /// assert_eq!(q.tenant_debt(&"a"), 24);
+    /// assert_eq!(q.known_tenants(), 1);
+    /// ```
+    pub fn tenant_debt(&self, key: &K) -> u64 {
+        self.tenants.find(key).map_or(0, |i| {
+            let carry = self.tenants.get(i).carry.max(0) as u64;
+            carry.div_ceil(1 << UNIT_SHIFT)
+        })
+    }
+
     /// The tenant's lifetime counters, or `None` if the queue holds no state for it.
     ///
     /// # Examples
