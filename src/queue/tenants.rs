@@ -123,7 +123,7 @@ impl Attachment for () {
 /// layout here; `#[repr(C, align(64))]` made push+pop 50% slower.)
 #[derive(Debug)]
 pub(crate) struct Tenant<A> {
-    /// The flow in the home class (its `next` also chains free slots).
+    /// The flow in the home class.
     pub(crate) flow: Flow,
     /// The class whose flow is embedded (`HOME_UNSET`: the default class, still claimable).
     /// Work in one class, the common case, then never touches the side slab.
@@ -204,7 +204,14 @@ pub(crate) struct Tenants<K, S, A> {
     pub(super) hasher: S,
     pub(super) keys: Vec<Option<K>>,
     pub(super) slots: Vec<Tenant<A>>,
-    pub(super) free: u32,
+    /// Free slot indexes, most recently freed last. After the slab shrinks it may hold
+    /// indexes past the end, skipped when popped.
+    pub(super) free: Vec<u32>,
+    /// The generation a slot made past the current end starts at: above every generation a
+    /// slot cut off by shrinking ever had, so no stale handle can name its successor.
+    pub(super) next_generation: u32,
+    /// Frees left before the next check whether the table can shrink.
+    pub(super) shrink_countdown: u32,
     pub(super) live: u32,
     /// Flows in classes other than the default, and their free list.
     pub(super) extras: Vec<ExtraFlow>,
@@ -218,7 +225,9 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
             hasher,
             keys: Vec::new(),
             slots: Vec::new(),
-            free: NIL,
+            free: Vec::new(),
+            next_generation: 0,
+            shrink_countdown: 0,
             live: 0,
             extras: Vec::new(),
             extras_free: NIL,
@@ -305,6 +314,7 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
     /// Bytes held by the table, the keys and the slots (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.keys.capacity() * std::mem::size_of::<Option<K>>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
             + self.slots.capacity() * std::mem::size_of::<Tenant<A>>()
             + self.extras.capacity() * std::mem::size_of::<ExtraFlow>()
             + self.table.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
@@ -346,10 +356,15 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
         let stored = key.clone();
         let hasher = &self.hasher;
         self.table.reserve(1, |(k, _)| hasher.hash_one(k));
-        let idx = if self.free != NIL {
-            let idx = self.free;
+        while self
+            .free
+            .last()
+            .is_some_and(|&i| i as usize >= self.slots.len())
+        {
+            self.free.pop(); // cut off by shrinking
+        }
+        let idx = if let Some(idx) = self.free.pop() {
             let slot = &mut self.slots[idx as usize];
-            self.free = slot.flow.next;
             *slot = Tenant::new(slot.generation);
             self.keys[idx as usize] = Some(stored);
             idx
@@ -358,7 +373,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
             let idx = u32::try_from(self.slots.len())
                 .ok()
                 .filter(|&i| i < EXTRA)?;
-            self.slots.push(Tenant::new(0));
+            self.slots.push(Tenant::new(self.next_generation));
             self.keys.push(Some(stored));
             idx
         };
@@ -404,8 +419,48 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
             // slot per 2^32 - 1 reuses of the same index.
             return;
         }
-        slot.flow.next = self.free;
-        self.free = idx;
+        self.free.push(idx);
+        self.maybe_shrink();
+    }
+
+    /// Gives memory back after a spike of tenants (amortised, with hysteresis): once no
+    /// tenant is left, or every so many frees while fewer than a quarter of the slots are
+    /// live, the free slots at the end of the slab are cut off and the table, the slab and
+    /// the free list are shrunk to twice what is live. A steady churn of tenants never
+    /// shrinks and regrows: shrinking waits until three quarters of the slots are free.
+    #[inline]
+    fn maybe_shrink(&mut self) {
+        self.shrink_countdown = self.shrink_countdown.saturating_sub(1);
+        let sparse = (self.live as usize) * 4 < self.slots.len();
+        if self.slots.len() >= 64 && sparse && (self.live == 0 || self.shrink_countdown == 0) {
+            self.shrink();
+        }
+    }
+
+    #[cold]
+    fn shrink(&mut self) {
+        let mut end = self.slots.len();
+        while end > 0 && self.keys[end - 1].is_none() {
+            let generation = self.slots[end - 1].generation;
+            if generation >= u32::MAX - 1 {
+                break; // retired, or its successor would be: keep it
+            }
+            self.next_generation = self.next_generation.max(generation + 1);
+            end -= 1;
+        }
+        self.slots.truncate(end);
+        self.keys.truncate(end);
+        let live = self.live as usize;
+        self.free.retain(|&i| (i as usize) < end);
+        self.slots.shrink_to(2 * live);
+        self.keys.shrink_to(2 * live);
+        self.free.shrink_to(2 * live);
+        if self.table.capacity() > 4 * live.max(16) {
+            let hasher = &self.hasher;
+            self.table.shrink_to(2 * live, |(k, _)| hasher.hash_one(k));
+        }
+        // Check again after another half of what is left has been freed.
+        self.shrink_countdown = u32::try_from(end / 2).unwrap_or(u32::MAX).max(32);
     }
 }
 
