@@ -143,6 +143,8 @@
 //! # Feature flags
 //!
 //! - `serde`: `Serialize`/`Deserialize` for configuration and value types.
+//! - `metrics`: counters, gauges and a wait histogram through the `metrics` facade, and a
+//!   bounded heavy-tenant tracker; names in the `metrics` module.
 //!
 //! # Minimum supported Rust version
 //!
@@ -157,6 +159,8 @@ mod clock;
 #[cfg(feature = "serde")]
 mod config;
 mod error;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod pressure;
 mod queue;
 mod shared;

@@ -597,6 +597,13 @@ where
             self.queue.expire_due(now, &mut self.outbox, None);
         }
         self.counters.expired += (self.outbox.len() - before) as u64;
+        #[cfg(feature = "metrics")]
+        crate::metrics::refused(
+            &self.queue,
+            RejectReason::DeadlineExpired { deadline: now },
+            None,
+            (self.outbox.len() - before) as u64,
+        );
     }
 
     /// Frees the detail of slots whose tenant has been forgotten.
@@ -649,9 +656,15 @@ where
                 capacity: u64::from(u32::MAX - 1),
             };
             self.count_refusal(reason);
+            #[cfg(feature = "metrics")]
+            crate::metrics::refused(&self.queue, reason, Some(opts.get_class()), 1);
             return Err(reason);
         };
         let checked = self.check(idx, cost, opts.get_class(), opts.get_deadline(), now);
+        #[cfg(feature = "metrics")]
+        if let Err(reason) = checked {
+            crate::metrics::refused(&self.queue, reason, Some(opts.get_class()), 1);
+        }
         match checked {
             Ok(c) => Ok(Plan {
                 idx,
@@ -908,6 +921,8 @@ where
                 let (victim, _) = self.queue.evict_head(v);
                 evicted.push(Rejected::new(victim, RejectReason::Evicted));
                 self.counters.evicted += 1;
+                #[cfg(feature = "metrics")]
+                crate::metrics::refused(&self.queue, RejectReason::Evicted, None, 1);
                 if self.config.tenant_detail() {
                     self.detail_mut(v).refused.evicted += 1;
                 }
@@ -944,6 +959,8 @@ where
             plan.deadline,
         );
         self.counters.admitted += 1;
+        #[cfg(feature = "metrics")]
+        crate::metrics::admitted(&self.queue, plan.class);
         self.observe_pressure(plan.now);
         Admitted { evicted }
     }
@@ -1147,6 +1164,13 @@ where
                     self.outbox
                         .push(Rejected::new(p.item, RejectReason::QueueDelay { sojourn }));
                     self.counters.shed += 1;
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::refused(
+                        &self.queue,
+                        RejectReason::QueueDelay { sojourn },
+                        Some(ClassId::new(p.class)),
+                        1,
+                    );
                     continue;
                 }
             }
@@ -1158,6 +1182,8 @@ where
             let ticket = self.queue.finish_pop(p.tenant, p.class, p.cost, track);
             self.last_sojourn = sojourn;
             self.waits.record(sojourn);
+            #[cfg(feature = "metrics")]
+            crate::metrics::dispatched(&self.queue, p.class, sojourn);
             self.observe_pressure(now);
             return Some((p.item, ticket));
         }
@@ -1447,7 +1473,11 @@ where
     /// assert!(s.complete(d.ticket, 3));
     /// ```
     pub fn complete(&mut self, ticket: Ticket, actual_cost: u32) -> bool {
+        #[cfg(feature = "metrics")]
+        let class = ticket.class();
         let done = self.queue.complete(ticket, actual_cost);
+        #[cfg(feature = "metrics")]
+        crate::metrics::completed(&self.queue, class, done);
         // A freed in-flight slot can let queued work through.
         self.version += u64::from(done);
         done
