@@ -109,7 +109,7 @@ where
     ///
     /// ```
     /// use fairshare::{ClassSpec, Classes, SchedulerConfig};
-    /// let b = fairshare_tower::FairLayer::<String, _>::builder(SchedulerConfig::new())
+    /// let b = fairshare_tower::FairLayer::<String, ()>::builder(SchedulerConfig::new())
     ///     .classes(Classes::new([ClassSpec::new("api")]).unwrap());
     /// # let _ = b;
     /// ```
@@ -129,7 +129,7 @@ where
     ///
     /// ```
     /// use fairshare::{ClassId, PressureLevel, SchedulerConfig};
-    /// let b = fairshare_tower::FairLayer::<String, _>::builder(SchedulerConfig::new())
+    /// let b = fairshare_tower::FairLayer::<String, ()>::builder(SchedulerConfig::new())
     ///     .shed_at(ClassId::DEFAULT, Some(PressureLevel::Shedding));
     /// # let _ = b;
     /// ```
@@ -146,7 +146,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// let b = fairshare_tower::FairLayer::<String, _>::builder(fairshare::SchedulerConfig::new())
+    /// let b = fairshare_tower::FairLayer::<String, ()>::builder(fairshare::SchedulerConfig::new())
     ///     .retry_after(Duration::from_secs(5));
     /// # let _ = b;
     /// ```
@@ -164,7 +164,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// let b = fairshare_tower::FairLayer::<String, _>::builder(fairshare::SchedulerConfig::new())
+    /// let b = fairshare_tower::FairLayer::<String, ()>::builder(fairshare::SchedulerConfig::new())
     ///     .heavy_tenants(10, |k: &String| k.clone());
     /// # let _ = b;
     /// ```
@@ -263,13 +263,18 @@ where
     /// assert_eq!(layer.queued(), 0);
     /// ```
     pub fn new(config: SchedulerConfig, extractor: X) -> Self {
-        match Self::builder(config).build(extractor) {
+        match FairLayer::builder(config).build(extractor) {
             Ok(layer) => layer,
             // One class always fits any configuration.
             Err(e) => unreachable!("fairshare-tower: one class refused: {e}"),
         }
     }
+}
 
+impl<K> FairLayer<K, ()>
+where
+    K: Hash + Eq + Clone,
+{
     /// A builder for classes, shedding and `Retry-After` settings.
     ///
     /// # Examples
