@@ -135,15 +135,17 @@ where
     gauges(queue);
 }
 
-/// A bounded tracker of the heaviest tenants by admitted cost, so that per-tenant metric
-/// series exist only for them, never one per tenant id.
+/// A bounded tracker of the heaviest tenants by cost (the host chooses what it counts:
+/// offered, admitted or served), so that per-tenant metric series exist only for them,
+/// never one per tenant id.
 ///
 /// It keeps at most `k` tenants (the Space-Saving algorithm): a tenant not tracked replaces
 /// the tracked one with the smallest count and inherits that count as its possible
 /// overcount. Every tenant whose true total exceeds `1/k` of all observed cost is guaranteed
 /// to be tracked, and each tracked count overstates the truth by at most its `error`.
-/// [`publish`](Self::publish) sets one gauge per tracked tenant whose count is guaranteed
-/// above zero, so at most `k` series are written per publish. Series of tenants that fall
+/// [`publish`](Self::publish) sets one gauge per tracked tenant to its guaranteed count
+/// (`count - error`, a lower bound of its true total) where that is above zero, so at most
+/// `k` series are written per publish and a tenant that only inherited a count is left out. Series of tenants that fall
 /// out stay at their last value in the recorder; configure the exporter to drop idle gauges
 /// (`metrics-exporter-prometheus`: `idle_timeout`) so the set of series stays bounded.
 ///
@@ -244,8 +246,8 @@ impl<K: Eq + Clone> HeavyTenants<K> {
         self.entries.clear();
     }
 
-    /// Sets the gauge `name{tenant = label(key)}` to the count of each tracked tenant whose
-    /// count is guaranteed above zero (`count > error`): at most `k` series.
+    /// Sets the gauge `name{tenant = label(key)}` to the guaranteed count (`count - error`)
+    /// of each tracked tenant where that is above zero: at most `k` series.
     ///
     /// # Examples
     ///
@@ -257,7 +259,7 @@ impl<K: Eq + Clone> HeavyTenants<K> {
     pub fn publish(&self, name: &'static str, label: impl Fn(&K) -> String) {
         for (key, count, error) in &self.entries {
             if count > error {
-                metrics::gauge!(name, "tenant" => label(key)).set(*count as f64);
+                metrics::gauge!(name, "tenant" => label(key)).set((count - error) as f64);
             }
         }
     }

@@ -156,7 +156,8 @@ where
         self
     }
 
-    /// Tracks the `k` heaviest tenants by admitted cost and publishes them as
+    /// Tracks the `k` heaviest tenants by offered cost (every request the layer sees,
+    /// admitted or refused) and publishes them as
     /// `fairshare_heavy_tenant_cost{tenant = label(key)}` on
     /// [`FairLayer::publish_heavy_tenants`] (feature `metrics`). Only those tenants get a
     /// series; see [`fairshare::metrics::HeavyTenants`].
@@ -400,6 +401,12 @@ where
     /// Admits a request: its class's pressure threshold, then the scheduler's checks.
     pub(crate) fn admit<E>(&self, admission: Admission<K>) -> Result<Waiter<K, C>, FairError<E>> {
         let (key, class, cost) = admission.into_parts();
+        #[cfg(feature = "metrics")]
+        if let Some(heavy) = &self.heavy {
+            // Offered load, admitted or not: a flood refused at the door is still the
+            // tenant an operator needs to see.
+            heavy.observe(&key, cost);
+        }
         if self.uses_pressure {
             if let Some(threshold) = self.shed_at.get(class.index()).copied().flatten() {
                 let level = self.core.pressure();
@@ -413,16 +420,8 @@ where
                 }
             }
         }
-        #[cfg(feature = "metrics")]
-        let observed = self.heavy.as_ref().map(|h| (h, key.clone()));
         match self.core.admit(key, class, cost) {
-            Ok(slot) => {
-                #[cfg(feature = "metrics")]
-                if let Some((heavy, key)) = observed {
-                    heavy.observe(&key, cost);
-                }
-                Ok(Waiter::new(slot))
-            }
+            Ok(slot) => Ok(Waiter::new(slot)),
             Err(refused) => Err(self.refusal(Refusal::Admission(refused.reason), refused.retry_in)),
         }
     }
