@@ -20,10 +20,23 @@ pin_project! {
     /// # Examples
     ///
     /// ```
-    /// use http_body::Body;
-    /// # fn check<B: Body>(_: &B) {}
-    /// // Responses of a `FairService` carry it; it forwards frames and size hints unchanged.
-    /// # let _ = check::<fairshare_tower::FairBody<String, u64>>;
+    /// use tower::{Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = fairshare_tower::FairLayer::new(
+    ///     fairshare::SchedulerConfig::new().with_max_in_flight(Some(1)),
+    ///     |_: &http::Request<()>| ("t".to_owned(), fairshare::ClassId::DEFAULT),
+    /// );
+    /// let svc = layer.layer(tower::service_fn(|_| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("body".to_owned()))
+    /// }));
+    /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
+    /// use http_body_util::BodyExt;
+    /// assert_eq!(layer.in_flight(), 1); // the body holds the slot...
+    /// let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(bytes, "body");
+    /// assert_eq!(layer.in_flight(), 0); // ...until its last frame
+    /// # }
     /// ```
     pub struct FairBody<B, K, C = StdClock>
     where
@@ -52,8 +65,20 @@ where
     /// # Examples
     ///
     /// ```
-    /// # fn f(body: &fairshare_tower::FairBody<String, u64>) -> bool {
-    /// body.holds_slot()
+    /// use tower::{Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = fairshare_tower::FairLayer::new(
+    ///     fairshare::SchedulerConfig::new().with_max_in_flight(Some(1)),
+    ///     |_: &http::Request<()>| ("t".to_owned(), fairshare::ClassId::DEFAULT),
+    /// );
+    /// let svc = layer.layer(tower::service_fn(|_| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("body".to_owned()))
+    /// }));
+    /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
+    /// assert!(resp.body().holds_slot()); // not read to its end yet
+    /// drop(resp);
+    /// assert_eq!(layer.in_flight(), 0);
     /// # }
     /// ```
     pub fn holds_slot(&self) -> bool {
@@ -65,8 +90,18 @@ where
     /// # Examples
     ///
     /// ```
-    /// # fn f(body: &fairshare_tower::FairBody<String, u64>) -> &String {
-    /// body.get_ref()
+    /// use tower::{Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = fairshare_tower::FairLayer::new(
+    ///     fairshare::SchedulerConfig::new().with_max_in_flight(Some(1)),
+    ///     |_: &http::Request<()>| ("t".to_owned(), fairshare::ClassId::DEFAULT),
+    /// );
+    /// let svc = layer.layer(tower::service_fn(|_| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("body".to_owned()))
+    /// }));
+    /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(resp.body().get_ref(), "body");
     /// # }
     /// ```
     pub fn get_ref(&self) -> &B {

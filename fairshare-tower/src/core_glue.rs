@@ -15,6 +15,7 @@
 
 use std::hash::Hash;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub(crate) use fairshare::{
@@ -28,15 +29,28 @@ use crate::slot::{Grant, Slot, Token};
 /// The scheduler this crate drives: tenants `K`, hand-off tokens, clock `C`.
 pub(crate) type Handle<K, C> = SharedScheduler<K, Token<K, C>, C>;
 
-/// The shared scheduler, and what the crate needs to know of its configuration.
+/// The shared scheduler, and what the crate needs to know of its configuration. Cloning is
+/// one reference count: every held slot keeps a `Core` to hand its slot on.
 pub(crate) struct Core<K, C = StdClock>
 where
     K: Hash + Eq + Clone,
     C: Clock,
 {
+    inner: Arc<CoreInner<K, C>>,
+}
+
+struct CoreInner<K, C>
+where
+    K: Hash + Eq + Clone,
+    C: Clock,
+{
     handle: Handle<K, C>,
+    /// Tokens pushed (or being pushed) and not yet dispatched or handed back; never below
+    /// the true number (raised before a push, lowered after a token left the queue). A
+    /// completion that reads 0 after freeing its slot skips the pump: nothing waits.
+    waiting: AtomicUsize,
     /// Whether the scheduler can hand queued items back on its own (a queue-delay target
-    /// sheds them, a deadline expires them): then every pump collects them.
+    /// sheds them): then every pump collects them.
     may_return: bool,
     /// Whether a pressure gauge is configured (otherwise the level is always normal).
     has_pressure: bool,
@@ -51,10 +65,7 @@ where
 {
     fn clone(&self) -> Self {
         Core {
-            handle: self.handle.clone(),
-            may_return: self.may_return,
-            has_pressure: self.has_pressure,
-            class_names: self.class_names.clone(),
+            inner: Arc::clone(&self.inner),
         }
     }
 }
@@ -87,27 +98,33 @@ where
             .map(|(_, spec)| spec.name().to_owned())
             .collect();
         Ok(Core {
-            handle: SharedScheduler::from_scheduler(scheduler),
-            may_return: config.queue_delay().is_some(),
-            has_pressure: config.pressure().is_some(),
-            class_names,
+            inner: Arc::new(CoreInner {
+                handle: SharedScheduler::from_scheduler(scheduler),
+                waiting: AtomicUsize::new(0),
+                may_return: config.queue_delay().is_some(),
+                has_pressure: config.pressure().is_some(),
+                class_names,
+            }),
         })
     }
 
     /// How many classes the scheduler has.
     pub(crate) fn class_count(&self) -> usize {
-        self.class_names.len()
+        self.inner.class_names.len()
     }
 
     /// The name of `class`, if it exists.
     #[cfg(feature = "metrics")]
     pub(crate) fn class_name(&self, class: ClassId) -> Option<&str> {
-        self.class_names.get(class.index()).map(String::as_str)
+        self.inner
+            .class_names
+            .get(class.index())
+            .map(String::as_str)
     }
 
     /// Whether a pressure gauge is configured.
     pub(crate) fn has_pressure(&self) -> bool {
-        self.has_pressure
+        self.inner.has_pressure
     }
 
     /// Queues a token for `key` and hands out whatever can run now (this token, if nothing
@@ -120,16 +137,21 @@ where
     ) -> Result<Arc<Slot<K, C>>, Refused> {
         let (token, slot) = Slot::new_pair();
         let opts = PushOptions::new().class(class).cost(cost);
-        match self.handle.try_push_with(key, token, opts) {
+        // Counted before the push: a completion must never see 0 while this token can be
+        // queued (see `InFlight::release`).
+        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+        match self.inner.handle.try_push_with(key, token, opts) {
             Ok(admitted) => {
                 for evicted in admitted.into_evicted() {
                     let reason = evicted.reason();
                     evicted.into_inner().refuse(reason);
+                    self.left_queue(1);
                 }
-                self.pump();
+                self.pump_after_push();
                 Ok(slot)
             }
             Err(rejected) => {
+                self.left_queue(1);
                 let reason = rejected.reason();
                 drop(rejected.into_inner());
                 let retry_in = reason.retry_at().map(|at| {
@@ -142,50 +164,107 @@ where
     }
 
     /// Dispatches until nothing more can run, handing each token its slot; collects what the
-    /// scheduler handed back on its own.
+    /// scheduler handed back on its own. After a completion or an operator's change: one
+    /// freed slot can let several requests through (it may lift a class cap and a tenant
+    /// cap at once).
     pub(crate) fn pump(&self) {
-        while let Some(job) = self.handle.try_dispatch() {
-            let flight = InFlight {
-                lease: Some(job.lease),
-                core: None,
-            };
-            if let Grant::Cancelled(mut flight) = job.item.grant(flight, self) {
-                // The request is gone: free the slot now (no pump inside: this loop goes on).
-                flight.release(Outcome::Dropped);
+        while self.dispatch_one() {}
+        self.collect_returns();
+    }
+
+    /// [`pump`](Self::pump) after a push. A push adds one item to one tenant's queue in one
+    /// class, behind any it already had there; everything that could run before it already
+    /// runs (every change pumps), and in-flight counts and limits are unchanged, so at most
+    /// one more item can run now (the new one, or one a concurrent completion let through,
+    /// whose own pump covers the rest). One delivered grant ends it, which saves a lock per
+    /// request; a cancelled token's freed slot is passed on before stopping.
+    fn pump_after_push(&self) {
+        while let Some(job) = self.inner.handle.try_dispatch() {
+            if self.hand_over(job) {
+                break;
             }
         }
-        if self.may_return {
-            let returned = self.handle.with_scheduler(|s| s.take_expired());
+        self.collect_returns();
+    }
+
+    /// Dispatches one token, if one can run; `false` once nothing can.
+    fn dispatch_one(&self) -> bool {
+        match self.inner.handle.try_dispatch() {
+            Some(job) => {
+                self.hand_over(job);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `n` tokens left the queue (dispatched, handed back, refused at the door).
+    fn left_queue(&self, n: usize) {
+        self.inner.waiting.fetch_sub(n, Ordering::SeqCst);
+    }
+
+    /// Whether any token may be queued.
+    fn may_be_waiting(&self) -> bool {
+        self.inner.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Hands a dispatched token its slot; `true` if its request took it, `false` if the
+    /// request was gone (the slot is freed here).
+    fn hand_over(&self, job: fairshare::Job<K, Token<K, C>, C>) -> bool {
+        self.left_queue(1);
+        let flight = InFlight {
+            lease: Some(job.lease),
+            core: None,
+        };
+        match job.item.grant(flight, self) {
+            Grant::Delivered => true,
+            Grant::Cancelled(mut flight) => {
+                // No pump inside: the caller's loop goes on.
+                flight.release(Outcome::Dropped);
+                false
+            }
+        }
+    }
+
+    /// Takes back what the scheduler handed back on its own (queue-delay shedding, deadlines)
+    /// and answers those requests.
+    fn collect_returns(&self) {
+        if self.inner.may_return {
+            let returned = self.inner.handle.with_scheduler(|s| s.take_expired());
+            let n = returned.len();
             for r in returned {
                 let reason = r.reason();
                 r.into_inner().refuse(reason);
             }
+            self.left_queue(n);
         }
     }
 
     /// The scheduler clock's time.
     pub(crate) fn now(&self) -> Nanos {
-        self.handle.with_scheduler(|s| s.clock().now())
+        self.inner.handle.with_scheduler(|s| s.clock().now())
     }
 
     /// The pressure level.
     pub(crate) fn pressure(&self) -> PressureLevel {
-        self.handle.pressure()
+        self.inner.handle.pressure()
     }
 
     /// Items queued.
     pub(crate) fn queued(&self) -> usize {
-        self.handle.len()
+        self.inner.handle.len()
     }
 
     /// Items in flight.
     pub(crate) fn in_flight(&self) -> u64 {
-        self.handle.with_scheduler(|s| s.queue().total_in_flight())
+        self.inner
+            .handle
+            .with_scheduler(|s| s.queue().total_in_flight())
     }
 
     /// A stats snapshot.
     pub(crate) fn stats(&self) -> Stats<K> {
-        self.handle.with_scheduler(|s| s.stats())
+        self.inner.handle.with_scheduler(|s| s.stats())
     }
 
     /// Runs `f` on the scheduler (operator actions, queries), then hands out whatever the
@@ -195,7 +274,19 @@ where
         &self,
         f: impl FnOnce(&mut Scheduler<K, Token<K, C>, C>) -> R,
     ) -> R {
-        let out = self.handle.with_scheduler(f);
+        let (out, removed, added) = self.inner.handle.with_scheduler(|s| {
+            let before = s.queue().len();
+            let out = f(s);
+            let after = s.queue().len();
+            (
+                out,
+                before.saturating_sub(after),
+                after.saturating_sub(before),
+            )
+        });
+        // Tokens `f` removed (and answered when dropped) no longer wait; any it put back do.
+        self.inner.waiting.fetch_add(added, Ordering::SeqCst);
+        self.left_queue(removed);
         self.pump();
         out
     }
@@ -224,12 +315,22 @@ where
     }
 
     /// Releases the slot (at the estimated cost) with `outcome`, then hands it on.
+    ///
+    /// # Memory ordering
+    ///
+    /// The pump is skipped when no token can be waiting. A pushing request raises `waiting`
+    /// (SeqCst) before its push takes the scheduler's lock; this completion reads it
+    /// (SeqCst) after its own lock is released. If the read sees 0, the push's lock came
+    /// after this completion's (had it come before, the raise would happen-before the read
+    /// through the lock), so the push's own pump sees the freed slot.
     pub(crate) fn release(&mut self, outcome: Outcome) {
         if let Some(lease) = self.lease.take() {
             let cost = lease.cost();
             lease.complete_with(cost, outcome);
             if let Some(core) = &self.core {
-                core.pump();
+                if core.may_be_waiting() {
+                    core.pump();
+                }
             }
         }
     }

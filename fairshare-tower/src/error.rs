@@ -108,7 +108,7 @@ impl fmt::Display for Refusal {
 /// };
 /// match &e {
 ///     FairError::Refused { reason, .. } => assert_eq!(reason.status().as_u16(), 429),
-///     FairError::Inner(_) => unreachable!(),
+///     FairError::Inner(_) | _ => unreachable!(),
 /// }
 /// assert_eq!(e.retry_after_secs(), Some(3)); // rounded up
 /// ```

@@ -12,7 +12,7 @@ use crate::core_glue::{
     StdClock,
 };
 use crate::error::{FairError, Refusal};
-use crate::extract::Admission;
+use crate::extract::{Admission, KeyExtractor};
 use crate::service::FairService;
 use crate::slot::Waiter;
 
@@ -195,7 +195,10 @@ where
     ///     .unwrap();
     /// # let _ = layer;
     /// ```
-    pub fn build<X>(self, extractor: X) -> Result<FairLayer<K, X>, ConfigError> {
+    pub fn build<Req, X>(self, extractor: X) -> Result<FairLayer<K, X>, ConfigError>
+    where
+        X: KeyExtractor<Req, Key = K>,
+    {
         self.build_with_clock(StdClock::new(), extractor)
     }
 
@@ -216,11 +219,15 @@ where
     ///     .unwrap();
     /// # let _ = layer;
     /// ```
-    pub fn build_with_clock<X, C: Clock>(
+    pub fn build_with_clock<Req, X, C>(
         self,
         clock: C,
         extractor: X,
-    ) -> Result<FairLayer<K, X, C>, ConfigError> {
+    ) -> Result<FairLayer<K, X, C>, ConfigError>
+    where
+        X: KeyExtractor<Req, Key = K>,
+        C: Clock,
+    {
         let core = Core::new(self.config, self.classes, clock)?;
         let classes = core.class_count();
         let mut shed_at = vec![Some(PressureLevel::Critical); classes];
@@ -263,7 +270,10 @@ where
     /// );
     /// assert_eq!(layer.queued(), 0);
     /// ```
-    pub fn new(config: SchedulerConfig, extractor: X) -> Self {
+    pub fn new<Req>(config: SchedulerConfig, extractor: X) -> Self
+    where
+        X: KeyExtractor<Req, Key = K>,
+    {
         match FairLayer::builder(config).build(extractor) {
             Ok(layer) => layer,
             // One class always fits any configuration.

@@ -68,16 +68,34 @@
 //! # }
 //! ```
 //!
-//! With axum, turn refusals into responses with `HandleErrorLayer` (the `axum` feature
-//! gives [`FairError`] an `IntoResponse`):
+//! With axum, wrap the router's routes and turn refusals into responses with
+//! `HandleErrorLayer` (with the `axum` feature, [`FairError`] is itself `IntoResponse`, so
+//! the handler can be `|e: FairError<Infallible>| async move { e }`):
 //!
-//! ```ignore
-//! let app = Router::new().route("/", get(handler)).layer(
-//!     ServiceBuilder::new()
-//!         .layer(HandleErrorLayer::new(|e: FairError<Infallible>| async move { e }))
-//!         .layer(fair_layer),
-//! );
 //! ```
+//! use axum::{Router, error_handling::HandleErrorLayer, routing::get};
+//! use fairshare::{ClassId, SchedulerConfig};
+//! use fairshare_tower::{FairError, FairLayer};
+//! use std::convert::Infallible;
+//! use tower::ServiceBuilder;
+//!
+//! let fair = FairLayer::new(SchedulerConfig::new().with_max_in_flight(Some(64)), |req: &http::Request<axum::body::Body>| {
+//!     let tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or("-");
+//!     (tenant.to_owned(), ClassId::DEFAULT)
+//! });
+//! let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
+//!     ServiceBuilder::new()
+//!         .layer(HandleErrorLayer::new(|e: FairError<Infallible>| async move {
+//!             e.refusal_response(axum::body::Body::from).expect("handlers never fail")
+//!         }))
+//!         .layer(fair),
+//! );
+//! # let _ = app;
+//! ```
+//!
+//! Route layers are the right place: the layer waits inside each request's future, so it
+//! holds even though axum's router is always ready (a limit that waits in `poll_ready`, like
+//! tower's `ConcurrencyLimit`, limits nothing there).
 //!
 //! # Refusals
 //!

@@ -197,8 +197,19 @@ pin_project! {
     /// # Examples
     ///
     /// ```
-    /// # fn f<F: std::future::Future>(_: F) {}
-    /// // Returned by `FairService::call`; await it like any response future.
+    /// use tower::{Layer, Service};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = fairshare_tower::FairLayer::new(
+    ///     fairshare::SchedulerConfig::new(),
+    ///     |_: &http::Request<()>| ("t".to_owned(), fairshare::ClassId::DEFAULT),
+    /// );
+    /// let mut svc = layer.layer(tower::service_fn(|_| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// }));
+    /// let fut: fairshare_tower::ResponseFuture<_, _, String> = svc.call(http::Request::new(()));
+    /// assert_eq!(fut.await.unwrap().status(), 200);
+    /// # }
     /// ```
     pub struct ResponseFuture<S, Req, K, C = StdClock>
     where

@@ -25,9 +25,10 @@ const FLOOD: usize = 1_000;
 const QUIET_TENANTS: usize = 10;
 const QUIET_EACH: usize = 20;
 /// The stated bound: a quiet request waits at most about one round of the 11 backlogged
-/// tenants over 8 slots (two handler times) plus its own handler time; 8x leaves room for a
-/// loaded 2-core CI machine.
-const QUIET_P99_BOUND: u32 = 8;
+/// tenants over 8 slots (two handler times) plus its own handler time, so about 3x; 15x
+/// leaves room for a debug build on a loaded 2-core machine (measured 2.8x quiet, 4.9-10.7x
+/// with other builds running), against 95-120x behind `ConcurrencyLimit`.
+const QUIET_P99_BOUND: u32 = 15;
 
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static MAX_RUNNING: AtomicUsize = AtomicUsize::new(0);

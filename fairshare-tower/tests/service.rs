@@ -398,3 +398,19 @@ async fn many_tasks_lose_no_slot() {
     }
     assert_eq!((layer.in_flight(), layer.queued()), (0, 0));
 }
+
+#[cfg(feature = "axum")]
+#[test]
+fn into_response_answers_a_refusal_with_status_and_retry_after() {
+    use axum_core::response::IntoResponse;
+    let e: FairError<Infallible> = FairError::Refused {
+        reason: Refusal::Pressure {
+            level: fairshare::PressureLevel::Critical,
+            class: ClassId::DEFAULT,
+        },
+        retry_after: Some(Duration::from_millis(2_500)),
+    };
+    let resp = e.into_response();
+    assert_eq!(resp.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()[http::header::RETRY_AFTER], "3");
+}

@@ -55,12 +55,18 @@ pub(crate) fn extract(req: &http::Request<axum::body::Body>) -> (String, ClassId
 
 pub(crate) type Extract = fn(&http::Request<axum::body::Body>) -> (String, ClassId);
 
-/// `app` behind the fair layer, refusals answered by `FairError`'s `IntoResponse`.
+/// `app` behind the fair layer, refusals answered by `FairError::refusal_response` (what
+/// the `axum` feature's `IntoResponse` does too), so these tests need no feature.
 pub(crate) fn behind_fair(app: Router, layer: FairLayer<String, Extract>) -> Router {
     app.layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(
-                |e: FairError<Infallible>| async move { e },
+                |e: FairError<Infallible>| async move {
+                    match e.refusal_response(axum::body::Body::from) {
+                        Some(resp) => resp,
+                        None => unreachable!("the handlers never fail"),
+                    }
+                },
             ))
             .layer(layer),
     )
