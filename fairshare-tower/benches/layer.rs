@@ -127,9 +127,10 @@ fn overhead(c: &mut Criterion) {
 
 criterion_group!(benches, overhead);
 
-/// `LAYER_COUNT=<limit|fair|fair3> LAYER_N=<n>` runs `n` requests through one variant and
-/// exits, for instruction counts under `valgrind --tool=callgrind` (a run with `LAYER_N=0`
-/// gives the fixed cost to subtract); otherwise the criterion benches run.
+/// `LAYER_COUNT=<inner|limit|fair|fair3> LAYER_N=<n>` runs `n` requests through one variant
+/// and exits, for instruction counts under `valgrind --tool=callgrind` (`inner` is the bare
+/// inner service: subtract it to get a layer's own cost); otherwise the criterion benches
+/// run.
 fn main() {
     if let Ok(which) = std::env::var("LAYER_COUNT") {
         let n: u64 = std::env::var("LAYER_N")
@@ -149,6 +150,10 @@ fn count(which: &str, n: u64) {
         .map(|i| req(i % 1_000, ClassId::new((i % 3) as u16)))
         .collect();
     match which {
+        "inner" => {
+            let mut bare = inner();
+            reqs.into_iter().for_each(|r| one(&mut bare, r));
+        }
         "limit" => {
             let mut base = ConcurrencyLimit::new(inner(), LIMIT);
             reqs.into_iter().for_each(|r| one(&mut base, r));

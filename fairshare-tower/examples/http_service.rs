@@ -126,7 +126,12 @@ fn app(fair: FairLayer<String, Extract>, prometheus: PrometheusHandle, work_ms: 
 }
 
 async fn serve(app: Router, addr: &str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    // A backlog for a peak's worth of connections arriving at once (tokio's default is 1,024).
+    let addr: SocketAddr = addr.parse().expect("an address such as 127.0.0.1:3000");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("reuseaddr");
+    socket.bind(addr).expect("bind");
+    let listener = socket.listen(4_096).expect("listen");
     let addr = listener.local_addr().expect("local address");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     addr

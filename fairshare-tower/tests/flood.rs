@@ -25,10 +25,11 @@ const FLOOD: usize = 1_000;
 const QUIET_TENANTS: usize = 10;
 const QUIET_EACH: usize = 20;
 /// The stated bound: a quiet request waits at most about one round of the 11 backlogged
-/// tenants over 8 slots (two handler times) plus its own handler time, so about 3x; 15x
-/// leaves room for a debug build on a loaded 2-core machine (measured 2.8x quiet, 4.9-10.7x
-/// with other builds running), against 95-120x behind `ConcurrencyLimit`.
-const QUIET_P99_BOUND: u32 = 15;
+/// tenants over 8 slots (two handler times) plus its own handler time, so about 3x; 20x
+/// leaves room for a debug build on a loaded 2-core machine, where the executor's delay in
+/// running a woken task adds to every slot turnover (measured 2.8-3.7x quiet, 4.9-13x with
+/// other builds running), against 95-140x behind `ConcurrencyLimit`.
+const QUIET_P99_BOUND: u32 = 20;
 
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static MAX_RUNNING: AtomicUsize = AtomicUsize::new(0);
@@ -50,6 +51,17 @@ struct Run {
 
 /// Sends the flood, waits until it is queued, then the quiet tenants' sequential requests.
 async fn run(addr: SocketAddr) -> Run {
+    // The quiet clients connect first (one request each, not measured): their latencies
+    // then measure waiting for a slot, not the accept queue under a thousand connections.
+    let quiet_clients: Vec<_> = (0..QUIET_TENANTS).map(|_| client()).collect();
+    for (t, c) in quiet_clients.iter().enumerate() {
+        assert_eq!(
+            get(c, addr, "/api/warm", &format!("quiet-{t}"))
+                .await
+                .status,
+            200
+        );
+    }
     MAX_RUNNING.store(0, Ordering::SeqCst);
     let t0 = Instant::now();
     let flood_client = client();
@@ -61,9 +73,10 @@ async fn run(addr: SocketAddr) -> Run {
         .collect();
     // Let the flood arrive and queue up before the quiet tenants start.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let quiet: Vec<_> = (0..QUIET_TENANTS)
-        .map(|t| {
-            let c = client();
+    let quiet: Vec<_> = quiet_clients
+        .into_iter()
+        .enumerate()
+        .map(|(t, c)| {
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 for _ in 0..QUIET_EACH {
@@ -136,6 +149,7 @@ async fn quiet_tenants_keep_their_latency_under_a_flood() {
     }
     let total = FLOOD + QUIET_TENANTS * QUIET_EACH;
     assert_eq!((baseline.ok, fair.ok), (total, total));
+    let total = total + QUIET_TENANTS; // and the warm-up requests
     assert!(
         fair.quiet_p99 <= HANDLER * QUIET_P99_BOUND,
         "quiet p99 {:?} above {QUIET_P99_BOUND}x the handler time",

@@ -72,9 +72,18 @@ pub(crate) fn behind_fair(app: Router, layer: FairLayer<String, Extract>) -> Rou
     )
 }
 
+/// A listener on 127.0.0.1:0 with a backlog for a thousand connections arriving at once
+/// (tokio's default of 1,024 can fill while the accept loop is busy; a dropped SYN is
+/// retried after a second, which would show up as a one-second latency).
+pub(crate) fn listener() -> tokio::net::TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket.listen(4_096).unwrap()
+}
+
 /// Serves `app` on 127.0.0.1:0 in a task; returns its address.
 pub(crate) async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = listener();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
@@ -95,7 +104,7 @@ where
         + 'static,
     S::Future: Send,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = listener();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(listener, tower::make::Shared::new(svc))
