@@ -12,6 +12,15 @@
 //! under the scheduler's lock until nothing more can go. Each dispatched token gets its
 //! [`InFlight`]; a token whose request was cancelled refuses it, and the slot is freed on the
 //! spot (and the pump goes on), so no slot is ever held for a request that is gone.
+//!
+//! The core API used, all of it here: `Scheduler::with_clock`, `set_classes`, `classes`,
+//! `clock`, `queue().total_in_flight()`, `queue().len()`, `stats`, `take_expired`;
+//! `SharedScheduler::from_scheduler`, `try_push_with` (with `PushOptions::class`/`cost`,
+//! and `Admitted::into_evicted` for evicted items), `try_dispatch` (`Job`), `with_scheduler`,
+//! `pressure`, `len`; `Lease::cost`, `Lease::complete_with`; `RejectReason::retry_at`;
+//! `metrics::HeavyTenants` (feature `metrics`). With pushes returning `Result<(), Rejected<T>>`
+//! and evictions coming back through the outbox, `admit` drops its eviction loop and
+//! `collect_returns` runs unconditionally when the scheduler may evict (or always).
 
 use std::hash::Hash;
 use std::sync::Arc;
