@@ -177,6 +177,8 @@
 //! # Feature flags
 //!
 //! - `serde`: `Serialize`/`Deserialize` for configuration and value types.
+//! - `metrics`: counters, gauges and a wait histogram through the `metrics` facade, and a
+//!   bounded heavy-tenant tracker; names in the `metrics` module.
 //!
 //! # Minimum supported Rust version
 //!
@@ -191,6 +193,8 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod fleet;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod pressure;
 mod push;
 pub mod queue;

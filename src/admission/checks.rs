@@ -62,6 +62,8 @@ where
                 capacity: u64::from(u32::MAX - 1),
             };
             self.count_refusal(reason);
+            #[cfg(feature = "metrics")]
+            crate::metrics::refused(&self.queue, reason, Some(opts.class()), 1);
             return Err(reason);
         };
         self.plan_slot(idx, opts, now)
@@ -89,7 +91,11 @@ where
                 evict_from: c.evict_from,
                 max_in_flight: c.max_in_flight,
             }),
-            Err(reason) => Err(self.refused(idx, reason)),
+            Err(reason) => {
+                #[cfg(feature = "metrics")]
+                crate::metrics::refused(&self.queue, reason, Some(opts.class()), 1);
+                Err(self.refused(idx, reason))
+            }
         }
     }
 

@@ -203,6 +203,8 @@ where
                 self.outbox
                     .push(Rejected::new(victim, RejectReason::Evicted));
                 self.counters.evicted += 1;
+                #[cfg(feature = "metrics")]
+                crate::metrics::refused(&self.queue, RejectReason::Evicted, None, 1);
                 if self.config.tenant_detail() {
                     self.detail_mut(v).admission.evicted += 1;
                 }
@@ -239,6 +241,8 @@ where
             plan.deadline,
         );
         self.counters.admitted += 1;
+        #[cfg(feature = "metrics")]
+        crate::metrics::admitted(&self.queue, plan.class);
         if self.config.tenant_detail() {
             self.detail_mut(plan.idx).admission.admitted += 1;
         }
@@ -356,6 +360,13 @@ where
         self.sweep_cooling(now);
         let Some(idx) = self.queue.resolve(handle) else {
             self.count_refusal(RejectReason::StaleHandle);
+            #[cfg(feature = "metrics")]
+            crate::metrics::refused(
+                &self.queue,
+                RejectReason::StaleHandle,
+                Some(opts.class()),
+                1,
+            );
             return self.queue.reject(item, RejectReason::StaleHandle);
         };
         match self.plan_slot(idx, opts, now) {

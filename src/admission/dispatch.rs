@@ -67,6 +67,13 @@ where
             self.queue.expire_due(now, &mut self.outbox, None);
         }
         self.counters.expired += (self.outbox.len() - before) as u64;
+        #[cfg(feature = "metrics")]
+        crate::metrics::refused(
+            &self.queue,
+            RejectReason::DeadlineExpired { deadline: now },
+            None,
+            (self.outbox.len() - before) as u64,
+        );
     }
 
     /// The next item in fair order, or `None`. Items whose deadline has passed are never
@@ -138,6 +145,13 @@ where
                     self.outbox
                         .push(Rejected::new(p.item, RejectReason::QueueDelay { sojourn }));
                     self.counters.shed += 1;
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::refused(
+                        &self.queue,
+                        RejectReason::QueueDelay { sojourn },
+                        Some(crate::ClassId::new(p.class)),
+                        1,
+                    );
                     continue;
                 }
             }
@@ -149,6 +163,8 @@ where
             let ticket = self.queue.finish_pop(p.tenant, p.class, p.cost, track);
             self.last_sojourn = sojourn;
             self.waits.record(sojourn);
+            #[cfg(feature = "metrics")]
+            crate::metrics::dispatched(&self.queue, p.class, sojourn);
             self.observe_pressure(now);
             return Some((p.item, ticket));
         }
@@ -305,7 +321,12 @@ where
     /// assert!(s.complete(d.ticket, 3));
     /// ```
     pub fn complete(&mut self, ticket: Ticket, actual_cost: u32) -> bool {
-        self.queue.complete(ticket, actual_cost)
+        #[cfg(feature = "metrics")]
+        let class = ticket.class();
+        let done = self.queue.complete(ticket, actual_cost);
+        #[cfg(feature = "metrics")]
+        crate::metrics::completed(&self.queue, class, done);
+        done
     }
 
     /// Hands back every item that left the queue without being dispatched, oldest first: each
