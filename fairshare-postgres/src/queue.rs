@@ -32,11 +32,11 @@ use crate::sql::{Sql, VERSION, decode_pass, encode_pass, micros};
 /// # Fairness
 ///
 /// A job's pass is `max(tenant pass, floor) + stride(cost, weight)` (carrying any debt from
-/// under-declared costs), where the floor is the queue's virtual time: the smallest pass of a
-/// ready queued job, or, when no job is ready, the largest pass any tenant has reached. A
-/// tenant therefore cannot bank credit while idle, and between two tenants that stay
-/// backlogged, claimed cost divided by weight stays within the core's stated bound for its
-/// pass assigner (see `fairshare::fleet`). Claims run in pass order among ready jobs; jobs
+/// under-declared costs), where the floor is the queue's virtual time: just below the
+/// smallest pass of a ready queued job, or, when no job is ready, the largest pass any tenant
+/// has reached. A tenant therefore cannot bank credit while idle, and between two tenants
+/// that stay backlogged, claimed cost divided by weight stays within the core's stated bound
+/// for its pass assigner (see `fairshare::fleet`). Claims run in pass order among ready jobs; jobs
 /// whose lease expired are re-claimed first, and retried jobs keep their pass.
 ///
 /// # Examples
@@ -329,8 +329,16 @@ impl Queue {
         }
         let mut tat: i64 = row.get(4);
         let quota = Gcra::from_columns(row.get(5), row.get(6)).or(self.default_gcra);
-        let floor = row.get::<_, Option<i64>>(7).map_or(0, decode_pass);
-        let now_ns = u64::try_from(row.get::<_, i64>(8)).unwrap_or(0);
+        // The queue's virtual time: just before the next ready job's pass (so a newcomer
+        // lands right after that job, never before it), or, with nothing ready, the largest
+        // pass any tenant reached (everything assigned so far has had its turn).
+        let next_pass = row.get::<_, Option<i64>>(7).map(decode_pass);
+        let max_pass = row.get::<_, Option<i64>>(8).map(decode_pass);
+        let floor = next_pass
+            .map(|p| p.saturating_sub(1))
+            .or(max_pass)
+            .unwrap_or(0);
+        let now_ns = u64::try_from(row.get::<_, i64>(9)).unwrap_or(0);
         if let Some(gcra) = quota {
             let cost: u64 = jobs.iter().map(|j| u64::from(j.cost.get())).sum();
             match gcra.check(u64::try_from(tat).unwrap_or(0), now_ns, cost) {

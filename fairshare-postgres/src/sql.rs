@@ -108,11 +108,10 @@ impl Sql {
             lock_tenant: format!(
                 "SELECT t.pass, t.carry, t.weight, t.blocked_reason, t.tat_ns,
                         t.quota_interval_ns, t.quota_burst,
-                        COALESCE(
-                            (SELECT j.pass FROM {s}.jobs j
-                              WHERE j.state = 'queued' AND j.run_after <= now()
-                              ORDER BY j.pass, j.id LIMIT 1),
-                            (SELECT max(m.pass) FROM {s}.tenants m)) AS floor,
+                        (SELECT j.pass FROM {s}.jobs j
+                          WHERE j.state = 'queued' AND j.run_after <= now()
+                          ORDER BY j.pass, j.id LIMIT 1) AS next_pass,
+                        (SELECT max(m.pass) FROM {s}.tenants m) AS max_pass,
                         {now_ns} AS now_ns
                    FROM {s}.tenants t WHERE t.tenant = $1 FOR UPDATE OF t"
             ),
