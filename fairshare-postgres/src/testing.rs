@@ -325,6 +325,199 @@ impl Drop for TempPostgres {
     }
 }
 
+// ===== FifoQueue =====
+
+/// The plain FIFO job queue most Rust job queues run on PostgreSQL (`ORDER BY id LIMIT n
+/// FOR UPDATE SKIP LOCKED`), as a yardstick for the example, the fairness test and the
+/// benchmarks. It has no tenants' fairness, no leases' expiry and no retries: it is the
+/// baseline, not a product.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(mut client: tokio_postgres::Client) -> Result<(), fairshare_postgres::Error> {
+/// use fairshare_postgres::testing::FifoQueue;
+/// let fifo = FifoQueue::new("fifo")?;
+/// fifo.migrate(&client).await?;
+/// fifo.enqueue_batch(&client, "acme", &[b"a".to_vec(), b"b".to_vec()]).await?;
+/// for (id, tenant, payload) in fifo.claim(&client, "w1", 10).await? {
+///     fifo.complete(&client, id).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FifoQueue {
+    schema: String,
+    claim: String,
+    insert: String,
+    complete: String,
+}
+
+impl FifoQueue {
+    /// A FIFO queue in schema `schema`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSchemaName`](crate::Error::InvalidSchemaName), as for
+    /// [`QueueConfig::new`](crate::QueueConfig::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(fairshare_postgres::testing::FifoQueue::new("fifo").is_ok());
+    /// ```
+    pub fn new(schema: &str) -> Result<Self, crate::Error> {
+        crate::QueueConfig::new(schema)?;
+        let s = format!("\"{schema}\"");
+        Ok(FifoQueue {
+            schema: schema.to_owned(),
+            claim: format!(
+                "WITH pick AS (
+                     SELECT id FROM {s}.jobs WHERE state = 'queued'
+                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 UPDATE {s}.jobs j SET state = 'running', worker = $1, claimed_at = now(),
+                        lease_until = now() + interval '30 seconds'
+                   FROM pick WHERE j.id = pick.id
+                 RETURNING j.id, j.tenant, j.payload"
+            ),
+            insert: format!(
+                "INSERT INTO {s}.jobs (tenant, payload)
+                 SELECT $1, p FROM unnest($2::bytea[]) AS p RETURNING id"
+            ),
+            complete: format!(
+                "UPDATE {s}.jobs SET state = 'done', finished_at = now()
+                  WHERE id = $1 AND state = 'running'"
+            ),
+        })
+    }
+
+    /// Creates the schema and its `jobs` table (`id`, `tenant`, `payload`, `state`, `worker`,
+    /// `lease_until`, `created_at`, `claimed_at`, `finished_at`, and a partial index on `id`
+    /// for queued jobs). Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// Database and connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: tokio_postgres::Client) -> Result<(), fairshare_postgres::Error> {
+    /// fairshare_postgres::testing::FifoQueue::new("fifo")?.migrate(&client).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn migrate<C: tokio_postgres::GenericClient + Sync>(
+        &self,
+        client: &C,
+    ) -> Result<(), crate::Error> {
+        let s = format!("\"{}\"", self.schema);
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {s};
+                 CREATE TABLE IF NOT EXISTS {s}.jobs (
+                     id int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                     tenant text NOT NULL,
+                     payload bytea NOT NULL,
+                     state text NOT NULL DEFAULT 'queued',
+                     worker text,
+                     lease_until timestamptz,
+                     created_at timestamptz NOT NULL DEFAULT now(),
+                     claimed_at timestamptz,
+                     finished_at timestamptz);
+                 CREATE INDEX IF NOT EXISTS jobs_queued ON {s}.jobs (id) WHERE state = 'queued';"
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts `payloads` for `tenant` with one `INSERT ... SELECT FROM unnest(...)`; their
+    /// ids.
+    ///
+    /// # Errors
+    ///
+    /// Database and connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: tokio_postgres::Client, fifo: fairshare_postgres::testing::FifoQueue) -> Result<(), fairshare_postgres::Error> {
+    /// let ids = fifo.enqueue_batch(&client, "acme", &[vec![1], vec![2]]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_batch<C: tokio_postgres::GenericClient + Sync>(
+        &self,
+        client: &C,
+        tenant: &str,
+        payloads: &[Vec<u8>],
+    ) -> Result<Vec<i64>, crate::Error> {
+        use tokio_postgres::types::Type;
+        let rows = client
+            .query_typed(
+                &self.insert,
+                &[(&tenant, Type::TEXT), (&payloads, Type::BYTEA_ARRAY)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Claims up to `n` jobs in id order; `(id, tenant, payload)` each.
+    ///
+    /// # Errors
+    ///
+    /// Database and connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: tokio_postgres::Client, fifo: fairshare_postgres::testing::FifoQueue) -> Result<(), fairshare_postgres::Error> {
+    /// let jobs = fifo.claim(&client, "w1", 1).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn claim<C: tokio_postgres::GenericClient + Sync>(
+        &self,
+        client: &C,
+        worker: &str,
+        n: u32,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, crate::Error> {
+        use tokio_postgres::types::Type;
+        let n = i64::from(n);
+        let rows = client
+            .query_typed(&self.claim, &[(&worker, Type::TEXT), (&n, Type::INT8)])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Marks a claimed job done; whether it was running.
+    ///
+    /// # Errors
+    ///
+    /// Database and connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: tokio_postgres::Client, fifo: fairshare_postgres::testing::FifoQueue) -> Result<(), fairshare_postgres::Error> {
+    /// for (id, _, _) in fifo.claim(&client, "w1", 1).await? {
+    ///     assert!(fifo.complete(&client, id).await?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn complete<C: tokio_postgres::GenericClient + Sync>(
+        &self,
+        client: &C,
+        id: i64,
+    ) -> Result<bool, crate::Error> {
+        use tokio_postgres::types::Type;
+        Ok(client
+            .execute_typed(&self.complete, &[(&id, Type::INT8)])
+            .await?
+            == 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
