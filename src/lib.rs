@@ -126,6 +126,7 @@
 //! slot when completed or dropped. [`PressureLevel`]s with hysteresis tell the host when to
 //! answer 429 or 503, and an [`AdaptiveLimit`] (AIMD or gradient) can size the in-flight limit
 //! from observed latency.
+//! Across many nodes, see [`fleet`]: passes for a shared durable queue, placement, split quotas.
 //!
 //! # Nothing is lost
 //!
@@ -157,6 +158,7 @@ mod clock;
 #[cfg(feature = "serde")]
 mod config;
 mod error;
+pub mod fleet;
 mod pressure;
 mod queue;
 mod shared;
