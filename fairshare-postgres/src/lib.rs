@@ -109,7 +109,6 @@
 mod admin;
 mod config;
 mod error;
-mod fleet_shim;
 mod gcra;
 mod job;
 mod queue;

@@ -9,7 +9,7 @@ use tokio_postgres::types::Type;
 
 use crate::config::QueueConfig;
 use crate::error::Error;
-use crate::fleet_shim::{PassAssigner, TenantPass};
+use fairshare::fleet::{PassAssigner, TenantPass};
 use crate::gcra::{Gcra, Refusal};
 use crate::job::{Job, JobId, JobState, Lease, NewJob};
 use crate::sql::{Sql, VERSION, decode_pass, encode_pass, micros};
@@ -32,8 +32,8 @@ use crate::sql::{Sql, VERSION, decode_pass, encode_pass, micros};
 /// # Fairness
 ///
 /// A job's pass is `max(tenant pass, floor) + stride(cost, weight)` (carrying any debt from
-/// under-declared costs), where the floor is the queue's virtual time: just below the
-/// smallest pass of a ready queued job, or, when no job is ready, the largest pass any tenant
+/// under-declared costs), where the floor is the queue's virtual time: the smallest pass of a
+/// ready queued job, or, when no job is ready, the largest pass any tenant
 /// has reached. A tenant therefore cannot bank credit while idle, and between two tenants
 /// that stay backlogged, claimed cost divided by weight stays within the core's stated bound
 /// for its pass assigner (see `fairshare::fleet`). Claims run in pass order among ready jobs; jobs
@@ -329,15 +329,12 @@ impl Queue {
         }
         let mut tat: i64 = row.get(4);
         let quota = Gcra::from_columns(row.get(5), row.get(6)).or(self.default_gcra);
-        // The queue's virtual time: just before the next ready job's pass (so a newcomer
-        // lands right after that job, never before it), or, with nothing ready, the largest
-        // pass any tenant reached (everything assigned so far has had its turn).
+        // The queue's virtual time: the next ready job's pass (a newcomer ties with it and
+        // is served right after it), or, with nothing ready, the largest pass any tenant
+        // reached (everything assigned so far has had its turn).
         let next_pass = row.get::<_, Option<i64>>(7).map(decode_pass);
         let max_pass = row.get::<_, Option<i64>>(8).map(decode_pass);
-        let floor = next_pass
-            .map(|p| p.saturating_sub(1))
-            .or(max_pass)
-            .unwrap_or(0);
+        let floor = next_pass.or(max_pass).unwrap_or(0);
         let now_ns = u64::try_from(row.get::<_, i64>(9)).unwrap_or(0);
         if let Some(gcra) = quota {
             let cost: u64 = jobs.iter().map(|j| u64::from(j.cost.get())).sum();
