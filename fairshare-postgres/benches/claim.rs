@@ -1,16 +1,23 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
+// reason: `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
 //! Claims per second with 4 concurrent claimers, and enqueue of a 1,000-job batch, each beside
 //! the plain FIFO `SKIP LOCKED` queue on the same throwaway PostgreSQL in the same run.
 //!
 //! Every claim and insert goes over a real connection (unix socket) to a real server: the
-//! path production runs. Setup (filling and truncating the tables) is outside the timings.
+//! path production runs. Two pairs per group: statements prepared once per connection
+//! ([`Session`] against the FIFO queue's prepared statements: what a worker loop runs), and
+//! statements sent as text each time (the plain [`Queue`] methods against the FIFO queue's
+//! text). Setup (filling, analysing and truncating the tables) is outside the timings.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fairshare_postgres::testing::{FifoQueue, TempPostgres};
-use fairshare_postgres::{NewJob, Queue, QueueConfig};
+use fairshare_postgres::testing::{FifoPrepared, FifoQueue, TempPostgres};
+use fairshare_postgres::{NewJob, Queue, QueueConfig, Session};
 use tokio::runtime::Runtime;
+use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 const CLAIMERS: usize = 4;
@@ -55,98 +62,104 @@ fn payload(i: usize) -> Vec<u8> {
     format!("job-payload-{i:06}").into_bytes()
 }
 
-async fn clients(conn: &str, n: usize) -> Vec<Client> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(fairshare_postgres::connect(conn).await.unwrap());
+/// One claimer's connection, in one of the four configurations.
+enum Claimer {
+    FifoPrepared(FifoQueue, Client, FifoPrepared),
+    FifoText(FifoQueue, Client),
+    FairSession(Session),
+    FairText(Queue, Client),
+}
+
+impl Claimer {
+    /// Claims one job at a time until none is left; how many.
+    async fn drain(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let got = match self {
+                Claimer::FifoPrepared(f, c, p) => f.claim(c, Some(p), "bench", 1).await.unwrap().len(),
+                Claimer::FifoText(f, c) => f.claim(c, None, "bench", 1).await.unwrap().len(),
+                Claimer::FairSession(s) => s.claim(1).await.unwrap().len(),
+                Claimer::FairText(q, c) => q.claim(c, "bench", 1).await.unwrap().len(),
+            };
+            if got == 0 {
+                return n;
+            }
+            n += got;
+        }
     }
-    out
+}
+
+async fn fill(s: &Setup, admin: &mut Client, fair: bool) {
+    if fair {
+        admin.batch_execute("TRUNCATE bench_fair.jobs, bench_fair.tenants").await.unwrap();
+        for t in 0..TENANTS {
+            let jobs: Vec<NewJob> = (0..JOBS_PER_RUN / TENANTS).map(|i| NewJob::new(payload(i))).collect();
+            s.fair.enqueue_batch(admin, &format!("t{t}"), &jobs).await.unwrap();
+        }
+        // As autovacuum does on a live queue table (its threshold is far below one run).
+        admin.batch_execute("ANALYZE bench_fair.jobs").await.unwrap();
+    } else {
+        admin.batch_execute("TRUNCATE bench_fifo.jobs").await.unwrap();
+        for t in 0..TENANTS {
+            let jobs: Vec<Vec<u8>> = (0..JOBS_PER_RUN / TENANTS).map(payload).collect();
+            s.fifo.enqueue_batch(&*admin, None, &format!("t{t}"), &jobs).await.unwrap();
+        }
+        admin.batch_execute("ANALYZE bench_fifo.jobs").await.unwrap();
+    }
 }
 
 fn claim(c: &mut Criterion) {
     let s = setup();
     let mut group = c.benchmark_group("claim_4_claimers");
     group.sample_size(10);
-    group.measurement_time(Duration::from_secs(8));
+    group.measurement_time(Duration::from_secs(6));
     group.throughput(Throughput::Elements(JOBS_PER_RUN as u64));
-    let mut admin = s.rt.block_on(fairshare_postgres::connect(&s.conn)).unwrap();
-    let claimers = s.rt.block_on(clients(&s.conn, CLAIMERS));
-    let claimers: Vec<std::sync::Arc<Client>> = claimers.into_iter().map(std::sync::Arc::new).collect();
+    let admin = Mutex::new(s.rt.block_on(fairshare_postgres::connect(&s.conn)).unwrap());
 
-    group.bench_function(BenchmarkId::new("fifo_order_by_id", JOBS_PER_RUN), |b| {
-        b.iter_custom(|iters| {
-            s.rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    admin.batch_execute("TRUNCATE bench_fifo.jobs").await.unwrap();
-                    for t in 0..TENANTS {
-                        let jobs: Vec<Vec<u8>> = (0..JOBS_PER_RUN / TENANTS).map(payload).collect();
-                        s.fifo.enqueue_batch(&admin, &format!("t{t}"), &jobs).await.unwrap();
+    for kind in ["fifo_prepared", "fair_session", "fifo_text", "fair_text"] {
+        let claimers: Vec<Arc<Claimer>> = s.rt.block_on(async {
+            let mut out = Vec::new();
+            for _ in 0..CLAIMERS {
+                let c = fairshare_postgres::connect(&s.conn).await.unwrap();
+                out.push(Arc::new(match kind {
+                    "fifo_prepared" => {
+                        let p = s.fifo.prepare(&c).await.unwrap();
+                        Claimer::FifoPrepared(s.fifo.clone(), c, p)
                     }
-                    // As autovacuum does on a live table (its threshold is lower than one run).
-                    admin.batch_execute("ANALYZE bench_fifo.jobs").await.unwrap();
-                    let start = Instant::now();
-                    let mut tasks = Vec::new();
-                    for client in &claimers {
-                        let (client, fifo) = (client.clone(), s.fifo.clone());
-                        tasks.push(tokio::spawn(async move {
-                            let mut n = 0;
-                            while !fifo.claim(&*client, "bench", 1).await.unwrap().is_empty() {
-                                n += 1;
-                            }
-                            n
-                        }));
+                    "fifo_text" => Claimer::FifoText(s.fifo.clone(), c),
+                    "fair_session" => Claimer::FairSession(Session::new(s.fair.clone(), c, "bench").await.unwrap()),
+                    _ => Claimer::FairText(s.fair.clone(), c),
+                }));
+            }
+            out
+        });
+        let fair = kind.starts_with("fair");
+        group.bench_function(BenchmarkId::new(kind, JOBS_PER_RUN), |b| {
+            b.iter_custom(|iters| {
+                s.rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        fill(&s, &mut *admin.lock().await, fair).await;
+                        let start = Instant::now();
+                        let tasks: Vec<_> = claimers
+                            .iter()
+                            .map(|c| {
+                                let c = c.clone();
+                                tokio::spawn(async move { c.drain().await })
+                            })
+                            .collect();
+                        let mut claimed = 0;
+                        for t in tasks {
+                            claimed += t.await.unwrap();
+                        }
+                        total += start.elapsed();
+                        assert_eq!(claimed, JOBS_PER_RUN);
                     }
-                    let mut claimed = 0;
-                    for t in tasks {
-                        claimed += t.await.unwrap();
-                    }
-                    total += start.elapsed();
-                    assert_eq!(claimed, JOBS_PER_RUN);
-                }
-                total
+                    total
+                })
             })
-        })
-    });
-
-    group.bench_function(BenchmarkId::new("fair_pass_order", JOBS_PER_RUN), |b| {
-        b.iter_custom(|iters| {
-            s.rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    admin
-                        .batch_execute("TRUNCATE bench_fair.jobs, bench_fair.tenants")
-                        .await
-                        .unwrap();
-                    for t in 0..TENANTS {
-                        let jobs: Vec<NewJob> =
-                            (0..JOBS_PER_RUN / TENANTS).map(|i| NewJob::new(payload(i))).collect();
-                        s.fair.enqueue_batch(&mut admin, &format!("t{t}"), &jobs).await.unwrap();
-                    }
-                    admin.batch_execute("ANALYZE bench_fair.jobs").await.unwrap();
-                    let start = Instant::now();
-                    let mut tasks = Vec::new();
-                    for client in &claimers {
-                        let (client, fair) = (client.clone(), s.fair.clone());
-                        tasks.push(tokio::spawn(async move {
-                            let mut n = 0;
-                            while !fair.claim(&*client, "bench", 1).await.unwrap().is_empty() {
-                                n += 1;
-                            }
-                            n
-                        }));
-                    }
-                    let mut claimed = 0;
-                    for t in tasks {
-                        claimed += t.await.unwrap();
-                    }
-                    total += start.elapsed();
-                    assert_eq!(claimed, JOBS_PER_RUN);
-                }
-                total
-            })
-        })
-    });
+        });
+    }
     group.finish();
 }
 
@@ -154,48 +167,53 @@ fn enqueue(c: &mut Criterion) {
     let s = setup();
     let mut group = c.benchmark_group("enqueue_batch_1000");
     group.sample_size(20);
-    group.measurement_time(Duration::from_secs(8));
+    group.measurement_time(Duration::from_secs(6));
     group.throughput(Throughput::Elements(BATCH as u64));
-    let mut client = s.rt.block_on(fairshare_postgres::connect(&s.conn)).unwrap();
     let payloads: Vec<Vec<u8>> = (0..BATCH).map(payload).collect();
     let jobs: Vec<NewJob> = payloads.iter().cloned().map(NewJob::new).collect();
-
-    group.bench_function(BenchmarkId::new("plain_insert_unnest", BATCH), |b| {
-        b.iter_custom(|iters| {
-            s.rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for i in 0..iters {
-                    if i % 50 == 0 {
-                        client.batch_execute("TRUNCATE bench_fifo.jobs").await.unwrap();
-                    }
-                    let start = Instant::now();
-                    s.fifo.enqueue_batch(&client, "acme", &payloads).await.unwrap();
-                    total += start.elapsed();
-                }
-                total
-            })
-        })
+    let (fifo_client, fifo_prep, mut session, mut text_client) = s.rt.block_on(async {
+        let fc = fairshare_postgres::connect(&s.conn).await.unwrap();
+        let fp = s.fifo.prepare(&fc).await.unwrap();
+        let sc = fairshare_postgres::connect(&s.conn).await.unwrap();
+        let session = Session::new(s.fair.clone(), sc, "bench").await.unwrap();
+        let tc = fairshare_postgres::connect(&s.conn).await.unwrap();
+        (fc, fp, session, tc)
     });
 
-    group.bench_function(BenchmarkId::new("fair_enqueue_batch", BATCH), |b| {
-        b.iter_custom(|iters| {
-            s.rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for i in 0..iters {
-                    if i % 50 == 0 {
-                        client
-                            .batch_execute("TRUNCATE bench_fair.jobs, bench_fair.tenants")
-                            .await
-                            .unwrap();
+    for kind in ["plain_insert_prepared", "fair_session", "plain_insert_text", "fair_text"] {
+        group.bench_function(BenchmarkId::new(kind, BATCH), |b| {
+            b.iter_custom(|iters| {
+                s.rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for i in 0..iters {
+                        if i % 50 == 0 {
+                            text_client
+                                .batch_execute("TRUNCATE bench_fifo.jobs; TRUNCATE bench_fair.jobs, bench_fair.tenants")
+                                .await
+                                .unwrap();
+                        }
+                        let start = Instant::now();
+                        match kind {
+                            "plain_insert_prepared" => {
+                                s.fifo.enqueue_batch(&fifo_client, Some(&fifo_prep), "acme", &payloads).await.unwrap();
+                            }
+                            "plain_insert_text" => {
+                                s.fifo.enqueue_batch(&fifo_client, None, "acme", &payloads).await.unwrap();
+                            }
+                            "fair_session" => {
+                                session.enqueue_batch("acme", &jobs).await.unwrap();
+                            }
+                            _ => {
+                                s.fair.enqueue_batch(&mut text_client, "acme", &jobs).await.unwrap();
+                            }
+                        }
+                        total += start.elapsed();
                     }
-                    let start = Instant::now();
-                    s.fair.enqueue_batch(&mut client, "acme", &jobs).await.unwrap();
-                    total += start.elapsed();
-                }
-                total
+                    total
+                })
             })
-        })
-    });
+        });
+    }
     group.finish();
 }
 

@@ -18,8 +18,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fairshare_postgres::testing::{FifoQueue, TempPostgres};
-use fairshare_postgres::{NewJob, Queue, QueueConfig};
+use fairshare_postgres::testing::{FifoPrepared, FifoQueue, TempPostgres};
+use fairshare_postgres::{NewJob, Queue, QueueConfig, Session};
 
 const FLOOD: usize = 140_000;
 const OTHERS: usize = 100;
@@ -27,6 +27,12 @@ const OTHER_PERIOD: Duration = Duration::from_millis(500);
 const PRODUCERS: usize = 10;
 const WORKERS: usize = 4;
 const SERVICE: Duration = Duration::from_millis(1);
+
+/// A connection with its queue's statements prepared.
+enum Conn {
+    Fair(Session),
+    Fifo(FifoQueue, tokio_postgres::Client, FifoPrepared),
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -119,7 +125,7 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
     } else {
         fifo.migrate(&c).await?;
         let jobs: Vec<Vec<u8>> = (0..FLOOD).map(|i| format!("bulk-update-{i}").into_bytes()).collect();
-        fifo.enqueue_batch(&c, "flood", &jobs).await?;
+        fifo.enqueue_batch(&c, None, "flood", &jobs).await?;
     }
     println!("[{mode}] flood of {FLOOD} jobs enqueued in one batch in {:.2} s", t.elapsed().as_secs_f64());
 
@@ -151,7 +157,13 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
         let (fair, fifo) = (fair.clone(), fifo.clone());
         let fair_mode = mode == "fair";
         producers.push(tokio::spawn(async move {
-            let mut c = fairshare_postgres::connect(&conn).await.expect("producer connects");
+            let c = fairshare_postgres::connect(&conn).await.expect("producer connects");
+            let mut conn = if fair_mode {
+                Conn::Fair(Session::new(fair, c, "producer").await.expect("prepare"))
+            } else {
+                let prep = fifo.prepare(&c).await.expect("prepare");
+                Conn::Fifo(fifo, c, prep)
+            };
             let per = OTHERS / PRODUCERS;
             let step = OTHER_PERIOD / per as u32;
             let offset = step * p as u32 / PRODUCERS as u32;
@@ -163,10 +175,15 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
                 }
                 tokio::time::sleep_until((start + at).into()).await;
                 let tenant = format!("customer-{}", p * per + k as usize % per);
-                if fair_mode {
-                    fair.enqueue(&mut c, &tenant, &NewJob::new("share-ticket")).await.expect("enqueue");
-                } else {
-                    fifo.enqueue_batch(&c, &tenant, &[b"share-ticket".to_vec()]).await.expect("enqueue");
+                match &mut conn {
+                    Conn::Fair(session) => {
+                        session.enqueue(&tenant, &NewJob::new("share-ticket")).await.expect("enqueue");
+                    }
+                    Conn::Fifo(fifo, c, prep) => {
+                        fifo.enqueue_batch(c, Some(prep), &tenant, &[b"share-ticket".to_vec()])
+                            .await
+                            .expect("enqueue");
+                    }
                 }
                 k += 1;
             }
@@ -222,30 +239,39 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
 /// A worker process: its own connection; claim one job, run it, complete it, until the
 /// phase ends.
 async fn worker(mode: &str, conn: &str, schema: &str, run_ms: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let mut c = fairshare_postgres::connect(conn).await?;
+    let c = fairshare_postgres::connect(conn).await?;
     let name = format!("worker-{}", std::process::id());
-    let fair = Queue::new(QueueConfig::new(schema)?);
-    let fifo = FifoQueue::new(schema)?;
+    // Statements prepared once on this worker's own connection, as production workers run.
+    let mut conn = if mode == "fair" {
+        Conn::Fair(Session::new(Queue::new(QueueConfig::new(schema)?), c, name.clone()).await?)
+    } else {
+        let fifo = FifoQueue::new(schema)?;
+        let prep = fifo.prepare(&c).await?;
+        Conn::Fifo(fifo, c, prep)
+    };
     let mut stdout = std::io::stdout();
     writeln!(stdout, "READY")?;
     stdout.flush()?;
     let until = Instant::now() + Duration::from_millis(run_ms);
     let mut done = 0usize;
     while Instant::now() < until {
-        let n = if mode == "fair" {
-            let jobs = fair.claim(&c, &name, 1).await?;
-            for job in &jobs {
-                tokio::time::sleep(SERVICE).await;
-                fair.complete(&mut c, job.lease(), 1).await?;
+        let n = match &mut conn {
+            Conn::Fair(session) => {
+                let jobs = session.claim(1).await?;
+                for job in &jobs {
+                    tokio::time::sleep(SERVICE).await;
+                    session.complete(job.lease(), 1).await?;
+                }
+                jobs.len()
             }
-            jobs.len()
-        } else {
-            let jobs = fifo.claim(&c, &name, 1).await?;
-            for (id, _, _) in &jobs {
-                tokio::time::sleep(SERVICE).await;
-                fifo.complete(&c, *id).await?;
+            Conn::Fifo(fifo, c, prep) => {
+                let jobs = fifo.claim(c, Some(prep), &name, 1).await?;
+                for (id, _, _) in &jobs {
+                    tokio::time::sleep(SERVICE).await;
+                    fifo.complete(c, Some(prep), *id).await?;
+                }
+                jobs.len()
             }
-            jobs.len()
         };
         if n == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;

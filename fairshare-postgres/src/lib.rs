@@ -109,9 +109,11 @@
 mod admin;
 mod config;
 mod error;
+mod exec;
 mod gcra;
 mod job;
 mod queue;
+mod session;
 mod sql;
 pub mod testing;
 
@@ -120,6 +122,7 @@ pub use config::QueueConfig;
 pub use error::Error;
 pub use job::{Job, JobId, JobState, Lease, NewJob, UnknownState};
 pub use queue::{Decoded, FailOutcome, Queue, connect};
+pub use session::Session;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

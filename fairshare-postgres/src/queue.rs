@@ -12,6 +12,7 @@ use crate::error::Error;
 use fairshare::fleet::{PassAssigner, TenantPass};
 use crate::gcra::{Gcra, Refusal};
 use crate::job::{Job, JobId, JobState, Lease, NewJob};
+use crate::exec::{Exec, Prepared};
 use crate::sql::{Sql, VERSION, decode_pass, encode_pass, micros};
 
 /// A fair, durable job queue in the host's PostgreSQL database, shared by any number of
@@ -295,24 +296,35 @@ impl Queue {
         tenant: &str,
         jobs: &[NewJob],
     ) -> Result<Vec<JobId>, Error> {
+        self.enqueue_batch_with(client, None, tenant, jobs).await
+    }
+
+    pub(crate) async fn enqueue_batch_with<C: GenericClient + Send + Sync>(
+        &self,
+        client: &mut C,
+        prep: Option<&Prepared>,
+        tenant: &str,
+        jobs: &[NewJob],
+    ) -> Result<Vec<JobId>, Error> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         let sql = &*self.sql;
         let tx = client.transaction().await?;
         let row = match tx
-            .query_typed_opt(&sql.lock_tenant, &[(&tenant, Type::TEXT)])
+            .run_opt(prep.map(|p| &p.lock_tenant), &sql.lock_tenant, &[(&tenant, Type::TEXT)])
             .await?
         {
             Some(row) => row,
             None => {
                 let weight = i64::from(self.config.default_weight.get());
-                tx.execute_typed(
+                tx.run_execute(
+                    prep.map(|p| &p.insert_tenant),
                     &sql.insert_tenant,
                     &[(&tenant, Type::TEXT), (&weight, Type::INT8)],
                 )
                 .await?;
-                tx.query_typed_one(&sql.lock_tenant, &[(&tenant, Type::TEXT)])
+                tx.run_one(prep.map(|p| &p.lock_tenant), &sql.lock_tenant, &[(&tenant, Type::TEXT)])
                     .await?
             }
         };
@@ -376,7 +388,8 @@ impl Queue {
             let cost = i64::from(first.cost.get());
             let delay = micros(first.delay);
             let pass_now = encode_pass(state.pass);
-            let rows = tx.query_typed(
+            let rows = tx.run_query(
+                prep.map(|p| &p.insert_jobs_uniform),
                 &sql.insert_jobs_uniform,
                 &[
                     (&tenant, Type::TEXT),
@@ -409,7 +422,8 @@ impl Queue {
             let attempts: Vec<i32> = jobs.iter().map(|j| self.max_attempts(j)).collect();
             let delays: Vec<i64> = jobs.iter().map(|j| micros(j.delay)).collect();
             let pass_now = encode_pass(state.pass);
-            let rows = tx.query_typed(
+            let rows = tx.run_query(
+                prep.map(|p| &p.insert_jobs),
                 &sql.insert_jobs,
                 &[
                     (&tenant, Type::TEXT),
@@ -470,13 +484,24 @@ impl Queue {
         worker: &str,
         n: u32,
     ) -> Result<Vec<Job>, Error> {
+        self.claim_with(client, None, worker, n).await
+    }
+
+    pub(crate) async fn claim_with<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        prep: Option<&Prepared>,
+        worker: &str,
+        n: u32,
+    ) -> Result<Vec<Job>, Error> {
         if n == 0 {
             return Ok(Vec::new());
         }
         let limit = i64::from(n);
         let lease = micros(self.config.lease);
         let rows = client
-            .query_typed(
+            .run_query(
+                prep.map(|p| &p.claim),
                 &self.sql.claim,
                 &[
                     (&worker, Type::TEXT),
@@ -534,6 +559,22 @@ impl Queue {
         client: &C,
         worker: &str,
         n: u32,
+        decode: F,
+    ) -> Result<Decoded<T>, Error>
+    where
+        C: GenericClient + Sync,
+        E: std::fmt::Display,
+        F: FnMut(&[u8]) -> Result<T, E>,
+    {
+        self.claim_decoded_with(client, None, worker, n, decode).await
+    }
+
+    pub(crate) async fn claim_decoded_with<C, T, E, F>(
+        &self,
+        client: &C,
+        prep: Option<&Prepared>,
+        worker: &str,
+        n: u32,
         mut decode: F,
     ) -> Result<Decoded<T>, Error>
     where
@@ -545,12 +586,12 @@ impl Queue {
             jobs: Vec::new(),
             undecodable: Vec::new(),
         };
-        for job in self.claim(client, worker, n).await? {
+        for job in self.claim_with(client, prep, worker, n).await? {
             match decode(job.payload()) {
                 Ok(value) => out.jobs.push((value, job)),
                 Err(err) => {
                     let message = format!("payload could not be decoded: {err}");
-                    self.dead_letter(client, job.lease(), &message).await?;
+                    self.dead_letter_with(client, prep, job.lease(), &message).await?;
                     out.undecodable.push((job.id(), message));
                 }
             }
@@ -587,21 +628,43 @@ impl Queue {
         lease: &Lease,
         actual_cost: u32,
     ) -> Result<(), Error> {
+        self.complete_with(client, None, lease, actual_cost).await
+    }
+
+    pub(crate) async fn complete_with<C: GenericClient + Send + Sync>(
+        &self,
+        client: &mut C,
+        prep: Option<&Prepared>,
+        lease: &Lease,
+        actual_cost: u32,
+    ) -> Result<(), Error> {
         let id = lease.job.get();
         let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
             [(&id, Type::INT8), (&lease.token, Type::INT8)];
         if actual_cost == lease.cost {
-            if client.execute_typed(&self.sql.complete, &params).await? == 1 {
+            if client
+                .run_execute(prep.map(|p| &p.complete), &self.sql.complete, &params)
+                .await?
+                == 1
+            {
                 return Ok(());
             }
             return Err(self.diagnose(client, lease).await?);
         }
         let tx = client.transaction().await?;
-        if tx.execute_typed(&self.sql.complete, &params).await? != 1 {
+        if tx
+            .run_execute(prep.map(|p| &p.complete), &self.sql.complete, &params)
+            .await?
+            != 1
+        {
             return Err(self.diagnose(&tx, lease).await?);
         }
         if let Some(row) = tx
-            .query_typed_opt(&self.sql.tenant_for_update, &[(&lease.tenant, Type::TEXT)])
+            .run_opt(
+                prep.map(|p| &p.tenant_for_update),
+                &self.sql.tenant_for_update,
+                &[(&lease.tenant, Type::TEXT)],
+            )
             .await?
         {
             let mut state = TenantPass {
@@ -612,7 +675,8 @@ impl Queue {
             self.assigner
                 .correct(&mut state, weight, lease.cost, actual_cost);
             let pass = encode_pass(state.pass);
-            tx.execute_typed(
+            tx.run_execute(
+                prep.map(|p| &p.update_tenant_pass),
                 &self.sql.update_tenant_pass,
                 &[
                     (&lease.tenant, Type::TEXT),
@@ -647,14 +711,24 @@ impl Queue {
         lease: &Lease,
         error: &str,
     ) -> Result<FailOutcome, Error> {
+        self.fail_with(client, None, lease, error).await
+    }
+
+    pub(crate) async fn fail_with<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        prep: Option<&Prepared>,
+        lease: &Lease,
+        error: &str,
+    ) -> Result<FailOutcome, Error> {
         if lease.attempt >= lease.max_attempts {
-            self.finish_failed(client, lease, error, JobState::Dead, Duration::ZERO)
+            self.finish_failed(client, prep, lease, error, JobState::Dead, Duration::ZERO)
                 .await?;
             return Ok(FailOutcome::Dead);
         }
         let after = self.config.backoff(lease.attempt);
         let at = self
-            .finish_failed(client, lease, error, JobState::Queued, after)
+            .finish_failed(client, prep, lease, error, JobState::Queued, after)
             .await?;
         Ok(FailOutcome::Retrying { at, after })
     }
@@ -680,7 +754,17 @@ impl Queue {
         lease: &Lease,
         error: &str,
     ) -> Result<(), Error> {
-        self.finish_failed(client, lease, error, JobState::Dead, Duration::ZERO)
+        self.dead_letter_with(client, None, lease, error).await
+    }
+
+    pub(crate) async fn dead_letter_with<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        prep: Option<&Prepared>,
+        lease: &Lease,
+        error: &str,
+    ) -> Result<(), Error> {
+        self.finish_failed(client, prep, lease, error, JobState::Dead, Duration::ZERO)
             .await
             .map(drop)
     }
@@ -688,6 +772,7 @@ impl Queue {
     async fn finish_failed<C: GenericClient + Sync>(
         &self,
         client: &C,
+        prep: Option<&Prepared>,
         lease: &Lease,
         error: &str,
         state: JobState,
@@ -697,7 +782,8 @@ impl Queue {
         let state = state.as_str();
         let delay = micros(delay);
         let row = client
-            .query_typed_opt(
+            .run_opt(
+                prep.map(|p| &p.fail),
                 &self.sql.fail,
                 &[
                     (&id, Type::INT8),
@@ -733,9 +819,19 @@ impl Queue {
         client: &C,
         lease: &Lease,
     ) -> Result<(), Error> {
+        self.release_with(client, None, lease).await
+    }
+
+    pub(crate) async fn release_with<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        prep: Option<&Prepared>,
+        lease: &Lease,
+    ) -> Result<(), Error> {
         let id = lease.job.get();
         let n = client
-            .execute_typed(
+            .run_execute(
+                prep.map(|p| &p.release),
                 &self.sql.release,
                 &[(&id, Type::INT8), (&lease.token, Type::INT8)],
             )
@@ -769,10 +865,21 @@ impl Queue {
         lease: &mut Lease,
         by: Duration,
     ) -> Result<(), Error> {
+        self.extend_lease_with(client, None, lease, by).await
+    }
+
+    pub(crate) async fn extend_lease_with<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        prep: Option<&Prepared>,
+        lease: &mut Lease,
+        by: Duration,
+    ) -> Result<(), Error> {
         let id = lease.job.get();
         let by = micros(by);
         let row = client
-            .query_typed_opt(
+            .run_opt(
+                prep.map(|p| &p.extend),
                 &self.sql.extend,
                 &[
                     (&id, Type::INT8),

@@ -339,9 +339,9 @@ impl Drop for TempPostgres {
 /// use fairshare_postgres::testing::FifoQueue;
 /// let fifo = FifoQueue::new("fifo")?;
 /// fifo.migrate(&client).await?;
-/// fifo.enqueue_batch(&client, "acme", &[b"a".to_vec(), b"b".to_vec()]).await?;
-/// for (id, tenant, payload) in fifo.claim(&client, "w1", 10).await? {
-///     fifo.complete(&client, id).await?;
+/// fifo.enqueue_batch(&client, None, "acme", &[b"a".to_vec(), b"b".to_vec()]).await?;
+/// for (id, tenant, payload) in fifo.claim(&client, None, "w1", 10).await? {
+///     fifo.complete(&client, None, id).await?;
 /// }
 /// # Ok(()) }
 /// ```
@@ -353,7 +353,54 @@ pub struct FifoQueue {
     complete: String,
 }
 
+/// [`FifoQueue`]'s statements prepared on one connection, as job queues that cache prepared
+/// statements run them (the fair comparison with a [`Session`](crate::Session)).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(client: tokio_postgres::Client, fifo: fairshare_postgres::testing::FifoQueue) -> Result<(), fairshare_postgres::Error> {
+/// let prep = fifo.prepare(&client).await?;
+/// let jobs = fifo.claim(&client, Some(&prep), "w1", 1).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FifoPrepared {
+    claim: tokio_postgres::Statement,
+    insert: tokio_postgres::Statement,
+    complete: tokio_postgres::Statement,
+}
+
 impl FifoQueue {
+    /// Prepares the claim, insert and complete statements on `client`.
+    ///
+    /// # Errors
+    ///
+    /// Database and connection errors (the schema must exist).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: tokio_postgres::Client, fifo: fairshare_postgres::testing::FifoQueue) -> Result<(), fairshare_postgres::Error> {
+    /// let prep = fifo.prepare(&client).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn prepare<C: tokio_postgres::GenericClient + Sync>(
+        &self,
+        client: &C,
+    ) -> Result<FifoPrepared, crate::Error> {
+        use tokio_postgres::types::Type;
+        Ok(FifoPrepared {
+            claim: client
+                .prepare_typed(&self.claim, &[Type::TEXT, Type::INT8])
+                .await?,
+            insert: client
+                .prepare_typed(&self.insert, &[Type::TEXT, Type::BYTEA_ARRAY])
+                .await?,
+            complete: client.prepare_typed(&self.complete, &[Type::INT8]).await?,
+        })
+    }
+
     /// A FIFO queue in schema `schema`.
     ///
     /// # Errors
@@ -441,18 +488,21 @@ impl FifoQueue {
     ///
     /// ```no_run
     /// # async fn run(client: tokio_postgres::Client, fifo: fairshare_postgres::testing::FifoQueue) -> Result<(), fairshare_postgres::Error> {
-    /// let ids = fifo.enqueue_batch(&client, "acme", &[vec![1], vec![2]]).await?;
+    /// let ids = fifo.enqueue_batch(&client, None, "acme", &[vec![1], vec![2]]).await?;
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_batch<C: tokio_postgres::GenericClient + Sync>(
         &self,
         client: &C,
+        prep: Option<&FifoPrepared>,
         tenant: &str,
         payloads: &[Vec<u8>],
     ) -> Result<Vec<i64>, crate::Error> {
+        use crate::exec::Exec;
         use tokio_postgres::types::Type;
         let rows = client
-            .query_typed(
+            .run_query(
+                prep.map(|p| &p.insert),
                 &self.insert,
                 &[(&tenant, Type::TEXT), (&payloads, Type::BYTEA_ARRAY)],
             )
@@ -470,19 +520,25 @@ impl FifoQueue {
     ///
     /// ```no_run
     /// # async fn run(client: tokio_postgres::Client, fifo: fairshare_postgres::testing::FifoQueue) -> Result<(), fairshare_postgres::Error> {
-    /// let jobs = fifo.claim(&client, "w1", 1).await?;
+    /// let jobs = fifo.claim(&client, None, "w1", 1).await?;
     /// # Ok(()) }
     /// ```
     pub async fn claim<C: tokio_postgres::GenericClient + Sync>(
         &self,
         client: &C,
+        prep: Option<&FifoPrepared>,
         worker: &str,
         n: u32,
     ) -> Result<Vec<(i64, String, Vec<u8>)>, crate::Error> {
+        use crate::exec::Exec;
         use tokio_postgres::types::Type;
         let n = i64::from(n);
         let rows = client
-            .query_typed(&self.claim, &[(&worker, Type::TEXT), (&n, Type::INT8)])
+            .run_query(
+                prep.map(|p| &p.claim),
+                &self.claim,
+                &[(&worker, Type::TEXT), (&n, Type::INT8)],
+            )
             .await?;
         Ok(rows
             .into_iter()
@@ -500,19 +556,21 @@ impl FifoQueue {
     ///
     /// ```no_run
     /// # async fn run(client: tokio_postgres::Client, fifo: fairshare_postgres::testing::FifoQueue) -> Result<(), fairshare_postgres::Error> {
-    /// for (id, _, _) in fifo.claim(&client, "w1", 1).await? {
-    ///     assert!(fifo.complete(&client, id).await?);
+    /// for (id, _, _) in fifo.claim(&client, None, "w1", 1).await? {
+    ///     assert!(fifo.complete(&client, None, id).await?);
     /// }
     /// # Ok(()) }
     /// ```
     pub async fn complete<C: tokio_postgres::GenericClient + Sync>(
         &self,
         client: &C,
+        prep: Option<&FifoPrepared>,
         id: i64,
     ) -> Result<bool, crate::Error> {
+        use crate::exec::Exec;
         use tokio_postgres::types::Type;
         Ok(client
-            .execute_typed(&self.complete, &[(&id, Type::INT8)])
+            .run_execute(prep.map(|p| &p.complete), &self.complete, &[(&id, Type::INT8)])
             .await?
             == 1)
     }

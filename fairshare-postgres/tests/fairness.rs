@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fairshare_postgres::testing::FifoQueue;
-use fairshare_postgres::{NewJob, Queue};
+use fairshare_postgres::{NewJob, Queue, Session};
 
 const SERVICE: Duration = Duration::from_millis(5);
 const WORKERS: usize = 4;
@@ -47,38 +47,45 @@ impl Mode {
             }
             Mode::Fifo(f) => {
                 let jobs: Vec<_> = (0..n).map(|i| format!("{i}").into_bytes()).collect();
-                f.enqueue_batch(c, tenant, &jobs).await.unwrap();
+                f.enqueue_batch(c, None, tenant, &jobs).await.unwrap();
             }
         }
     }
 
-    /// One worker: claim one job, "run" it for SERVICE, complete it; until `until`.
+    /// One worker on its own connection (statements prepared, as production workers run):
+    /// claim one job, "run" it for SERVICE, complete it; until `until`.
     async fn work(self, until: Instant) -> usize {
-        let mut c = common::client().await;
+        let c = common::client().await;
         let mut done = 0;
-        while Instant::now() < until {
-            let claimed = match &self {
-                Mode::Fair(q) => {
-                    let jobs = q.claim(&c, "w", 1).await.unwrap();
+        match self {
+            Mode::Fair(q) => {
+                let mut s = Session::new(q, c, "w").await.unwrap();
+                while Instant::now() < until {
+                    let jobs = s.claim(1).await.unwrap();
                     for job in &jobs {
                         tokio::time::sleep(SERVICE).await;
-                        q.complete(&mut c, job.lease(), 1).await.unwrap();
+                        s.complete(job.lease(), 1).await.unwrap();
                     }
-                    jobs.len()
+                    if jobs.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    done += jobs.len();
                 }
-                Mode::Fifo(f) => {
-                    let jobs = f.claim(&c, "w", 1).await.unwrap();
+            }
+            Mode::Fifo(f) => {
+                let prep = f.prepare(&c).await.unwrap();
+                while Instant::now() < until {
+                    let jobs = f.claim(&c, Some(&prep), "w", 1).await.unwrap();
                     for (id, _, _) in &jobs {
                         tokio::time::sleep(SERVICE).await;
-                        assert!(f.complete(&c, *id).await.unwrap());
+                        assert!(f.complete(&c, Some(&prep), *id).await.unwrap());
                     }
-                    jobs.len()
+                    if jobs.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    done += jobs.len();
                 }
-            };
-            if claimed == 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            done += claimed;
         }
         done
     }

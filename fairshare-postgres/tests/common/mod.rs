@@ -12,24 +12,24 @@ use tokio_postgres::Client;
 static SERVER: OnceLock<TempPostgres> = OnceLock::new();
 
 /// The binary's server, started on first use; its watchdog removes it when the binary exits.
-pub fn server() -> &'static TempPostgres {
+pub(crate) fn server() -> &'static TempPostgres {
     SERVER.get_or_init(|| TempPostgres::start().unwrap_or_else(|e| panic!("{e}")))
 }
 
-pub async fn client() -> Client {
+pub(crate) async fn client() -> Client {
     fairshare_postgres::connect(&server().connection_string())
         .await
         .expect("connect to the test server")
 }
 
 /// A schema name no other test in this binary uses.
-pub fn fresh_schema(name: &str) -> String {
+pub(crate) fn fresh_schema(name: &str) -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     format!("t_{name}_{}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A migrated queue in a fresh schema, configured by `f`, and a client.
-pub async fn queue(name: &str, f: impl FnOnce(QueueConfig) -> QueueConfig) -> (Queue, Client) {
+pub(crate) async fn queue(name: &str, f: impl FnOnce(QueueConfig) -> QueueConfig) -> (Queue, Client) {
     let config = f(QueueConfig::new(&fresh_schema(name)).unwrap());
     let queue = Queue::new(config);
     let mut client = client().await;
@@ -38,7 +38,7 @@ pub async fn queue(name: &str, f: impl FnOnce(QueueConfig) -> QueueConfig) -> (Q
 }
 
 /// Percentile (nearest rank) of unsorted samples; 0 for none.
-pub fn percentile(samples: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(samples: &[f64], p: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
