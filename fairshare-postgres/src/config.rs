@@ -41,6 +41,7 @@ pub struct QueueConfig {
     pub(crate) default_weight: NonZeroU32,
     pub(crate) default_quota: Option<Quota>,
     pub(crate) pass_scale: Option<NonZeroU64>,
+    pub(crate) reap_interval: Option<Duration>,
 }
 
 impl QueueConfig {
@@ -80,6 +81,7 @@ impl QueueConfig {
             default_weight: NonZeroU32::MIN,
             default_quota: None,
             pass_scale: None,
+            reap_interval: None,
         })
     }
 
@@ -181,6 +183,23 @@ impl QueueConfig {
     /// ```
     pub fn with_pass_scale(mut self, scale: NonZeroU64) -> Self {
         self.pass_scale = Some(scale);
+        self
+    }
+
+    /// How often (at most) a process's claims first look for expired leases; default a
+    /// quarter of the lease, between 10 ms and 1 s. A job whose worker died is claimable
+    /// again at most this long after its lease ends (given claims keep coming).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let c = fairshare_postgres::QueueConfig::new("q")?
+    ///     .with_reap_interval(Duration::from_millis(250));
+    /// # Ok::<(), fairshare_postgres::Error>(())
+    /// ```
+    pub fn with_reap_interval(mut self, interval: Duration) -> Self {
+        self.reap_interval = Some(interval);
         self
     }
 

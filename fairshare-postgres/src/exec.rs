@@ -23,6 +23,7 @@ pub(crate) struct Prepared {
     pub(crate) insert_jobs: Statement,
     pub(crate) insert_jobs_uniform: Statement,
     pub(crate) claim: Statement,
+    pub(crate) reap: Statement,
     pub(crate) complete: Statement,
     pub(crate) tenant_for_update: Statement,
     pub(crate) update_tenant_pass: Statement,
@@ -76,6 +77,7 @@ impl Prepared {
             claim: c
                 .prepare_typed(&sql.claim, &[T::TEXT, T::INT8, T::INT8])
                 .await?,
+            reap: c.prepare_typed(&sql.reap, &[T::INT8]).await?,
             complete: c
                 .prepare_typed(&sql.complete, &[T::INT8, T::INT8])
                 .await?,

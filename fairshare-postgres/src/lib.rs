@@ -71,12 +71,15 @@
 //!
 //! [`Queue::claim`] takes up to `n` jobs in pass order (`FOR UPDATE SKIP LOCKED`, so any
 //! number of workers on any number of nodes claim at once) and leases each with a fresh
-//! token. [`Queue::complete`] (with the actual cost, which corrects the tenant's future
+//! token. A worker loop that owns its connection uses a [`Session`], which prepares these
+//! statements once (planning the claim on every call would cost more than running it). [`Queue::complete`] (with the actual cost, which corrects the tenant's future
 //! passes), [`Queue::fail`] (retry with exponential backoff, dead letter after the last
 //! attempt), [`Queue::dead_letter`], [`Queue::release`] and [`Queue::extend_lease`] present
 //! the [`Lease`], and are refused with [`Error::LeaseExpired`] or [`Error::LeaseTakenOver`]
-//! once the lease is gone. A worker that dies loses nothing: when its lease expires the job
-//! is claimed again; a job that outlives its lease on its last attempt is dead-lettered.
+//! once the lease is gone. A worker that dies loses nothing: once its lease has expired,
+//! the next claims ([`Queue::reap_expired`], at most once per reap interval) put the job back
+//! in the queue with its pass, so it is claimed next; a job whose lease expires on its last
+//! attempt is dead-lettered.
 //!
 //! # Operators and dashboards
 //!
@@ -121,7 +124,7 @@ pub use admin::{DeadJob, InFlight, Purged, StateCounts, TenantBacklog, TenantInf
 pub use config::QueueConfig;
 pub use error::Error;
 pub use job::{Job, JobId, JobState, Lease, NewJob, UnknownState};
-pub use queue::{Decoded, FailOutcome, Queue, connect};
+pub use queue::{Decoded, FailOutcome, Queue, Reaped, connect};
 pub use session::Session;
 
 #[cfg(doctest)]

@@ -2,6 +2,8 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use std::time::{Duration, SystemTime};
 
 use tokio_postgres::GenericClient;
@@ -65,6 +67,48 @@ pub struct Queue {
     pub(crate) sql: Arc<Sql>,
     assigner: PassAssigner,
     default_gcra: Option<Gcra>,
+    reaper: Arc<ReapClock>,
+}
+
+/// When this process last looked for expired leases: claims do it at most once per reap
+/// interval (shared by every clone of the `Queue`).
+#[derive(Debug)]
+struct ReapClock {
+    origin: Instant,
+    interval_ms: u64,
+    next_ms: AtomicU64,
+}
+
+impl ReapClock {
+    /// Whether the caller should reap now (true for one caller per interval).
+    fn due(&self) -> bool {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_ms
+                .compare_exchange(next, now.saturating_add(self.interval_ms), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// What [`Queue::reap_expired`] did with the jobs whose lease had expired.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(queue: fairshare_postgres::Queue, client: tokio_postgres::Client) -> Result<(), fairshare_postgres::Error> {
+/// let reaped = queue.reap_expired(&client).await?;
+/// println!("{} back in the queue, {} dead", reaped.requeued, reaped.dead);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reaped {
+    /// Jobs queued again (keeping their pass, so they are claimed next).
+    pub requeued: u64,
+    /// Jobs dead-lettered because their lease expired on their last attempt.
+    pub dead: u64,
 }
 
 /// What became of a failed job.
@@ -150,7 +194,15 @@ impl Queue {
             Some(scale) => PassAssigner::with_scale(scale),
             None => PassAssigner::new(),
         };
+        let interval = config.reap_interval.unwrap_or_else(|| {
+            (config.lease / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        });
         Queue {
+            reaper: Arc::new(ReapClock {
+                origin: Instant::now(),
+                interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+                next_ms: AtomicU64::new(0),
+            }),
             sql: Arc::new(Sql::new(&config.schema)),
             default_gcra: config.default_quota.as_ref().map(Gcra::from_quota),
             assigner,
@@ -459,10 +511,11 @@ impl Queue {
     /// Claims up to `n` jobs for `worker` (a free-form name shown in dashboards), each under
     /// a lease of the configured length; fewer (or none) if fewer are ready.
     ///
-    /// Jobs whose lease expired come first, then ready queued jobs in ascending pass order
-    /// (ties by id). One statement with `FOR UPDATE SKIP LOCKED`: any number of workers can
-    /// claim at once, and no two get the same job while its lease holds. A job whose lease
-    /// expired on its last attempt is dead-lettered instead of returned. If the connection
+    /// Ready queued jobs in ascending pass order (ties by id), in one statement with
+    /// `FOR UPDATE SKIP LOCKED`: any number of workers can claim at once, and no two get the
+    /// same job while its lease holds. At most once per reap interval the claim first runs
+    /// [`Queue::reap_expired`], so jobs whose lease expired are claimable again (first, by
+    /// their pass) shortly after; one on its last attempt is dead-lettered. If the connection
     /// breaks before the answer arrives, the claimed jobs simply stay leased until the lease
     /// expires, then they are claimable again: nothing is lost.
     ///
@@ -497,6 +550,9 @@ impl Queue {
         if n == 0 {
             return Ok(Vec::new());
         }
+        if self.reaper.due() {
+            self.reap_expired_with(client, prep).await?;
+        }
         let limit = i64::from(n);
         let lease = micros(self.config.lease);
         let rows = client
@@ -512,25 +568,62 @@ impl Queue {
             .await?;
         let mut jobs: Vec<Job> = rows
             .into_iter()
-            .filter(|row| row.get::<_, &str>(6) == "running")
             .map(|row| Job {
                 class: row.get(2),
                 pass: decode_pass(row.get(3)),
                 payload: row.get(5),
-                last_error: row.get(11),
+                last_error: row.get(10),
                 lease: Lease {
                     job: JobId::new(row.get(0)),
                     tenant: row.get(1),
                     cost: param_u32(row.get(4)),
-                    attempt: param_u32(i64::from(row.get::<_, i32>(7))),
-                    max_attempts: param_u32(i64::from(row.get::<_, i32>(8))),
-                    token: row.get(9),
-                    until: row.get(10),
+                    attempt: param_u32(i64::from(row.get::<_, i32>(6))),
+                    max_attempts: param_u32(i64::from(row.get::<_, i32>(7))),
+                    token: row.get(8),
+                    until: row.get(9),
                 },
             })
             .collect();
         jobs.sort_unstable_by_key(|j| (j.pass, j.id()));
         Ok(jobs)
+    }
+
+    /// Puts jobs whose lease has expired back in the queue (with their pass, so they are
+    /// claimed next), or dead-letters those that were on their last attempt. Claims call this
+    /// themselves at most once per reap interval
+    /// ([`QueueConfig::with_reap_interval`]); hosts may also call it, from anywhere (it skips
+    /// rows another reaper holds).
+    ///
+    /// # Errors
+    ///
+    /// Database and connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(queue: fairshare_postgres::Queue, client: tokio_postgres::Client) -> Result<(), fairshare_postgres::Error> {
+    /// let reaped = queue.reap_expired(&client).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reap_expired<C: GenericClient + Sync>(&self, client: &C) -> Result<Reaped, Error> {
+        self.reap_expired_with(client, None).await
+    }
+
+    pub(crate) async fn reap_expired_with<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        prep: Option<&Prepared>,
+    ) -> Result<Reaped, Error> {
+        // Enough for any backlog of dead workers; the rest goes on the next round.
+        let limit: i64 = 10_000;
+        let rows = client
+            .run_query(prep.map(|p| &p.reap), &self.sql.reap, &[(&limit, Type::INT8)])
+            .await?;
+        let dead = rows.iter().filter(|r| r.get::<_, &str>(0) == "dead").count() as u64;
+        Ok(Reaped {
+            requeued: rows.len() as u64 - dead,
+            dead,
+        })
     }
 
     /// [`Queue::claim`], then decodes each payload with `decode`. A payload that does not

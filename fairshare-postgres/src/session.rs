@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use crate::error::Error;
 use crate::exec::Prepared;
 use crate::job::{Job, JobId, Lease, NewJob};
-use crate::queue::{Decoded, FailOutcome, Queue};
+use crate::queue::{Decoded, FailOutcome, Queue, Reaped};
 
 /// A [`Queue`] bound to one connection that it owns, with the statements of enqueue, claim,
 /// complete, fail, release and extend prepared once.
@@ -187,6 +187,25 @@ impl Session {
     pub async fn claim(&self, n: u32) -> Result<Vec<Job>, Error> {
         self.queue
             .claim_with(&self.client, Some(&self.prepared), &self.worker, n)
+            .await
+    }
+
+    /// [`Queue::reap_expired`] on this connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::reap_expired`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(s: fairshare_postgres::Session) -> Result<(), fairshare_postgres::Error> {
+    /// let reaped = s.reap_expired().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reap_expired(&self) -> Result<Reaped, Error> {
+        self.queue
+            .reap_expired_with(&self.client, Some(&self.prepared))
             .await
     }
 

@@ -34,6 +34,7 @@ pub(crate) struct Sql {
     pub(crate) insert_jobs: String,
     pub(crate) insert_jobs_uniform: String,
     pub(crate) claim: String,
+    pub(crate) reap: String,
     pub(crate) complete: String,
     pub(crate) tenant_for_update: String,
     pub(crate) update_tenant_pass: String,
@@ -142,44 +143,41 @@ impl Sql {
                    FROM unnest($9::int8[], $10::bytea[]) AS u(pass, payload)
                  RETURNING id, pass"
             ),
-            // Expired leases first (those jobs already had their turn), then ready jobs in
-            // pass order. Both scans lock lazily: the outer LIMIT pulls only what it needs.
-            // A job whose lease expired on its last attempt is dead-lettered instead of run
-            // again (a job that kills its worker every time must not loop forever).
+            // Ready jobs in pass order, one index scan that locks lazily (the LIMIT pulls only
+            // what it needs). Expired leases are handled apart, by `reap`, so this statement
+            // stays as lean as a plain FIFO claim.
             claim: format!(
+                "WITH ready AS (
+                     SELECT id FROM {s}.jobs
+                      WHERE state = 'queued' AND run_after <= now()
+                      ORDER BY pass, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 UPDATE {s}.jobs j SET
+                     state = 'running', attempts = j.attempts + 1,
+                     lease_token = nextval('{s}.lease_tokens'),
+                     lease_until = now() + $3 * interval '1 microsecond',
+                     worker = $1, claimed_at = now()
+                   FROM ready WHERE j.id = ready.id
+                 RETURNING j.id, j.tenant, j.class, j.pass, j.cost, j.payload,
+                           j.attempts, j.max_attempts, j.lease_token, j.lease_until, j.last_error"
+            ),
+            // Jobs whose lease expired go back to the queue with their pass (so they are
+            // claimed next), or, if that was their last attempt, to the dead letters: a job
+            // that kills its worker every time must not loop forever. The lease token and
+            // end are kept, so the old holder's reports are refused as expired.
+            reap: format!(
                 "WITH expired AS (
                      SELECT id FROM {s}.jobs
                       WHERE state = 'running' AND lease_until <= now()
-                      ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED),
-                 ready AS (
-                     SELECT id FROM {s}.jobs
-                      WHERE state = 'queued' AND run_after <= now()
-                      ORDER BY pass, id LIMIT $2 FOR UPDATE SKIP LOCKED),
-                 pick AS (
-                     (SELECT id FROM expired) UNION ALL (SELECT id FROM ready) LIMIT $2)
+                      ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
                  UPDATE {s}.jobs j SET
-                     state = CASE WHEN j.state = 'running' AND j.attempts >= j.max_attempts
-                                  THEN 'dead' ELSE 'running' END,
-                     attempts = CASE WHEN j.state = 'running' AND j.attempts >= j.max_attempts
-                                     THEN j.attempts ELSE j.attempts + 1 END,
-                     lease_token = CASE WHEN j.state = 'running' AND j.attempts >= j.max_attempts
-                                        THEN j.lease_token
-                                        ELSE nextval('{s}.lease_tokens') END,
-                     lease_until = CASE WHEN j.state = 'running' AND j.attempts >= j.max_attempts
-                                        THEN j.lease_until
-                                        ELSE now() + $3 * interval '1 microsecond' END,
-                     worker = CASE WHEN j.state = 'running' AND j.attempts >= j.max_attempts
-                                   THEN j.worker ELSE $1 END,
-                     claimed_at = now(),
-                     finished_at = CASE WHEN j.state = 'running' AND j.attempts >= j.max_attempts
-                                        THEN now() END,
-                     last_error = CASE WHEN j.state = 'running' AND j.attempts >= j.max_attempts
-                                       THEN 'lease expired on the last attempt (' || j.attempts
-                                            || ' of ' || j.max_attempts || ')'
-                                       ELSE j.last_error END
-                   FROM pick WHERE j.id = pick.id
-                 RETURNING j.id, j.tenant, j.class, j.pass, j.cost, j.payload, j.state,
-                           j.attempts, j.max_attempts, j.lease_token, j.lease_until, j.last_error"
+                     state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+                     finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+                     last_error = 'lease of worker ' || COALESCE(j.worker, '?')
+                                  || ' expired on attempt ' || j.attempts || ' of '
+                                  || j.max_attempts,
+                     worker = NULL
+                   FROM expired WHERE j.id = expired.id
+                 RETURNING j.state"
             ),
             complete: format!(
                 "UPDATE {s}.jobs SET state = 'done', finished_at = now(), lease_until = NULL

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{client, queue};
 use fairshare::Quota;
-use fairshare_postgres::{Error, FailOutcome, JobState, NewJob, Queue};
+use fairshare_postgres::{Error, FailOutcome, JobState, NewJob, Queue, Reaped, Session};
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
@@ -363,7 +363,10 @@ async fn lease_expiring_on_last_attempt_dead_letters() {
     assert!(q.claim(&c, "w", 1).await.unwrap().is_empty());
     let dead = q.dead_jobs(&c, 1).await.unwrap();
     assert_eq!(dead[0].job, id);
-    assert!(dead[0].last_error.as_deref().unwrap().contains("lease expired"));
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("lease of worker w expired on attempt 2 of 2")
+    );
 }
 
 #[tokio::test]
@@ -523,4 +526,69 @@ async fn idle_tenant_banks_no_credit() {
     let next = q.claim(&c, "w", 20).await.unwrap();
     let old = next.iter().filter(|j| j.tenant() == "old").count();
     assert!((9..=11).contains(&old), "returning tenant got {old} of 20");
+}
+
+#[tokio::test]
+async fn reap_requeues_expired_leases_keeping_their_place() {
+    // A long reap interval: claims do not reap by themselves here, the host does.
+    let (q, mut c) = queue("reap", |c| {
+        c.with_lease(Duration::from_millis(200))
+            .with_reap_interval(Duration::from_secs(3600))
+    })
+    .await;
+    let ids = q.enqueue_batch(&mut c, "acme", &jobs(3, "r")).await.unwrap();
+    let first = q.claim(&c, "dies", 1).await.unwrap().remove(0);
+    assert_eq!(first.id(), ids[0]);
+    assert_eq!(q.reap_expired(&c).await.unwrap(), Reaped::default()); // lease holds
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(q.in_flight(&c).await.unwrap()[0].expired);
+    let reaped = q.reap_expired(&c).await.unwrap();
+    assert_eq!((reaped.requeued, reaped.dead), (1, 0));
+    // Back at the front (its pass), and its history says what happened.
+    let again = q.claim(&c, "w2", 1).await.unwrap().remove(0);
+    assert_eq!((again.id(), again.lease().attempt()), (ids[0], 2));
+    assert_eq!(again.last_error(), Some("lease of worker dies expired on attempt 1 of 5"));
+    // The old holder is told its lease expired, before and after the takeover.
+    assert!(matches!(q.fail(&c, first.lease(), "late").await, Err(Error::LeaseTakenOver { .. })));
+}
+
+#[tokio::test]
+async fn session_prepared_path_behaves_like_the_queue() {
+    let (q, mut c) = queue("session", |c| {
+        c.with_lease(Duration::from_millis(300))
+            .with_backoff(Duration::from_millis(1), Duration::from_millis(1))
+            .with_max_attempts(nz(2))
+    })
+    .await;
+    let mut s = Session::new(q.clone(), client().await, "sess").await.unwrap();
+    assert_eq!(s.worker(), "sess");
+    let ids = s.enqueue_batch("acme", &jobs(3, "s")).await.unwrap();
+    // Non-uniform batch (different costs) through the prepared per-job statement.
+    let mixed = vec![NewJob::new("m1").with_cost(nz(2)), NewJob::new("m2")];
+    let mixed_ids = s.enqueue_batch("globex", &mixed).await.unwrap();
+    q.enqueue(&mut c, "acme", &NewJob::new("via queue")).await.unwrap();
+    let got = s.claim(10).await.unwrap();
+    assert_eq!(got.len(), 6);
+    assert!(got.windows(2).all(|w| (w[0].pass(), w[0].id()) < (w[1].pass(), w[1].id())));
+    let by_id: HashMap<_, _> = got.iter().map(|j| (j.id(), j)).collect();
+    s.complete(by_id[&ids[0]].lease(), 1).await.unwrap();
+    s.complete(by_id[&ids[1]].lease(), 7).await.unwrap(); // corrected cost
+    assert!(matches!(s.fail(by_id[&ids[2]].lease(), "x").await.unwrap(), FailOutcome::Retrying { .. }));
+    s.dead_letter(by_id[&mixed_ids[0]].lease(), "bad").await.unwrap();
+    s.release(by_id[&mixed_ids[1]].lease()).await.unwrap();
+    let (_, mut lease) = got.iter().find(|j| j.payload() == b"via queue").unwrap().clone().into_parts();
+    s.extend_lease(&mut lease, Duration::from_secs(5)).await.unwrap();
+    assert!(matches!(s.complete(by_id[&ids[0]].lease(), 1).await, Err(Error::AlreadyFinished { .. })));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let decoded = s
+        .claim_decoded(10, |b| if b == b"s-2" { Err("no") } else { Ok(b.to_vec()) })
+        .await
+        .unwrap();
+    assert_eq!(decoded.jobs.len(), 1); // the released job
+    assert_eq!(decoded.undecodable.len(), 1); // the retried one does not decode
+    s.complete(&lease, 1).await.unwrap();
+    assert_eq!(s.reap_expired().await.unwrap(), Reaped::default());
+    let counts = q.counts(s.client()).await.unwrap();
+    assert_eq!((counts.done, counts.dead, counts.running), (3, 2, 1));
+    drop(s.into_client());
 }
