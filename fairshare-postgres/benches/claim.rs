@@ -76,7 +76,9 @@ impl Claimer {
         let mut n = 0;
         loop {
             let got = match self {
-                Claimer::FifoPrepared(f, c, p) => f.claim(c, Some(p), "bench", 1).await.unwrap().len(),
+                Claimer::FifoPrepared(f, c, p) => {
+                    f.claim(c, Some(p), "bench", 1).await.unwrap().len()
+                }
                 Claimer::FifoText(f, c) => f.claim(c, None, "bench", 1).await.unwrap().len(),
                 Claimer::FairSession(s) => s.claim(1).await.unwrap().len(),
                 Claimer::FairText(q, c) => q.claim(c, "bench", 1).await.unwrap().len(),
@@ -91,20 +93,40 @@ impl Claimer {
 
 async fn fill(s: &Setup, admin: &mut Client, fair: bool) {
     if fair {
-        admin.batch_execute("TRUNCATE bench_fair.jobs, bench_fair.tenants").await.unwrap();
+        admin
+            .batch_execute("TRUNCATE bench_fair.jobs, bench_fair.tenants")
+            .await
+            .unwrap();
         for t in 0..TENANTS {
-            let jobs: Vec<NewJob> = (0..JOBS_PER_RUN / TENANTS).map(|i| NewJob::new(payload(i))).collect();
-            s.fair.enqueue_batch(admin, &format!("t{t}"), &jobs).await.unwrap();
+            let jobs: Vec<NewJob> = (0..JOBS_PER_RUN / TENANTS)
+                .map(|i| NewJob::new(payload(i)))
+                .collect();
+            s.fair
+                .enqueue_batch(admin, &format!("t{t}"), &jobs)
+                .await
+                .unwrap();
         }
         // As autovacuum does on a live queue table (its threshold is far below one run).
-        admin.batch_execute("ANALYZE bench_fair.jobs").await.unwrap();
+        admin
+            .batch_execute("ANALYZE bench_fair.jobs")
+            .await
+            .unwrap();
     } else {
-        admin.batch_execute("TRUNCATE bench_fifo.jobs").await.unwrap();
+        admin
+            .batch_execute("TRUNCATE bench_fifo.jobs")
+            .await
+            .unwrap();
         for t in 0..TENANTS {
             let jobs: Vec<Vec<u8>> = (0..JOBS_PER_RUN / TENANTS).map(payload).collect();
-            s.fifo.enqueue_batch(&*admin, None, &format!("t{t}"), &jobs).await.unwrap();
+            s.fifo
+                .enqueue_batch(&*admin, None, &format!("t{t}"), &jobs)
+                .await
+                .unwrap();
         }
-        admin.batch_execute("ANALYZE bench_fifo.jobs").await.unwrap();
+        admin
+            .batch_execute("ANALYZE bench_fifo.jobs")
+            .await
+            .unwrap();
     }
 }
 
@@ -127,7 +149,9 @@ fn claim(c: &mut Criterion) {
                         Claimer::FifoPrepared(s.fifo.clone(), c, p)
                     }
                     "fifo_text" => Claimer::FifoText(s.fifo.clone(), c),
-                    "fair_session" => Claimer::FairSession(Session::new(s.fair.clone(), c, "bench").await.unwrap()),
+                    "fair_session" => Claimer::FairSession(
+                        Session::new(s.fair.clone(), c, "bench").await.unwrap(),
+                    ),
                     _ => Claimer::FairText(s.fair.clone(), c),
                 }));
             }
@@ -180,7 +204,12 @@ fn enqueue(c: &mut Criterion) {
         (fc, fp, session, tc)
     });
 
-    for kind in ["plain_insert_prepared", "fair_session", "plain_insert_text", "fair_text"] {
+    for kind in [
+        "plain_insert_prepared",
+        "fair_session",
+        "plain_insert_text",
+        "fair_text",
+    ] {
         group.bench_function(BenchmarkId::new(kind, BATCH), |b| {
             b.iter_custom(|iters| {
                 s.rt.block_on(async {

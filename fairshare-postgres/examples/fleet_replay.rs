@@ -51,7 +51,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => {
             let server = TempPostgres::start()?;
             let conn = server.connection_string();
-            println!("started a throwaway PostgreSQL {} in {}", server.version(), server.dir().display());
+            println!(
+                "started a throwaway PostgreSQL {} in {}",
+                server.version(),
+                server.dir().display()
+            );
             _server = server;
             conn
         }
@@ -111,23 +115,35 @@ impl PhaseResult {
     }
 }
 
-async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, Box<dyn std::error::Error>> {
+async fn phase(
+    conn: &str,
+    mode: &str,
+    window: Duration,
+) -> Result<PhaseResult, Box<dyn std::error::Error>> {
     let schema = format!("replay_{mode}");
     let mut c = fairshare_postgres::connect(conn).await?;
-    c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await?;
+    c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await?;
     let fair = Queue::new(QueueConfig::new(&schema)?);
     let fifo = FifoQueue::new(&schema)?;
     let t = Instant::now();
     if mode == "fair" {
         fair.migrate(&mut c).await?;
-        let jobs: Vec<NewJob> = (0..FLOOD).map(|i| NewJob::new(format!("bulk-update-{i}"))).collect();
+        let jobs: Vec<NewJob> = (0..FLOOD)
+            .map(|i| NewJob::new(format!("bulk-update-{i}")))
+            .collect();
         fair.enqueue_batch(&mut c, "flood", &jobs).await?;
     } else {
         fifo.migrate(&c).await?;
-        let jobs: Vec<Vec<u8>> = (0..FLOOD).map(|i| format!("bulk-update-{i}").into_bytes()).collect();
+        let jobs: Vec<Vec<u8>> = (0..FLOOD)
+            .map(|i| format!("bulk-update-{i}").into_bytes())
+            .collect();
         fifo.enqueue_batch(&c, None, "flood", &jobs).await?;
     }
-    println!("[{mode}] flood of {FLOOD} jobs enqueued in one batch in {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "[{mode}] flood of {FLOOD} jobs enqueued in one batch in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Start the workers and wait until every one is connected.
     let exe = std::env::current_exe()?;
@@ -135,7 +151,13 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
         .map(|_| {
             Command::new(&exe)
                 // A little past the window, so the last jobs produced can still be claimed.
-                .args(["worker", mode, conn, &schema, &(window.as_millis() + 300).to_string()])
+                .args([
+                    "worker",
+                    mode,
+                    conn,
+                    &schema,
+                    &(window.as_millis() + 300).to_string(),
+                ])
                 .stdout(Stdio::piped())
                 .spawn()
         })
@@ -157,7 +179,9 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
         let (fair, fifo) = (fair.clone(), fifo.clone());
         let fair_mode = mode == "fair";
         producers.push(tokio::spawn(async move {
-            let c = fairshare_postgres::connect(&conn).await.expect("producer connects");
+            let c = fairshare_postgres::connect(&conn)
+                .await
+                .expect("producer connects");
             let mut conn = if fair_mode {
                 Conn::Fair(Session::new(fair, c, "producer").await.expect("prepare"))
             } else {
@@ -177,7 +201,10 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
                 let tenant = format!("customer-{}", p * per + k as usize % per);
                 match &mut conn {
                     Conn::Fair(session) => {
-                        session.enqueue(&tenant, &NewJob::new("share-ticket")).await.expect("enqueue");
+                        session
+                            .enqueue(&tenant, &NewJob::new("share-ticket"))
+                            .await
+                            .expect("enqueue");
                     }
                     Conn::Fifo(fifo, c, prep) => {
                         fifo.enqueue_batch(c, Some(prep), &tenant, &[b"share-ticket".to_vec()])
@@ -208,7 +235,10 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
     );
     if mode == "fair" {
         if let Some(top) = fair.backlog(&c).await?.first() {
-            println!("[{mode}] dashboard: largest backlog {} with {} queued", top.tenant, top.queued);
+            println!(
+                "[{mode}] dashboard: largest backlog {} with {} queued",
+                top.tenant, top.queued
+            );
         }
     }
     let rows = c
@@ -238,7 +268,12 @@ async fn phase(conn: &str, mode: &str, window: Duration) -> Result<PhaseResult, 
 
 /// A worker process: its own connection; claim one job, run it, complete it, until the
 /// phase ends.
-async fn worker(mode: &str, conn: &str, schema: &str, run_ms: u64) -> Result<(), Box<dyn std::error::Error>> {
+async fn worker(
+    mode: &str,
+    conn: &str,
+    schema: &str,
+    run_ms: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let c = fairshare_postgres::connect(conn).await?;
     let name = format!("worker-{}", std::process::id());
     // Statements prepared once on this worker's own connection, as production workers run.

@@ -114,7 +114,9 @@ pub enum Error {
         name: String,
     },
     /// The schema was created by a newer version of this crate.
-    #[error("schema {schema:?} is at version {found}, newer than this crate's {expected}; upgrade the crate")]
+    #[error(
+        "schema {schema:?} is at version {found}, newer than this crate's {expected}; upgrade the crate"
+    )]
     SchemaVersion {
         /// The schema.
         schema: String,
@@ -143,7 +145,10 @@ impl Error {
     /// assert!(err.is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::RateLimited { .. } | Error::ConnectionLost { .. })
+        matches!(
+            self,
+            Error::RateLimited { .. } | Error::ConnectionLost { .. }
+        )
     }
 
     /// Whether this is a lease error: the worker no longer owns the job and must drop its

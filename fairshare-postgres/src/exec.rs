@@ -78,21 +78,15 @@ impl Prepared {
                 .prepare_typed(&sql.claim, &[T::TEXT, T::INT8, T::INT8])
                 .await?,
             reap: c.prepare_typed(&sql.reap, &[T::INT8]).await?,
-            complete: c
-                .prepare_typed(&sql.complete, &[T::INT8, T::INT8])
-                .await?,
-            tenant_for_update: c
-                .prepare_typed(&sql.tenant_for_update, &[T::TEXT])
-                .await?,
+            complete: c.prepare_typed(&sql.complete, &[T::INT8, T::INT8]).await?,
+            tenant_for_update: c.prepare_typed(&sql.tenant_for_update, &[T::TEXT]).await?,
             update_tenant_pass: c
                 .prepare_typed(&sql.update_tenant_pass, &[T::TEXT, T::INT8, T::INT8])
                 .await?,
             fail: c
                 .prepare_typed(&sql.fail, &[T::INT8, T::INT8, T::TEXT, T::INT8, T::TEXT])
                 .await?,
-            release: c
-                .prepare_typed(&sql.release, &[T::INT8, T::INT8])
-                .await?,
+            release: c.prepare_typed(&sql.release, &[T::INT8, T::INT8]).await?,
             extend: c
                 .prepare_typed(&sql.extend, &[T::INT8, T::INT8, T::INT8])
                 .await?,

@@ -76,7 +76,10 @@ mod tests {
         for _ in 0..3 {
             tat = q.check(tat, now, 1).unwrap();
         }
-        assert_eq!(q.check(tat, now, 1), Err(Refusal::NotUntil(now + 100_000_000)));
+        assert_eq!(
+            q.check(tat, now, 1),
+            Err(Refusal::NotUntil(now + 100_000_000))
+        );
         assert!(q.check(tat, now + 100_000_000, 1).is_ok());
         assert!(q.check(tat, now + 99_999_999, 1).is_err());
     }
@@ -88,7 +91,10 @@ mod tests {
         let tat = q.check(0, now, 5).unwrap();
         assert_eq!(tat, now + 500_000_000);
         // Two units back after 200 ms.
-        assert_eq!(q.check(tat, now, 2), Err(Refusal::NotUntil(now + 200_000_000)));
+        assert_eq!(
+            q.check(tat, now, 2),
+            Err(Refusal::NotUntil(now + 200_000_000))
+        );
         assert_eq!(q.check(0, now, 6), Err(Refusal::TooLarge { max: 5 }));
     }
 

@@ -11,11 +11,11 @@ use tokio_postgres::types::Type;
 
 use crate::config::QueueConfig;
 use crate::error::Error;
-use fairshare::fleet::{PassAssigner, TenantPass};
+use crate::exec::{Exec, Prepared};
 use crate::gcra::{Gcra, Refusal};
 use crate::job::{Job, JobId, JobState, Lease, NewJob};
-use crate::exec::{Exec, Prepared};
 use crate::sql::{Sql, VERSION, decode_pass, encode_pass, micros};
+use fairshare::fleet::{PassAssigner, TenantPass};
 
 /// A fair, durable job queue in the host's PostgreSQL database, shared by any number of
 /// worker processes on any number of nodes.
@@ -87,7 +87,12 @@ impl ReapClock {
         now >= next
             && self
                 .next_ms
-                .compare_exchange(next, now.saturating_add(self.interval_ms), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    next,
+                    now.saturating_add(self.interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 }
@@ -197,9 +202,13 @@ impl Queue {
         let interval = config.reap_interval.unwrap_or_else(|| {
             (config.lease / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
         });
+        // reason: the workspace bans clock reads for the IO-free core; this crate does IO, and
+        // the reap timer is process-local pacing only (lease times come from the database).
+        #[allow(clippy::disallowed_methods)]
+        let origin = Instant::now();
         Queue {
             reaper: Arc::new(ReapClock {
-                origin: Instant::now(),
+                origin,
                 interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
                 next_ms: AtomicU64::new(0),
             }),
@@ -243,7 +252,10 @@ impl Queue {
     /// queue.migrate(&mut client).await?; // a second run changes nothing
     /// # Ok(()) }
     /// ```
-    pub async fn migrate<C: GenericClient + Send + Sync>(&self, client: &mut C) -> Result<(), Error> {
+    pub async fn migrate<C: GenericClient + Send + Sync>(
+        &self,
+        client: &mut C,
+    ) -> Result<(), Error> {
         let tx = client.transaction().await?;
         let key = format!("fairshare-postgres:{}", self.config.schema);
         tx.execute_typed(
@@ -364,7 +376,11 @@ impl Queue {
         let sql = &*self.sql;
         let tx = client.transaction().await?;
         let row = match tx
-            .run_opt(prep.map(|p| &p.lock_tenant), &sql.lock_tenant, &[(&tenant, Type::TEXT)])
+            .run_opt(
+                prep.map(|p| &p.lock_tenant),
+                &sql.lock_tenant,
+                &[(&tenant, Type::TEXT)],
+            )
             .await?
         {
             Some(row) => row,
@@ -376,8 +392,12 @@ impl Queue {
                     &[(&tenant, Type::TEXT), (&weight, Type::INT8)],
                 )
                 .await?;
-                tx.run_one(prep.map(|p| &p.lock_tenant), &sql.lock_tenant, &[(&tenant, Type::TEXT)])
-                    .await?
+                tx.run_one(
+                    prep.map(|p| &p.lock_tenant),
+                    &sql.lock_tenant,
+                    &[(&tenant, Type::TEXT)],
+                )
+                .await?
             }
         };
         let mut state = TenantPass {
@@ -431,32 +451,33 @@ impl Queue {
             })
         });
         let (rows, passes) = if let Some(n) = uniform {
-            let range =
-                self.assigner
-                    .assign_batch(&mut state, weight, floor, first.cost.get(), n);
+            let range = self
+                .assigner
+                .assign_batch(&mut state, weight, floor, first.cost.get(), n);
             let passes: Vec<i64> = range.iter().map(encode_pass).collect();
             let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
             let max_attempts = self.max_attempts(first);
             let cost = i64::from(first.cost.get());
             let delay = micros(first.delay);
             let pass_now = encode_pass(state.pass);
-            let rows = tx.run_query(
-                prep.map(|p| &p.insert_jobs_uniform),
-                &sql.insert_jobs_uniform,
-                &[
-                    (&tenant, Type::TEXT),
-                    (&pass_now, Type::INT8),
-                    (&state.carry, Type::INT8),
-                    (&tat, Type::INT8),
-                    (&first.class, Type::TEXT),
-                    (&cost, Type::INT8),
-                    (&max_attempts, Type::INT4),
-                    (&delay, Type::INT8),
-                    (&passes, Type::INT8_ARRAY),
-                    (&payloads, Type::BYTEA_ARRAY),
-                ],
-            )
-            .await?;
+            let rows = tx
+                .run_query(
+                    prep.map(|p| &p.insert_jobs_uniform),
+                    &sql.insert_jobs_uniform,
+                    &[
+                        (&tenant, Type::TEXT),
+                        (&pass_now, Type::INT8),
+                        (&state.carry, Type::INT8),
+                        (&tat, Type::INT8),
+                        (&first.class, Type::TEXT),
+                        (&cost, Type::INT8),
+                        (&max_attempts, Type::INT4),
+                        (&delay, Type::INT8),
+                        (&passes, Type::INT8_ARRAY),
+                        (&payloads, Type::BYTEA_ARRAY),
+                    ],
+                )
+                .await?;
             (rows, passes)
         } else {
             let passes: Vec<i64> = jobs
@@ -474,30 +495,33 @@ impl Queue {
             let attempts: Vec<i32> = jobs.iter().map(|j| self.max_attempts(j)).collect();
             let delays: Vec<i64> = jobs.iter().map(|j| micros(j.delay)).collect();
             let pass_now = encode_pass(state.pass);
-            let rows = tx.run_query(
-                prep.map(|p| &p.insert_jobs),
-                &sql.insert_jobs,
-                &[
-                    (&tenant, Type::TEXT),
-                    (&pass_now, Type::INT8),
-                    (&state.carry, Type::INT8),
-                    (&tat, Type::INT8),
-                    (&classes, Type::TEXT_ARRAY),
-                    (&passes, Type::INT8_ARRAY),
-                    (&costs, Type::INT8_ARRAY),
-                    (&payloads, Type::BYTEA_ARRAY),
-                    (&attempts, Type::INT4_ARRAY),
-                    (&delays, Type::INT8_ARRAY),
-                ],
-            )
-            .await?;
+            let rows = tx
+                .run_query(
+                    prep.map(|p| &p.insert_jobs),
+                    &sql.insert_jobs,
+                    &[
+                        (&tenant, Type::TEXT),
+                        (&pass_now, Type::INT8),
+                        (&state.carry, Type::INT8),
+                        (&tat, Type::INT8),
+                        (&classes, Type::TEXT_ARRAY),
+                        (&passes, Type::INT8_ARRAY),
+                        (&costs, Type::INT8_ARRAY),
+                        (&payloads, Type::BYTEA_ARRAY),
+                        (&attempts, Type::INT4_ARRAY),
+                        (&delays, Type::INT8_ARRAY),
+                    ],
+                )
+                .await?;
             (rows, passes)
         };
         tx.commit().await?;
         // `INSERT ... SELECT FROM unnest(..)` inserts, and `RETURNING` returns, in array order:
         // the ids come back in the order of `jobs` (checked against the passes in tests).
         debug_assert!(
-            rows.iter().zip(&passes).all(|(r, &p)| r.get::<_, i64>(1) == p),
+            rows.iter()
+                .zip(&passes)
+                .all(|(r, &p)| r.get::<_, i64>(1) == p),
             "rows came back out of array order"
         );
         Ok(rows.iter().map(|r| JobId::new(r.get(0))).collect())
@@ -617,9 +641,16 @@ impl Queue {
         // Enough for any backlog of dead workers; the rest goes on the next round.
         let limit: i64 = 10_000;
         let rows = client
-            .run_query(prep.map(|p| &p.reap), &self.sql.reap, &[(&limit, Type::INT8)])
+            .run_query(
+                prep.map(|p| &p.reap),
+                &self.sql.reap,
+                &[(&limit, Type::INT8)],
+            )
             .await?;
-        let dead = rows.iter().filter(|r| r.get::<_, &str>(0) == "dead").count() as u64;
+        let dead = rows
+            .iter()
+            .filter(|r| r.get::<_, &str>(0) == "dead")
+            .count() as u64;
         Ok(Reaped {
             requeued: rows.len() as u64 - dead,
             dead,
@@ -642,7 +673,7 @@ impl Queue {
     /// # async fn run(queue: fairshare_postgres::Queue, client: tokio_postgres::Client) -> Result<(), fairshare_postgres::Error> {
     /// let claimed = queue
     ///     .claim_decoded(&client, "w1", 8, |bytes| {
-    ///         std::str::from_utf8(bytes)?.parse::<u64>().map_err(|e| e.to_string())
+    ///         std::str::from_utf8(bytes).map_err(|e| e.to_string())?.parse::<u64>().map_err(|e| e.to_string())
     ///     })
     ///     .await?;
     /// # Ok(()) }
@@ -659,7 +690,8 @@ impl Queue {
         E: std::fmt::Display,
         F: FnMut(&[u8]) -> Result<T, E>,
     {
-        self.claim_decoded_with(client, None, worker, n, decode).await
+        self.claim_decoded_with(client, None, worker, n, decode)
+            .await
     }
 
     pub(crate) async fn claim_decoded_with<C, T, E, F>(
@@ -684,7 +716,8 @@ impl Queue {
                 Ok(value) => out.jobs.push((value, job)),
                 Err(err) => {
                     let message = format!("payload could not be decoded: {err}");
-                    self.dead_letter_with(client, prep, job.lease(), &message).await?;
+                    self.dead_letter_with(client, prep, job.lease(), &message)
+                        .await?;
                     out.undecodable.push((job.id(), message));
                 }
             }
@@ -947,7 +980,7 @@ impl Queue {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn run(queue: fairshare_postgres::Queue, client: tokio_postgres::Client, mut job: fairshare_postgres::Job) -> Result<(), fairshare_postgres::Error> {
+    /// # async fn run(queue: fairshare_postgres::Queue, client: tokio_postgres::Client, job: fairshare_postgres::Job) -> Result<(), fairshare_postgres::Error> {
     /// let (_payload, mut lease) = job.into_parts();
     /// queue.extend_lease(&client, &mut lease, std::time::Duration::from_secs(60)).await?;
     /// # Ok(()) }
@@ -1004,10 +1037,7 @@ impl Queue {
         else {
             return Ok(Error::JobNotFound { job });
         };
-        let state: JobState = row
-            .get::<_, &str>(0)
-            .parse()
-            .unwrap_or(JobState::Dead);
+        let state: JobState = row.get::<_, &str>(0).parse().unwrap_or(JobState::Dead);
         let token: Option<i64> = row.get(1);
         let expired: bool = row.get(2);
         Ok(if token != Some(lease.token) {

@@ -70,7 +70,11 @@ impl Session {
     /// assert_eq!(session.worker(), "worker-1");
     /// # Ok(()) }
     /// ```
-    pub async fn new(queue: Queue, client: Client, worker: impl Into<String>) -> Result<Self, Error> {
+    pub async fn new(
+        queue: Queue,
+        client: Client,
+        worker: impl Into<String>,
+    ) -> Result<Self, Error> {
         let prepared = Prepared::new(&client, &queue.sql).await?;
         Ok(Session {
             queue,
@@ -147,7 +151,9 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue(&mut self, tenant: &str, job: &NewJob) -> Result<JobId, Error> {
-        let ids = self.enqueue_batch(tenant, std::slice::from_ref(job)).await?;
+        let ids = self
+            .enqueue_batch(tenant, std::slice::from_ref(job))
+            .await?;
         Ok(ids[0])
     }
 
@@ -165,7 +171,11 @@ impl Session {
     /// let ids = s.enqueue_batch("acme", &jobs).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn enqueue_batch(&mut self, tenant: &str, jobs: &[NewJob]) -> Result<Vec<JobId>, Error> {
+    pub async fn enqueue_batch(
+        &mut self,
+        tenant: &str,
+        jobs: &[NewJob],
+    ) -> Result<Vec<JobId>, Error> {
         self.queue
             .enqueue_batch_with(&mut self.client, Some(&self.prepared), tenant, jobs)
             .await

@@ -291,7 +291,16 @@ mod tests {
 
     #[test]
     fn pass_encoding_keeps_order() {
-        let passes = [0, 1, 2, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX - 1, u64::MAX];
+        let passes = [
+            0,
+            1,
+            2,
+            1 << 62,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
         for w in passes.windows(2) {
             assert!(encode_pass(w[0]) < encode_pass(w[1]), "{w:?}");
         }

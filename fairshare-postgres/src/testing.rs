@@ -247,10 +247,16 @@ impl TempPostgres {
             })
         };
         let mut initdb = as_postgres(&bin.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-N",
+        ]);
         run(initdb, "initdb")?;
         let mut pg_ctl = as_postgres(&bin.join("pg_ctl"));
         pg_ctl
@@ -335,7 +341,7 @@ impl Drop for TempPostgres {
 /// # Examples
 ///
 /// ```no_run
-/// # async fn run(mut client: tokio_postgres::Client) -> Result<(), fairshare_postgres::Error> {
+/// # async fn run(client: tokio_postgres::Client) -> Result<(), fairshare_postgres::Error> {
 /// use fairshare_postgres::testing::FifoQueue;
 /// let fifo = FifoQueue::new("fifo")?;
 /// fifo.migrate(&client).await?;
@@ -570,7 +576,11 @@ impl FifoQueue {
         use crate::exec::Exec;
         use tokio_postgres::types::Type;
         Ok(client
-            .run_execute(prep.map(|p| &p.complete), &self.complete, &[(&id, Type::INT8)])
+            .run_execute(
+                prep.map(|p| &p.complete),
+                &self.complete,
+                &[(&id, Type::INT8)],
+            )
             .await?
             == 1)
     }
@@ -592,7 +602,8 @@ mod tests {
 
     #[test]
     fn newest_version_wins() {
-        let root = std::env::temp_dir().join(format!("fairshare-pg-versions-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("fairshare-pg-versions-{}", std::process::id()));
         for v in ["9.6", "15", "13", "16"] {
             let bin = root.join(v).join("bin");
             fs::create_dir_all(&bin).unwrap();

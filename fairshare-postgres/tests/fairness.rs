@@ -161,13 +161,20 @@ async fn fair_order_bounds_other_tenants_wait_fifo_does_not() {
     );
     let bound_ms = (SERVICE * BOUND_SERVICE_TIMES).as_secs_f64() * 1000.0;
     assert!(fair_waits.len() >= OTHERS * 10, "the producers ran");
-    assert_eq!(fair_served, fair_waits.len(), "fair order serves every other tenant's job");
+    assert_eq!(
+        fair_served,
+        fair_waits.len(),
+        "fair order serves every other tenant's job"
+    );
     assert!(
         p(&fair_waits, 99.0) <= bound_ms,
         "fair p99 {:.1} ms over {BOUND_SERVICE_TIMES} service times",
         p(&fair_waits, 99.0)
     );
     // FIFO: the others wait behind the flood, far beyond the bound.
-    assert!(fifo_served * 10 < fifo_waits.len(), "FIFO served {fifo_served} behind the flood");
+    assert!(
+        fifo_served * 10 < fifo_waits.len(),
+        "FIFO served {fifo_served} behind the flood"
+    );
     assert!(p(&fifo_waits, 99.0) > 10.0 * bound_ms);
 }

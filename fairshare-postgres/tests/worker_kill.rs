@@ -46,18 +46,30 @@ impl Drop for KillOnDrop {
 async fn killed_worker_process_loses_no_job() {
     let (q, mut c) = common::queue("kill", |c| c.with_lease(LEASE)).await;
     let ids = q
-        .enqueue_batch(&mut c, "acme", &[NewJob::new("a"), NewJob::new("b"), NewJob::new("c")])
+        .enqueue_batch(
+            &mut c,
+            "acme",
+            &[NewJob::new("a"), NewJob::new("b"), NewJob::new("c")],
+        )
         .await
         .unwrap();
 
-    let mut child = KillOnDrop(Command::new(std::env::current_exe().unwrap())
-        .args(["child_worker", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(ENV_CONN, common::server().connection_string())
-        .env(ENV_SCHEMA, q.config().schema())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_worker",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ENV_CONN, common::server().connection_string())
+            .env(ENV_SCHEMA, q.config().schema())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = BufReader::new(child.0.stdout.take().unwrap());
     let line = stdout
         .lines()
@@ -73,7 +85,10 @@ async fn killed_worker_process_loses_no_job() {
     // The child holds the lease; kill it mid-job.
     let leases = q.in_flight(&c).await.unwrap();
     assert_eq!(leases.len(), 1);
-    assert_eq!((leases[0].job, leases[0].worker.as_deref()), (held, Some("child")));
+    assert_eq!(
+        (leases[0].job, leases[0].worker.as_deref()),
+        (held, Some("child"))
+    );
     child.0.kill().unwrap(); // SIGKILL
     child.0.wait().unwrap();
     let killed_at = Instant::now();
@@ -94,7 +109,10 @@ async fn killed_worker_process_loses_no_job() {
             assert!(got.is_empty());
             break job;
         }
-        assert!(killed_at.elapsed() < LEASE * 4, "the dead worker's job never came back");
+        assert!(
+            killed_at.elapsed() < LEASE * 4,
+            "the dead worker's job never came back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(again.id(), held);
@@ -104,12 +122,18 @@ async fn killed_worker_process_loses_no_job() {
 
     // Exactly once: all three done, one completion each, nothing left anywhere.
     let counts = q.counts(&c).await.unwrap();
-    assert_eq!((counts.queued, counts.running, counts.done, counts.dead), (0, 0, 3, 0));
+    assert_eq!(
+        (counts.queued, counts.running, counts.done, counts.dead),
+        (0, 0, 3, 0)
+    );
     tokio::time::sleep(LEASE).await;
     assert!(q.claim(&c, "parent", 10).await.unwrap().is_empty());
     let row = c
         .query_one(
-            &format!("SELECT attempts, state FROM \"{}\".jobs WHERE id = $1", q.config().schema()),
+            &format!(
+                "SELECT attempts, state FROM \"{}\".jobs WHERE id = $1",
+                q.config().schema()
+            ),
             &[&held.get()],
         )
         .await

@@ -29,7 +29,10 @@ pub(crate) fn fresh_schema(name: &str) -> String {
 }
 
 /// A migrated queue in a fresh schema, configured by `f`, and a client.
-pub(crate) async fn queue(name: &str, f: impl FnOnce(QueueConfig) -> QueueConfig) -> (Queue, Client) {
+pub(crate) async fn queue(
+    name: &str,
+    f: impl FnOnce(QueueConfig) -> QueueConfig,
+) -> (Queue, Client) {
     let config = f(QueueConfig::new(&fresh_schema(name)).unwrap());
     let queue = Queue::new(config);
     let mut client = client().await;
