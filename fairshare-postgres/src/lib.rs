@@ -102,6 +102,13 @@
 //! mid-call is [`Error::ConnectionLost`]; a payload the host cannot decode is dead-lettered
 //! with the error by [`Queue::claim_decoded`].
 //!
+//! # Testing
+//!
+//! [`testing::TempPostgres`] starts a throwaway server from `/usr/lib/postgresql/<version>/bin`
+//! in a temporary directory (as the `postgres` user when run as root) and removes it when
+//! dropped or when the process exits; [`testing::FifoQueue`] is the plain FIFO
+//! `SKIP LOCKED` queue that the example, the fairness test and the benchmarks compare with.
+//!
 //! # Minimum supported Rust version
 //!
 //! Rust 1.85 (keep in sync with `Cargo.toml` and the README).

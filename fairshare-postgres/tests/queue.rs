@@ -812,3 +812,86 @@ async fn session_prepared_path_behaves_like_the_queue() {
     assert_eq!((counts.done, counts.dead, counts.running), (3, 2, 1));
     drop(s.into_client());
 }
+
+#[tokio::test]
+async fn delayed_job_waits_its_delay() {
+    let (q, mut c) = queue("delay", |c| c).await;
+    let late = q
+        .enqueue(
+            &mut c,
+            "acme",
+            &NewJob::new("later").with_delay(Duration::from_millis(400)),
+        )
+        .await
+        .unwrap();
+    q.enqueue_batch(&mut c, "globex", &jobs(2, "g"))
+        .await
+        .unwrap();
+    let now: Vec<_> = q.claim(&c, "w", 10).await.unwrap();
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().all(|j| j.tenant() == "globex"));
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let got = q.claim(&c, "w", 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id(), late);
+}
+
+#[tokio::test]
+async fn prune_done_and_quota_reset() {
+    let quota = Quota::per_second(nz(1)).allow_burst(nz(1));
+    let (q, mut c) = queue("prune", |c| c).await;
+    q.set_quota(&c, "acme", Some(quota)).await.unwrap();
+    q.enqueue(&mut c, "acme", &NewJob::new("one"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        q.enqueue(&mut c, "acme", &NewJob::new("two")).await,
+        Err(Error::RateLimited { .. })
+    ));
+    // Back to the queue's default (no limit).
+    q.set_quota(&c, "acme", None).await.unwrap();
+    assert_eq!(q.tenant(&c, "acme").await.unwrap().unwrap().quota, None);
+    q.enqueue(&mut c, "acme", &NewJob::new("two"))
+        .await
+        .unwrap();
+    for j in claim_all(&q, &c).await {
+        q.complete(&mut c, j.lease(), 1).await.unwrap();
+    }
+    assert_eq!(
+        q.prune_done(&c, Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        q.prune_done(&c, Duration::from_millis(10)).await.unwrap(),
+        2
+    );
+    assert_eq!(q.counts(&c).await.unwrap(), Default::default());
+}
+
+#[tokio::test]
+async fn invalid_schema_names_are_refused() {
+    for bad in [
+        "",
+        "Upper",
+        "9lives",
+        "semi;colon",
+        "quote\"d",
+        &"x".repeat(64),
+    ] {
+        assert!(
+            matches!(
+                fairshare_postgres::QueueConfig::new(bad),
+                Err(Error::InvalidSchemaName { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    // A reserved word is fine: every statement quotes the name.
+    let (q, mut c) = queue("select", |c| c).await;
+    let q2 = Queue::new(fairshare_postgres::QueueConfig::new("select").unwrap());
+    q2.migrate(&mut c).await.unwrap();
+    q2.enqueue(&mut c, "acme", &NewJob::new("x")).await.unwrap();
+    assert_eq!(q2.claim(&c, "w", 1).await.unwrap().len(), 1);
+    assert_eq!(q.counts(&c).await.unwrap().queued, 0);
+}
