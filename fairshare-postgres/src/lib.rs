@@ -52,7 +52,10 @@
 //!   partial index on `(pass, id) WHERE state = 'queued'` for the claim;
 //! - `tenants`: `tenant` (primary key), `pass`, `carry`, `weight`, `blocked_reason`, the rate
 //!   limit's theoretical arrival time `tat_ns` and an optional per-tenant quota;
-//! - `meta` (the schema version) and the `lease_tokens` sequence.
+//! - `meta` (the schema version).
+//!
+//! A lease token is the claiming transaction's 64-bit id (`txid_current()`), which never
+//! repeats.
 //!
 //! A pass is a `u64` stored in a `bigint` with its top bit flipped, so the column's order is
 //! the pass order. All times that leases, delays and rate limits compare come from the

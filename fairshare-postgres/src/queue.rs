@@ -233,9 +233,8 @@ impl Queue {
         &self.config
     }
 
-    /// Creates the schema, its tables (`jobs`, `tenants`, `meta`), the lease-token sequence
-    /// and the claim index, if they do not exist. Idempotent and safe to run from many nodes
-    /// at once (an advisory lock serialises concurrent runs). Runs inside `client`'s
+    /// Creates the schema, its tables (`jobs`, `tenants`, `meta`) and their indexes, if they
+    /// do not exist. Idempotent and safe to run from many nodes at once (an advisory lock serialises concurrent runs). Runs inside `client`'s
     /// transaction if it is one.
     ///
     /// # Errors

@@ -78,7 +78,6 @@ impl Sql {
                      quota_burst int8 CHECK (quota_burst BETWEEN 1 AND 4294967295),
                      updated_at timestamptz NOT NULL DEFAULT now());
                  CREATE INDEX IF NOT EXISTS tenants_pass ON {s}.tenants (pass);
-                 CREATE SEQUENCE IF NOT EXISTS {s}.lease_tokens;
                  CREATE TABLE IF NOT EXISTS {s}.jobs (
                      id int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                      tenant text NOT NULL,
@@ -153,7 +152,9 @@ impl Sql {
                       ORDER BY pass, id LIMIT $2 FOR UPDATE SKIP LOCKED)
                  UPDATE {s}.jobs j SET
                      state = 'running', attempts = j.attempts + 1,
-                     lease_token = nextval('{s}.lease_tokens'),
+                     -- The claiming transaction's 64-bit id: never repeats, and two claims of
+                     -- one job are always two transactions. Cheaper than a sequence.
+                     lease_token = txid_current(),
                      lease_until = now() + $3 * interval '1 microsecond',
                      worker = $1, claimed_at = now()
                    FROM ready WHERE j.id = ready.id
