@@ -246,5 +246,110 @@ fn enqueue(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, claim, enqueue);
+/// Median of unsorted samples.
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The same pairs measured alternately, round after round (the order flipped every round),
+/// so that a machine whose load drifts between criterion's groups still gives a fair ratio.
+/// Printed, not a criterion measurement: a cross-check of the criterion medians.
+fn paired(_: &mut Criterion) {
+    let s = setup();
+    let mut admin = s.rt.block_on(fairshare_postgres::connect(&s.conn)).unwrap();
+    let (fifo_claimers, fair_claimers) = s.rt.block_on(async {
+        let (mut fifo, mut fair) = (Vec::new(), Vec::new());
+        for _ in 0..CLAIMERS {
+            let c = fairshare_postgres::connect(&s.conn).await.unwrap();
+            let p = s.fifo.prepare(&c).await.unwrap();
+            fifo.push(Arc::new(Claimer::FifoPrepared(s.fifo.clone(), c, p)));
+            let c = fairshare_postgres::connect(&s.conn).await.unwrap();
+            fair.push(Arc::new(Claimer::FairSession(
+                Session::new(s.fair.clone(), c, "bench").await.unwrap(),
+            )));
+        }
+        (fifo, fair)
+    });
+    let drain = |claimers: &Vec<Arc<Claimer>>, admin: &mut Client, fair: bool| {
+        s.rt.block_on(async {
+            fill(&s, admin, fair).await;
+            let start = Instant::now();
+            let tasks: Vec<_> = claimers
+                .iter()
+                .map(|c| {
+                    let c = c.clone();
+                    tokio::spawn(async move { c.drain().await })
+                })
+                .collect();
+            let mut n = 0;
+            for t in tasks {
+                n += t.await.unwrap();
+            }
+            assert_eq!(n, JOBS_PER_RUN);
+            start.elapsed()
+        })
+    };
+    let (mut fifo_t, mut fair_t) = (Vec::new(), Vec::new());
+    for round in 0..12 {
+        if round % 2 == 0 {
+            fifo_t.push(drain(&fifo_claimers, &mut admin, false));
+            fair_t.push(drain(&fair_claimers, &mut admin, true));
+        } else {
+            fair_t.push(drain(&fair_claimers, &mut admin, true));
+            fifo_t.push(drain(&fifo_claimers, &mut admin, false));
+        }
+    }
+    let (f, q) = (median(fifo_t), median(fair_t));
+    println!(
+        "paired claim (4 claimers, prepared): fifo {f:.1?} fair {q:.1?} per {JOBS_PER_RUN} jobs, ratio {:.2}",
+        f.as_secs_f64() / q.as_secs_f64()
+    );
+
+    let payloads: Vec<Vec<u8>> = (0..BATCH).map(payload).collect();
+    let jobs: Vec<NewJob> = payloads.iter().cloned().map(NewJob::new).collect();
+    let (fifo_client, fifo_prep, mut session) = s.rt.block_on(async {
+        let fc = fairshare_postgres::connect(&s.conn).await.unwrap();
+        let fp = s.fifo.prepare(&fc).await.unwrap();
+        let sc = fairshare_postgres::connect(&s.conn).await.unwrap();
+        (
+            fc,
+            fp,
+            Session::new(s.fair.clone(), sc, "bench").await.unwrap(),
+        )
+    });
+    let (mut fifo_t, mut fair_t) = (Vec::new(), Vec::new());
+    s.rt.block_on(async {
+        for round in 0..400 {
+            if round % 50 == 0 {
+                admin
+                    .batch_execute(
+                        "TRUNCATE bench_fifo.jobs; TRUNCATE bench_fair.jobs, bench_fair.tenants",
+                    )
+                    .await
+                    .unwrap();
+            }
+            for first in [round % 2 == 0, round % 2 != 0] {
+                let start = Instant::now();
+                if first {
+                    s.fifo
+                        .enqueue_batch(&fifo_client, Some(&fifo_prep), "acme", &payloads)
+                        .await
+                        .unwrap();
+                    fifo_t.push(start.elapsed());
+                } else {
+                    session.enqueue_batch("acme", &jobs).await.unwrap();
+                    fair_t.push(start.elapsed());
+                }
+            }
+        }
+    });
+    let (f, q) = (median(fifo_t), median(fair_t));
+    println!(
+        "paired enqueue (batch of {BATCH}, prepared): plain insert {f:.2?} fair {q:.2?}, ratio {:.2}",
+        f.as_secs_f64() / q.as_secs_f64()
+    );
+}
+
+criterion_group!(benches, claim, enqueue, paired);
 criterion_main!(benches);
