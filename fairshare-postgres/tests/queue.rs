@@ -177,12 +177,12 @@ async fn race_4_enqueuers_one_tenant_distinct_passes_in_order() {
 
 #[tokio::test]
 async fn expired_lease_completion_refused_and_taken_over() {
-    let (q, mut c) = queue("lease", |c| c.with_lease(Duration::from_millis(300))).await;
+    let (q, mut c) = queue("lease", |c| c.with_lease(Duration::from_millis(600))).await;
     q.enqueue(&mut c, "acme", &NewJob::new("x")).await.unwrap();
     let old = q.claim(&c, "w1", 1).await.unwrap().remove(0);
     // While the lease holds nobody else gets the job.
     assert!(q.claim(&c, "w2", 1).await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let err = q.complete(&mut c, old.lease(), 1).await.unwrap_err();
     assert!(
         matches!(err, Error::LeaseExpired { job } if job == old.id()),
@@ -236,7 +236,7 @@ async fn extend_lease_keeps_the_job() {
 
 #[tokio::test]
 async fn lost_connection_mid_claim_loses_nothing() {
-    let (q, mut c) = queue("lostconn", |c| c.with_lease(Duration::from_millis(400))).await;
+    let (q, mut c) = queue("lostconn", |c| c.with_lease(Duration::from_millis(1000))).await;
     q.enqueue_batch(&mut c, "acme", &jobs(3, "l"))
         .await
         .unwrap();
@@ -261,7 +261,7 @@ async fn lost_connection_mid_claim_loses_nothing() {
     let now = q.claim(&c, "w2", 10).await.unwrap();
     assert_eq!(now.len(), 1);
     q.complete(&mut c, now[0].lease(), 1).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let back = q.claim(&c, "w2", 10).await.unwrap();
     let mut back_ids: Vec<_> = back.iter().map(|j| j.id()).collect();
     back_ids.sort();
