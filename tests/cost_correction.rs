@@ -234,7 +234,7 @@ proptest! {
         let mut q: FairQueue<usize, (usize, u32)> =
             FairQueue::with_config(QueueConfig::new().with_quantum(nz(quantum)));
         let mut next = vec![0usize; tenants.len()];
-        let mut push = |q: &mut FairQueue<usize, (usize, u32)>, i: usize, next: &mut Vec<usize>| {
+        let push = |q: &mut FairQueue<usize, (usize, u32)>, i: usize, next: &mut Vec<usize>| {
             let t = &tenants[i];
             let actual = t.costs[next[i] % t.costs.len()];
             next[i] += 1;

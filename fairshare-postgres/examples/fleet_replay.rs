@@ -29,6 +29,7 @@ const WORKERS: usize = 4;
 const SERVICE: Duration = Duration::from_millis(1);
 
 /// A connection with its queue's statements prepared.
+#[allow(clippy::large_enum_variant)] // one per worker process: its size costs nothing
 enum Conn {
     Fair(Session),
     Fifo(FifoQueue, tokio_postgres::Client, FifoPrepared),
