@@ -11,6 +11,7 @@
 use super::flows::{EXTRA, ExtraFlow, Flow, HOME_UNSET};
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
 
 use hashbrown::HashTable;
 
@@ -391,13 +392,19 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
         if !self.get(idx).is_idle() {
             return false;
         }
-        self.remove(idx);
-        true
+        self.remove(idx)
     }
 
     #[cold]
-    pub(super) fn remove(&mut self, idx: u32) {
-        let hash = self.hasher.hash_one(self.key(idx));
+    pub(super) fn remove(&mut self, idx: u32) -> bool {
+        // Forgetting runs inside a pop, a completion or a purge that has already taken items
+        // out to hand back: a host `Hash` that panics here must not unwind through them and
+        // drop them. The tenant is kept instead (still consistent, forgotten on a later try).
+        let key = self.key(idx);
+        let hasher = &self.hasher;
+        let Ok(hash) = std::panic::catch_unwind(AssertUnwindSafe(|| hasher.hash_one(key))) else {
+            return false;
+        };
         if let Ok(entry) = self.table.find_entry(hash, |(_, i)| *i == idx) {
             entry.remove();
         }
@@ -417,10 +424,11 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
         if slot.generation == u32::MAX {
             // Retired: reusing it would let a stale handle alias a new tenant. Costs one
             // slot per 2^32 - 1 reuses of the same index.
-            return;
+            return true;
         }
         self.free.push(idx);
         self.maybe_shrink();
+        true
     }
 
     /// Gives memory back after a spike of tenants (amortised, with hysteresis): once no
