@@ -1,5 +1,5 @@
-#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! Compile-time checks of the public types' auto traits and trait impls, and a smoke test.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 use fairshare::{
     BlockReason, ConfigError, Dispatch, FairQueue, ManualClock, PushOptions, RejectReason,

@@ -1,6 +1,6 @@
-#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! Bad input gets a clear answer: refusals name the reason and hand the item back, config
 //! errors name the field, and extreme values neither panic nor overflow nor hang.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 mod common;
 
@@ -437,7 +437,11 @@ fn extreme_actual_costs_in_complete_do_not_break_the_queue() {
                 let repaid: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
                 assert_eq!(repaid.len(), 3, "{label}: work conservation while repaying");
             }
-            assert_eq!(q.known_tenants(), 0, "{label}: idle tenants forgotten once repaid");
+            assert_eq!(
+                q.known_tenants(),
+                0,
+                "{label}: idle tenants forgotten once repaid"
+            );
             for t in 0..3u8 {
                 let got: Vec<u32> = served.iter().filter(|s| s.0 == t).map(|s| s.1).collect();
                 let want: Vec<u32> = (0..200).collect();

@@ -1,4 +1,3 @@
-#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! The examples' key outcomes, asserted on the very simulation they print.
 //!
 //! `examples/noisy_neighbor.rs` prints the replay of incident 1 (one tenant floods a shared
@@ -12,6 +11,7 @@
 //! numbers: a reserved sign-in class that borrows idle slots serves sign-in where the
 //! operators' dedicated pool starved it, page/API traffic pays at most a stated margin for it,
 //! and the reservation holds whenever sign-in is backlogged.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 #[path = "../examples/support/incident1.rs"]
 mod incident1;

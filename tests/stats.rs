@@ -1,21 +1,19 @@
-#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! Stats snapshots: per-class lines, and with per-tenant detail on, each tenant's admission
 //! counters (refusals by reason, items handed back) and waiting-time percentiles, checked
 //! against hand-computed scenarios on a manual clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
-use std::num::NonZeroU32;
+mod common;
+
 use std::time::Duration;
 
+use common::nz;
 use fairshare::{
     BlockReason, ClassId, ClassSpec, Classes, ManualClock, Nanos, PushOptions, RejectReason,
     Scheduler, SchedulerConfig,
     config::{Capacity, Quota, ShedPolicy, TenantLimits},
     stats::{AdmissionCounters, Stats, TenantStats},
 };
-
-fn nz(v: u32) -> NonZeroU32 {
-    NonZeroU32::new(v).unwrap()
-}
 
 fn tenant<'a>(stats: &'a Stats<&'static str>, key: &str) -> &'a TenantStats<&'static str> {
     stats

@@ -60,7 +60,7 @@ const _: () = assert!(MAX_CLASSES.is_power_of_two());
 /// *Limit of that guarantee:* work in a class no other tenant is using is served from that
 /// class's share, so a tenant that adds work to an otherwise idle class gets that class's
 /// share on top of its share elsewhere (classes share capacity first, tenants second).
-/// Tests: `tests/classes.rs` (`spreading_over_classes_gains_nothing_*`).
+/// Tests: `tests/classes_ceilings.rs` (`spreading_over_classes_gains_nothing_*`).
 ///
 /// **Borrowing.** Nothing is held back for an idle class: its reserved slots serve the others
 /// on the very next dispatch. When its work arrives, every slot that frees goes to it until it

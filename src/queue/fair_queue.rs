@@ -91,7 +91,7 @@ pub(super) fn units(cost: i64) -> i64 {
 /// *Why:* each turn of tenant `i` adds `Q·w_i` to its deficit; between two turns of `i` every
 /// other backlogged tenant has exactly one turn, so the turn counts differ by at most one; and
 /// a backlogged tenant's deficit stays in `(-M, Q·w_i]`. The property test
-/// `tests/model_queue.rs::fairness_bound` checks this bound on random workloads.
+/// `tests/fairness.rs::fairness_bound` checks this bound on random workloads.
 ///
 /// **Cost correction.** [`complete`](Self::complete) reports an item's actual cost `a` (0
 /// counts as 1) against its estimate `e`, and `a - e` joins the tenant's *carry*, which is
@@ -130,7 +130,7 @@ pub(super) fn units(cost: i64) -> i64 {
 /// tenants, so both statements hold for tenants of one class (counting only that class's
 /// pops), with `w/k` for a tenant backlogged in `k` classes. Which class a pop serves is
 /// decided above the tenants; see [`ClassSpec`](super::ClassSpec) for that rule and its
-/// reservation bound. `tests/class_oracle.rs` checks class and tenant shares against a
+/// reservation bound. `tests/classes_oracle.rs` and `tests/classes_oracle_random.rs` check class and tenant shares against a
 /// weighted max-min reference.
 ///
 /// # Performance

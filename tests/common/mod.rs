@@ -1,12 +1,20 @@
-//! Helpers shared by the integration tests: config and push-option shorthands, a watchdog for
-//! calls that must terminate, and the checker of the DRR fairness bound stated in `FairQueue`'s
-//! rustdoc.
+//! Helpers shared by the integration tests: config and push-option shorthands, the proptest
+//! config every property test uses, a watchdog for calls that must terminate, the conservation
+//! [`Ledger`] (every item pushed comes back exactly once), and the checker of the DRR fairness
+//! bound stated in `FairQueue`'s rustdoc. The submodules hold the helpers of one family of test
+//! files each: scheduler builders and refusal checks (`scheduler`), threads, wakers and
+//! producers/workers for the shared handle (`threads`), class shorthands and generators
+//! (`classes`), and the generators of the model-based admission and queue tests
+//! (`admission_model`, `queue_model`).
 
 // Each test crate includes this module and uses a different subset of it.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -229,5 +237,198 @@ impl PopTrace {
             gap: (hi - lo) as u128,
             bound: 0,
         }
+    }
+}
+
+pub(crate) mod admission_model;
+pub(crate) mod class_oracle;
+pub(crate) mod classes;
+pub(crate) mod queue_model;
+pub(crate) mod scheduler;
+pub(crate) mod threads;
+
+/// A proptest config with `cases` cases whose failures are saved next to the test source
+/// (`<test file>.regressions`) and replayed first on later runs.
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("regressions"),
+        )),
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// One way an item pushed by the host can come back to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Way {
+    /// Handed out by `dispatch` (with a ticket).
+    Dispatched,
+    /// Handed out by `pop`.
+    Popped,
+    /// Refused at the push, handed back inside the `Rejected`.
+    Refused,
+    /// Evicted to make room for another tenant's item (`take_returned`).
+    Evicted,
+    /// Its deadline passed while queued (`take_returned` / `take_expired`).
+    Expired,
+    /// Shed by the queue-delay target (`take_returned`).
+    Shed,
+    /// Removed by `purge`.
+    Purged,
+    /// Removed by `retain` (the predicate said no).
+    RetainedOut,
+    /// Yielded by `drain`.
+    Drained,
+    /// Handed back by `close`.
+    Closed,
+}
+
+/// The host's conservation ledger: every item id it handed to the crate and every way each came
+/// back. Recording an id twice, or an id that was never pushed, panics at once with the id and
+/// both ways; [`assert_all_back`](Self::assert_all_back) fails naming every id still owed.
+/// Panics fail a proptest case like a `prop_assert!` (proptest catches and shrinks them).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Ledger {
+    /// Every id pushed, with the way it came back once it did.
+    ids: BTreeMap<u64, Option<Way>>,
+    /// How many ids are pushed and not back yet.
+    owed: usize,
+}
+
+impl Ledger {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that the host hands item `id` to the crate (before the push, so a refusal can be
+    /// recorded as a way back).
+    #[track_caller]
+    pub(crate) fn pushed(&mut self, id: impl Into<u64>) {
+        let id = id.into();
+        assert!(
+            self.ids.insert(id, None).is_none(),
+            "item {id} pushed twice (the test reused an id)"
+        );
+        self.owed += 1;
+    }
+
+    /// Records that item `id` came back `way`.
+    #[track_caller]
+    pub(crate) fn back(&mut self, id: impl Into<u64>, way: Way) {
+        let id = id.into();
+        match self.ids.get_mut(&id) {
+            None => panic!("item {id} came back ({way:?}) but was never pushed"),
+            Some(Some(before)) => {
+                panic!("item {id} came back twice: {before:?}, then {way:?}")
+            }
+            Some(slot) => {
+                *slot = Some(way);
+                self.owed -= 1;
+            }
+        }
+    }
+
+    /// Records every id of `ids` as come back `way`.
+    #[track_caller]
+    pub(crate) fn back_all<I: Into<u64>>(&mut self, ids: impl IntoIterator<Item = I>, way: Way) {
+        for id in ids {
+            self.back(id, way);
+        }
+    }
+
+    /// Whether `id` was pushed.
+    pub(crate) fn was_pushed(&self, id: impl Into<u64>) -> bool {
+        self.ids.contains_key(&id.into())
+    }
+
+    /// How item `id` came back, if it did.
+    pub(crate) fn way(&self, id: impl Into<u64>) -> Option<Way> {
+        self.ids.get(&id.into()).copied().flatten()
+    }
+
+    /// How many ids were pushed.
+    pub(crate) fn pushed_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// How many ids are pushed and not back yet (what the crate still holds).
+    pub(crate) fn owed(&self) -> usize {
+        self.owed
+    }
+
+    /// The ids pushed and not back yet, in ascending order.
+    pub(crate) fn owed_ids(&self) -> Vec<u64> {
+        self.ids
+            .iter()
+            .filter(|(_, w)| w.is_none())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// How many ids came back `way`.
+    pub(crate) fn count(&self, way: Way) -> usize {
+        self.ids.values().filter(|w| **w == Some(way)).count()
+    }
+
+    /// Asserts that every id pushed came back exactly once (twice is caught by
+    /// [`back`](Self::back) already), naming the ids that did not.
+    #[track_caller]
+    pub(crate) fn assert_all_back(&self) {
+        let owed = self.owed_ids();
+        assert!(
+            owed.is_empty(),
+            "{} of {} items never came back (lost): {owed:?}",
+            owed.len(),
+            self.ids.len()
+        );
+    }
+}
+
+/// A drop counter: hands out [`Tracked`] items with ids 0, 1, 2, ... and counts how often each
+/// was dropped, so a test can check that nothing leaks and nothing is dropped twice.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Drops(Rc<RefCell<Vec<u32>>>);
+
+impl Drops {
+    pub(crate) fn item(&self) -> Tracked {
+        let mut counts = self.0.borrow_mut();
+        counts.push(0);
+        Tracked {
+            id: counts.len() - 1,
+            drops: self.clone(),
+        }
+    }
+
+    pub(crate) fn created(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.0.borrow().iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// Ids whose drop count is not exactly `want`.
+    pub(crate) fn not_dropped(&self, want: u32) -> Vec<(usize, u32)> {
+        self.0
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c != want)
+            .map(|(id, &c)| (id, c))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+/// An item of a [`Drops`] counter: counts its own drop.
+pub(crate) struct Tracked {
+    pub(crate) id: usize,
+    pub(crate) drops: Drops,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.0.borrow_mut()[self.id] += 1;
     }
 }

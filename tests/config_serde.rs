@@ -3,9 +3,12 @@
 #![cfg(feature = "serde")]
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
-use std::collections::BTreeSet;
+mod common;
 
+use std::collections::BTreeSet;
 use std::num::NonZeroU32;
+
+use common::{Ledger, Way};
 
 use fairshare::{
     BlockReason, ClassId, ClassSpec, Classes, ConfigError, ManualClock, Nanos, PushOptions,
@@ -180,12 +183,12 @@ fn values_that_can_never_work_name_their_field() {
 fn reconfiguration_keeps_every_queued_and_in_flight_item() {
     let clock = ManualClock::new();
     let mut s: Scheduler<String, u32, _> = Scheduler::with_clock(SchedulerConfig::new(), clock);
-    let mut pushed = BTreeSet::new();
+    let mut ledger = Ledger::new();
     for i in 0..60u32 {
         let tenant = ["gold", "free", "acme"][i as usize % 3].to_string();
+        ledger.pushed(i);
         s.try_push_with(tenant, i, PushOptions::new().with_cost(1 + i % 3))
             .unwrap();
-        pushed.insert(i);
     }
     let d = s.dispatch().unwrap();
     // A much tighter configuration: caps below what is queued, acme blocked.
@@ -205,11 +208,11 @@ fn reconfiguration_keeps_every_queued_and_in_flight_item() {
     );
     assert_eq!(s.queue().weight(&"gold".to_string()).get(), 4);
     // Every item is still there to come back.
-    let mut seen = BTreeSet::from([d.item]);
+    ledger.back(d.item, Way::Dispatched);
     for (name, _) in [("gold", ()), ("free", ()), ("acme", ())] {
-        seen.extend(s.purge(&name.to_string()));
+        ledger.back_all(s.purge(&name.to_string()), Way::Purged);
     }
-    assert_eq!(seen, pushed);
+    ledger.assert_all_back();
 }
 
 #[test]
@@ -483,13 +486,18 @@ fn reconfiguring_classes_keeps_every_queued_and_in_flight_item() {
         5,
         "nothing in flight is revoked"
     );
-    let mut seen: BTreeSet<u32> = BTreeSet::new();
+    let mut ledger = Ledger::new();
+    for &item in &pushed {
+        ledger.pushed(item);
+    }
     for d in running {
         assert!(s.complete(d.ticket, 1));
-        seen.insert(d.item);
+        ledger.back(d.item, Way::Dispatched);
     }
-    seen.extend(take_all(&mut s));
-    assert_eq!(seen, pushed);
+    for t in ["t1", "t2"] {
+        ledger.back_all(s.purge(&t.to_string()), Way::Purged);
+    }
+    ledger.assert_all_back();
 }
 
 #[test]

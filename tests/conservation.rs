@@ -1,65 +1,17 @@
-#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! Nothing is lost, nothing is dropped twice: items carry a drop counter, every item the queue
 //! hands back is kept by the "host", and at the end each item must have been dropped exactly
 //! once (by the queue's own drop only for what was still queued, and by a dropped `drain()`
 //! iterator only for what it did not yield).
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 mod common;
 
-use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::rc::Rc;
 
-use common::{config, nz, opts};
+use common::{Drops, Tracked, config, nz, opts};
 use fairshare::{BlockReason, FairQueue, RejectReason};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-
-/// Drop counts indexed by item id.
-#[derive(Debug, Default, Clone)]
-struct Drops(Rc<RefCell<Vec<u32>>>);
-
-impl Drops {
-    fn item(&self) -> Tracked {
-        let mut counts = self.0.borrow_mut();
-        counts.push(0);
-        Tracked {
-            id: counts.len() - 1,
-            drops: self.clone(),
-        }
-    }
-
-    fn created(&self) -> usize {
-        self.0.borrow().len()
-    }
-
-    fn total(&self) -> u64 {
-        self.0.borrow().iter().map(|&c| u64::from(c)).sum()
-    }
-
-    /// Ids whose drop count is not exactly `want`.
-    fn not_dropped(&self, want: u32) -> Vec<(usize, u32)> {
-        self.0
-            .borrow()
-            .iter()
-            .enumerate()
-            .filter(|&(_, &c)| c != want)
-            .map(|(id, &c)| (id, c))
-            .collect()
-    }
-}
-
-#[derive(Debug)]
-struct Tracked {
-    id: usize,
-    drops: Drops,
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.drops.0.borrow_mut()[self.id] += 1;
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Op {
