@@ -374,41 +374,6 @@ where
         Ok(())
     }
 
-    /// Admits a batch under one lock; one result per item, in order.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fairshare::{PushOptions, SchedulerConfig, SharedScheduler};
-    /// let h: SharedScheduler<u32, u32> = SharedScheduler::new(SchedulerConfig::new());
-    /// let results = h.try_push_batch((0..4).map(|i| (i % 2, i, PushOptions::new())));
-    /// assert!(results.iter().all(|r| r.is_ok()));
-    /// assert_eq!(h.len(), 4);
-    /// ```
-    pub fn try_push_batch<I>(&self, items: I) -> Vec<Result<(), Rejected<T>>>
-    where
-        I: IntoIterator<Item = (K, T, PushOptions)>,
-    {
-        let items = items.into_iter();
-        let mut out = Vec::with_capacity(items.size_hint().0);
-        let mut state = self.lock();
-        // One clock read for the whole batch: the batch is admitted at one instant.
-        let now = state.scheduler.clock_now();
-        let mut admitted = 0;
-        for (key, item, opts) in items {
-            let result = if state.closed {
-                Err(Rejected::new(item, RejectReason::Closed))
-            } else {
-                state.scheduler.try_push_with_at(key, item, opts, now)
-            };
-            admitted += usize::from(result.is_ok());
-            out.push(result);
-        }
-        let plan = state.waiters.plan_wake(admitted);
-        self.apply(plan);
-        out
-    }
-
     /// Takes the next item, if one may be dispatched now, without tracking it in flight.
     ///
     /// # Examples
@@ -480,57 +445,6 @@ where
                 dispatched_at: now,
             },
         })
-    }
-
-    /// Takes up to `max` items under one lock, without tracking them in flight.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h: fairshare::SharedScheduler<u32, u32> =
-    ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// for i in 0..5 { h.try_push(i, i).unwrap(); }
-    /// assert_eq!(h.pop_batch(3), [0, 1, 2]);
-    /// ```
-    pub fn pop_batch(&self, max: usize) -> Vec<T> {
-        let mut state = self.lock();
-        let before = state.scheduler.queue().len();
-        let mut out = Vec::with_capacity(max.min(before));
-        let now = state.scheduler.clock_now();
-        while out.len() < max {
-            match state.scheduler.next_at(false, now) {
-                Some((item, _)) => out.push(item),
-                None => break,
-            }
-        }
-        self.made_room(&state, before - state.scheduler.queue().len());
-        out
-    }
-
-    /// Dispatches up to `max` items with their leases under one lock.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h: fairshare::SharedScheduler<u32, u32> =
-    ///     fairshare::SharedScheduler::new(fairshare::SchedulerConfig::new());
-    /// for i in 0..5 { h.try_push(i, i).unwrap(); }
-    /// let jobs = h.dispatch_batch(2);
-    /// assert_eq!(jobs.len(), 2);
-    /// ```
-    pub fn dispatch_batch(&self, max: usize) -> Vec<Job<K, T, C, S>> {
-        let mut state = self.lock();
-        let before = state.scheduler.queue().len();
-        let mut out = Vec::new();
-        let now = state.scheduler.clock_now();
-        while out.len() < max {
-            match self.dispatch_at(&mut state, now) {
-                Some(job) => out.push(job),
-                None => break,
-            }
-        }
-        self.made_room(&state, before - state.scheduler.queue().len());
-        out
     }
 
     /// Hands back every item that left the queue without being dispatched (evicted, expired
@@ -643,7 +557,9 @@ where
 
 /// Wakes every task, even if some waker panics; the first panic is returned once all are
 /// woken, so no waiter misses its wake-up because another's waker failed.
-fn wake_all(tasks: impl IntoIterator<Item = std::task::Waker>) -> std::thread::Result<()> {
+pub(super) fn wake_all(
+    tasks: impl IntoIterator<Item = std::task::Waker>,
+) -> std::thread::Result<()> {
     let mut first = Ok(());
     for waker in tasks {
         let woke = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake()));

@@ -2,6 +2,7 @@
 //! lock, adds blocking and waker-based waiting, leases for in-flight items, and shutdown. The
 //! waiting rules live in `waiters.rs`.
 
+mod batch;
 mod blocking;
 mod futures;
 mod handle;
