@@ -1,3 +1,4 @@
+#![cfg(not(loom))] // tokio, its executor, is not built under loom
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 //! Four producers and four workers through one `SharedScheduler`, as threads and as tasks on
 //! a multi-threaded tokio runtime: 10^7 items in release (`cargo test --release --test
