@@ -20,7 +20,7 @@
 //! `queue_full`, `rate_limited` (a tenant's quota or its quota in a class), `too_large`,
 //! `tenant_full`, `capacity_full`, `evicted`, `queue_delay`, `closed`, `unknown_class`,
 //! `deadline_expired`; a host adding its own refusals (the tower layer's `pressure`) uses the
-//! same name. Refusals at the door match [`AdmissionCounters`](crate::AdmissionCounters):
+//! same name. Refusals at the door match [`AdmissionCounters`](crate::stats::AdmissionCounters):
 //! `rate_limited` is its `rate_limited`, and so on; `evicted`, `queue_delay` and
 //! `deadline_expired` count its `evicted`, `shed` and `expired`.
 //!
