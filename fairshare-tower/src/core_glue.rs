@@ -14,13 +14,11 @@
 //! spot (and the pump goes on), so no slot is ever held for a request that is gone.
 //!
 //! The core API used, all of it here: `Scheduler::with_clock`, `set_classes`, `classes`,
-//! `clock`, `queue().total_in_flight()`, `queue().len()`, `stats`, `take_expired`;
-//! `SharedScheduler::from_scheduler`, `try_push_with` (with `PushOptions::class`/`cost`,
-//! and `Admitted::into_evicted` for evicted items), `try_dispatch` (`Job`), `with_scheduler`,
-//! `pressure`, `len`; `Lease::cost`, `Lease::complete_with`; `RejectReason::retry_at`;
-//! `metrics::HeavyTenants` (feature `metrics`). With pushes returning `Result<(), Rejected<T>>`
-//! and evictions coming back through the outbox, `admit` drops its eviction loop and
-//! `collect_returns` runs unconditionally when the scheduler may evict (or always).
+//! `queue().total_in_flight()`, `queue().len()`, `stats`; `SharedScheduler::from_scheduler`,
+//! `try_push_with` (with `PushOptions::with_class`/`with_cost`), `take_returned` (evicted,
+//! expired and shed tokens), `try_dispatch` (`Job`), `with_scheduler`, `now`, `pressure`,
+//! `len`; `Lease::cost`, `Lease::complete_with`; `RejectReason::retry_at`;
+//! `metrics::HeavyTenants` (feature `metrics`).
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -253,7 +251,7 @@ where
 
     /// The scheduler clock's time.
     pub(crate) fn now(&self) -> Nanos {
-        self.inner.handle.with_scheduler(|s| s.clock().now())
+        self.inner.handle.now()
     }
 
     /// The pressure level.

@@ -514,6 +514,25 @@ where
         items
     }
 
+    /// The scheduler clock's time now (never earlier than any time the scheduler saw), for
+    /// a host that turns a refusal's retry time into a delay. Takes the lock, wakes nobody.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::{ManualClock, Nanos, Scheduler, SchedulerConfig, SharedScheduler};
+    /// let clock = ManualClock::new();
+    /// let h = SharedScheduler::from_scheduler(Scheduler::<u8, u8, _>::with_clock(
+    ///     SchedulerConfig::new(),
+    ///     clock.clone(),
+    /// ));
+    /// clock.set(Nanos::from_secs(3));
+    /// assert_eq!(h.now(), Nanos::from_secs(3));
+    /// ```
+    pub fn now(&self) -> Nanos {
+        self.lock().scheduler.clock_now()
+    }
+
     /// The scheduler's pressure level; see [`Scheduler::pressure`].
     ///
     /// # Examples
