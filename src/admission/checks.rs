@@ -83,11 +83,18 @@ where
             Ok(c) => Ok(Plan {
                 idx,
                 class: c.class,
-                new_class_tat: c.new_class_tat,
+                class_rated: match c.new_class_tat {
+                    Some(tat) => {
+                        self.staged_class_tat = tat;
+                        true
+                    }
+                    None => false,
+                },
                 cost,
                 now,
                 deadline: opts.deadline(),
-                new_tat: c.new_tat,
+                new_tat: c.new_tat.unwrap_or(Tat::ZERO),
+                rated: c.new_tat.is_some(),
                 evict_from: c.evict_from,
                 max_in_flight: c.max_in_flight,
             }),

@@ -51,9 +51,13 @@ pub(super) struct Plan {
     pub(super) cost: u32,
     pub(super) now: Nanos,
     pub(super) deadline: Option<Nanos>,
-    pub(super) new_tat: Option<Tat>,
-    /// The new TAT of the class's per-tenant quota.
-    pub(super) new_class_tat: Option<Tat>,
+    /// The tenant's new TAT, if it has a rate limit (`rated`). Not an `Option`: a 16-byte
+    /// `Option<Tat>` would double the plan's TAT words, and every reservation copies the plan.
+    pub(super) new_tat: Tat,
+    pub(super) rated: bool,
+    /// Whether the class has a per-tenant quota, whose new TAT waits in
+    /// [`Scheduler::staged_class_tat`].
+    pub(super) class_rated: bool,
     pub(super) evict_from: Option<u32>,
     /// The tenant's in-flight cap under the limits in force.
     pub(super) max_in_flight: u32,
@@ -216,7 +220,8 @@ where
         // out of line.
         let cap_changed = self.queue.slot(plan.idx).max_in_flight != plan.max_in_flight;
         let mut cool_until = None;
-        if let Some(tat) = plan.new_tat {
+        if plan.rated {
+            let tat = plan.new_tat;
             let a = self.queue.attached_mut(plan.idx);
             a.tat = tat;
             if tat.after(plan.now) && !a.cooling() {
@@ -227,8 +232,9 @@ where
             self.queue
                 .set_slot_in_flight_limit(plan.idx, plan.max_in_flight);
         }
-        if let Some(tat) = plan.new_class_tat {
-            self.commit_class_tat(plan.idx, plan.class, plan.new_tat, tat, plan.now);
+        if plan.class_rated {
+            let new_tat = plan.rated.then_some(plan.new_tat);
+            self.commit_class_tat(plan.idx, plan.class, new_tat, plan.now);
         } else if let Some(until) = cool_until {
             self.start_cooling(plan.idx, until);
         }
@@ -258,9 +264,9 @@ where
         idx: u32,
         class: u16,
         new_tat: Option<Tat>,
-        tat: Tat,
         now: Nanos,
     ) {
+        let tat = self.staged_class_tat;
         self.class_tats.insert((idx, class), tat);
         // Remembered until every rate state of the tenant equals a fresh one's.
         let until = new_tat.map_or(tat, |t| t.max(tat));

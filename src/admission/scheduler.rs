@@ -98,6 +98,10 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     /// class. An entry is dropped when its tenant stops cooling (every TAT of it is then in the
     /// past, which is a fresh tenant's state) and when its class is removed.
     pub(super) class_tats: BTreeMap<(u32, u16), Tat>,
+    /// The new TAT of a class's per-tenant quota that a plan decided, until the plan is
+    /// committed. One place is enough: a plan is committed at once or held by a [`Permit`](super::commit::Permit),
+    /// which borrows the scheduler, so no two plans are ever outstanding.
+    pub(super) staged_class_tat: Tat,
     pub(super) codel: Option<CoDel>,
     pub(super) outbox: Vec<Rejected<T>>,
     pub(super) last_now: Nanos,
@@ -187,6 +191,7 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             free_overrides: Vec::new(),
             cooling: BinaryHeap::new(),
             class_tats: BTreeMap::new(),
+            staged_class_tat: Tat::ZERO,
             codel: config.queue_delay().map(CoDel::new),
             outbox: Vec::new(),
             last_now: Nanos::ZERO,
