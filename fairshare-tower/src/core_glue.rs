@@ -14,7 +14,7 @@
 //! spot (and the pump goes on), so no slot is ever held for a request that is gone.
 //!
 //! The core API used, all of it here: `Scheduler::with_clock`, `set_classes`, `classes`,
-//! `queue().total_in_flight()`, `queue().len()`, `stats`; `SharedScheduler::from_scheduler`,
+//! `queue().total_in_flight()`, `queue().len()`, `stats`, `config`, `pending_returns`; `SharedScheduler::from_scheduler`,
 //! `try_push_with` (with `PushOptions::with_class`/`with_cost`), `take_returned` (evicted,
 //! expired and shed tokens), `try_dispatch` (`Job`), `with_scheduler`, `now`, `pressure`,
 //! `len`; `Lease::cost`, `Lease::complete_with`; `RejectReason::retry_at`;
@@ -22,7 +22,7 @@
 
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fairshare::SharedScheduler;
@@ -62,7 +62,9 @@ where
     waiting: AtomicUsize,
     /// Whether the scheduler can hand queued items back on its own (a queue-delay target
     /// sheds them, or a push evicts them to make room): then pushes and pumps collect them.
-    may_return: bool,
+    /// Follows the configuration: an operator's `reconfigure` through
+    /// [`Core::with_scheduler`] can turn either on.
+    may_return: AtomicBool,
     /// Whether a pressure gauge is configured (otherwise the level is always normal).
     has_pressure: bool,
     /// Class names by class index, for labels.
@@ -112,8 +114,7 @@ where
             inner: Arc::new(CoreInner {
                 handle: SharedScheduler::from_scheduler(scheduler),
                 waiting: AtomicUsize::new(0),
-                may_return: config.queue_delay().is_some()
-                    || config.shed_policy() == fairshare::config::ShedPolicy::EvictOverShare,
+                may_return: AtomicBool::new(may_return(&config)),
                 has_pressure: config.pressure().is_some(),
                 class_names,
             }),
@@ -238,7 +239,7 @@ where
     /// Takes back what the scheduler handed back on its own (evictions, queue-delay shedding,
     /// deadlines) and answers those requests.
     fn collect_returns(&self) {
-        if self.inner.may_return {
+        if self.inner.may_return.load(Ordering::Relaxed) {
             let returned = self.inner.handle.take_returned();
             let n = returned.len();
             for r in returned {
@@ -287,6 +288,14 @@ where
             let before = s.queue().len();
             let out = f(s);
             let after = s.queue().len();
+            // `f` may have reconfigured the scheduler: whether it hands items back follows.
+            // Set under the scheduler's lock, so no later push or pump misses it; a
+            // configuration that no longer hands back still has its earlier returns
+            // collected (the flag stays set while any are pending).
+            self.inner.may_return.store(
+                may_return(s.config()) || s.pending_returns() > 0,
+                Ordering::Relaxed,
+            );
             (
                 out,
                 before.saturating_sub(after),
@@ -299,6 +308,12 @@ where
         self.pump();
         out
     }
+}
+
+/// Whether a scheduler with `config` can hand queued items back on its own.
+fn may_return(config: &SchedulerConfig) -> bool {
+    config.queue_delay().is_some()
+        || config.shed_policy() == fairshare::config::ShedPolicy::EvictOverShare
 }
 
 /// One held in-flight slot: released exactly once, by [`release`](Self::release) or on drop

@@ -331,6 +331,48 @@ fn an_evicted_request_is_answered_503() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// Regression (found by the `tower` fuzz target): a layer built without eviction or a
+/// queue-delay target did not collect what the scheduler handed back after an operator
+/// turned eviction on with `reconfigure`, so the evicted request waited for ever.
+#[test]
+fn a_request_evicted_after_a_reconfigure_is_answered() {
+    let cap = Capacity::new().with_max_items(2);
+    let cfg = SchedulerConfig::new()
+        .with_max_in_flight(Some(1))
+        .with_capacity(cap);
+    let layer = FairLayer::new(cfg, tenant);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = layer.layer(echo(calls.clone()));
+    let mut call = |t: &str| {
+        ready(&mut svc);
+        Box::pin(svc.call(req(t, "x")))
+    };
+    let mut running = call("flood");
+    let mut f1 = call("flood");
+    let mut f2 = call("flood");
+    assert!(poll(&mut f1).is_pending() && poll(&mut f2).is_pending());
+    layer.with_scheduler(|s| s.reconfigure(cfg.with_shed_policy(ShedPolicy::EvictOverShare)));
+    let mut quiet = call("quiet");
+    assert!(
+        matches!(
+            poll(&mut f1),
+            Poll::Ready(Err(FairError::Refused {
+                reason: Refusal::Admission(RejectReason::Evicted),
+                ..
+            }))
+        ),
+        "the evicted request was not answered"
+    );
+    for f in [&mut running, &mut f2, &mut quiet] {
+        let Poll::Ready(Ok(r)) = poll(f) else {
+            panic!("a request left waiting")
+        };
+        drop(r);
+    }
+    assert_eq!((layer.in_flight(), layer.queued()), (0, 0));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
 #[test]
 fn retry_after_follows_the_rate_limiter_on_the_scheduler_clock() {
     let clock = ManualClock::new();
