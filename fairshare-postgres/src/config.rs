@@ -251,16 +251,27 @@ impl QueueConfig {
     /// assert_eq!(c.backoff(1), Duration::from_secs(1));
     /// assert_eq!(c.backoff(2), Duration::from_secs(2));
     /// assert_eq!(c.backoff(u32::MAX), Duration::from_secs(3600));
+    /// // Exact up to the maximum, whatever the attempt: 1 ms · 2^32 is about 50 days.
+    /// let long = c.with_backoff(Duration::from_millis(1), Duration::from_secs(365 * 86_400));
+    /// assert_eq!(long.backoff(33), Duration::from_millis(1 << 32));
     /// # Ok::<(), fairshare_postgres::Error>(())
     /// ```
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(63);
-        let factor = 1u32.checked_shl(doublings.min(31)).unwrap_or(u32::MAX);
-        let delay = if doublings > 31 {
-            Duration::MAX
-        } else {
-            self.backoff_base.saturating_mul(factor)
-        };
-        delay.min(self.backoff_max)
+        // `base · 2^(attempt-1)` exactly, in 128 bits: only a product above the maximum (or
+        // beyond 128 bits) is capped. A zero base stays zero for every attempt.
+        let base = self.backoff_base.as_nanos();
+        let max = self.backoff_max.as_nanos();
+        let delay = 2u128
+            .checked_pow(attempt.saturating_sub(1))
+            .and_then(|factor| base.checked_mul(factor));
+        match delay {
+            Some(n) if n < max => Duration::new(
+                // Below `max`, so it fits a `Duration`.
+                (n / 1_000_000_000) as u64,
+                (n % 1_000_000_000) as u32,
+            ),
+            _ if base == 0 => Duration::ZERO,
+            _ => self.backoff_max,
+        }
     }
 }

@@ -400,6 +400,26 @@ async fn retry_backoff_then_dead_letter() {
     assert_eq!((again.id(), again.lease().attempt()), (id, 1));
 }
 
+/// Regression (found by the `postgres` fuzz target): from the 33rd attempt on, the backoff
+/// jumped to the maximum whatever the base (a zero base too), instead of `base · 2^(k-1)` up
+/// to the maximum.
+#[test]
+fn backoff_is_exact_up_to_the_maximum_for_every_attempt() {
+    let year = Duration::from_secs(365 * 86_400);
+    let c = fairshare_postgres::QueueConfig::new("q")
+        .unwrap()
+        .with_backoff(Duration::from_millis(1), year);
+    for attempt in 1..=34 {
+        let exact = Duration::from_millis(1 << (attempt - 1));
+        assert_eq!(c.backoff(attempt), exact.min(year), "attempt {attempt}");
+    }
+    assert_eq!(c.backoff(u32::MAX), year);
+    let zero = c.with_backoff(Duration::ZERO, year);
+    for attempt in [1, 32, 33, 64, 200, u32::MAX] {
+        assert_eq!(zero.backoff(attempt), Duration::ZERO, "attempt {attempt}");
+    }
+}
+
 #[tokio::test]
 async fn backoff_delay_is_honoured() {
     let (q, mut c) = queue("backoff", |c| {
