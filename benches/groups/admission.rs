@@ -84,35 +84,36 @@ pub(crate) fn check(c: &mut Criterion) {
 
         // Ours: the whole pipeline (block, cost, never-admissible, GCRA, tenant caps,
         // capacity) via try_reserve; dropping the permit charges nothing. Time passed in by
-        // the host (ManualClock), as the crate intends.
-        for (name, std_clock) in [
-            ("fairshare_reserve", false),
-            ("fairshare_reserve_stdclock", true),
-        ] {
-            if std_clock {
-                let mut s = None;
-                g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
-                    let s = s.get_or_insert_with(|| limited(n, StdClock::new()));
-                    let mut k = 0u64;
-                    b.iter(|| {
-                        k = if k + 1 == n { 0 } else { k + 1 };
-                        black_box(s.try_reserve(black_box(k), PushOptions::new()).is_ok())
-                    });
-                });
-            } else {
-                let mut s = None;
-                g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
-                    let s = s.get_or_insert_with(|| limited(n, ManualClock::new()));
-                    let mut k = 0u64;
-                    b.iter(|| {
-                        k = if k + 1 == n { 0 } else { k + 1 };
-                        black_box(s.try_reserve(black_box(k), PushOptions::new()).is_ok())
-                    });
-                });
-            }
-        }
+        // the host (ManualClock), as the crate intends, then each real clock.
+        reserve(&mut g, "fairshare_reserve", n, ManualClock::new);
+        reserve(&mut g, "fairshare_reserve_stdclock", n, StdClock::new);
+        #[cfg(feature = "quanta")]
+        reserve(
+            &mut g,
+            "fairshare_reserve_tscclock",
+            n,
+            fairshare::clock::TscClock::new,
+        );
     }
     g.finish();
+}
+
+/// `try_reserve` and drop with keys cycling over `n` known tenants, on the clock `clock` makes.
+fn reserve<C: fairshare::Clock>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    n: u64,
+    clock: impl Fn() -> C,
+) {
+    let mut s = None;
+    g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+        let s = s.get_or_insert_with(|| limited(n, clock()));
+        let mut k = 0u64;
+        b.iter(|| {
+            k = if k + 1 == n { 0 } else { k + 1 };
+            black_box(s.try_reserve(black_box(k), PushOptions::new()).is_ok())
+        });
+    });
 }
 
 /// Admit (rate limit + caps) + push + dispatch + complete, 1k tenants, beside SegQueue
