@@ -42,18 +42,36 @@ impl Gcra {
     }
 
     /// Checks a batch of total `cost` at `now`; the new `tat` to store if it passes.
+    ///
+    /// Exact, in 128 bits: `T·n` and `T·b` can exceed 64 bits (a quota of one a year with a
+    /// burst of 600 does), and saturating them there would let every batch up to the burst
+    /// pass. The new `tat` is capped at [`TAT_MAX`], what the row stores; a `tat` at the cap
+    /// stands for one beyond it, so it refuses until then.
     pub(crate) fn check(self, tat: u64, now: u64, cost: u64) -> Result<u64, Refusal> {
         if cost > u64::from(self.burst) {
             return Err(Refusal::TooLarge { max: self.burst });
         }
-        let charge = self.interval_ns.saturating_mul(cost);
-        let window = self.interval_ns.saturating_mul(u64::from(self.burst));
-        let earliest = tat.saturating_add(charge).saturating_sub(window);
-        if now < earliest {
-            return Err(Refusal::NotUntil(earliest));
+        let interval = u128::from(self.interval_ns);
+        let charge = interval * u128::from(cost);
+        let window = interval * u128::from(self.burst);
+        let mut earliest = (u128::from(tat) + charge).saturating_sub(window);
+        if tat >= TAT_MAX {
+            earliest = earliest.max(u128::from(TAT_MAX));
         }
-        Ok(tat.max(now).saturating_add(charge))
+        if u128::from(now) < earliest {
+            return Err(Refusal::NotUntil(clamp(earliest)));
+        }
+        let next = u128::from(tat.max(now)) + charge;
+        Ok(clamp(next.min(u128::from(TAT_MAX))))
     }
+}
+
+/// The largest theoretical arrival time a tenant row stores (`tat_ns` is a `bigint`), in
+/// nanoseconds since the epoch: the year 2262.
+pub(crate) const TAT_MAX: u64 = i64::MAX as u64;
+
+fn clamp(x: u128) -> u64 {
+    u64::try_from(x).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -105,7 +123,32 @@ mod tests {
             burst: u32::MAX,
         };
         let r = q.check(u64::MAX, u64::MAX, u64::from(u32::MAX));
-        assert!(matches!(r, Ok(u64::MAX) | Err(Refusal::NotUntil(_))));
+        assert!(matches!(r, Ok(TAT_MAX) | Err(Refusal::NotUntil(_))));
+    }
+
+    #[test]
+    fn a_window_beyond_64_bits_still_limits() {
+        // One a year, a burst of 600: T·b is above 2^64 ns.
+        let q = Gcra::from_quota(
+            &Quota::with_period(std::time::Duration::from_secs(365 * 86_400))
+                .unwrap()
+                .allow_burst(NonZeroU32::new(600).unwrap()),
+        );
+        let now = 1_700_000_000_000_000_000;
+        let tat = q.check(0, now, 600).unwrap();
+        assert_eq!(
+            tat, TAT_MAX,
+            "a burst's worth reaches past what the row stores"
+        );
+        assert_eq!(q.check(tat, now, 1), Err(Refusal::NotUntil(TAT_MAX)));
+        // A sixth of the burst leaves the rest, and not one more.
+        let part = q.check(0, now, 100).unwrap();
+        assert_eq!(part, now + 100 * q.interval_ns);
+        assert!(q.check(part, now, 500).is_ok());
+        assert_eq!(
+            q.check(part, now, 501),
+            Err(Refusal::NotUntil(now + q.interval_ns))
+        );
     }
 
     #[test]

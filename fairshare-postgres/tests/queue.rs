@@ -571,6 +571,38 @@ async fn rate_limit_refuses_with_retry_time_that_is_honoured() {
     );
 }
 
+/// Regression (found by the `postgres` fuzz target): a quota whose window (interval times
+/// burst) exceeds 2^64 ns, here one a year with a burst of 600, saturated in the check and let
+/// every batch up to the burst pass, any number of times.
+#[tokio::test]
+async fn a_quota_with_a_window_beyond_64_bits_still_limits() {
+    let yearly = Quota::with_period(Duration::from_secs(365 * 86_400))
+        .unwrap()
+        .allow_burst(nz(600));
+    let (q, mut c) = queue("rate_yearly", |c| c).await;
+    q.set_quota(&c, "trial", Some(yearly)).await.unwrap();
+    q.enqueue_batch(&mut c, "trial", &jobs(100, "a"))
+        .await
+        .unwrap();
+    q.enqueue_batch(&mut c, "trial", &jobs(500, "b"))
+        .await
+        .unwrap();
+    for n in [1, 600] {
+        let err = q
+            .enqueue_batch(&mut c, "trial", &jobs(n, "over"))
+            .await
+            .unwrap_err();
+        let Error::RateLimited { retry_after, .. } = err else {
+            panic!("a batch of {n} over the burst passed: {err}");
+        };
+        assert!(
+            retry_after > Duration::from_secs(100 * 365 * 86_400),
+            "{retry_after:?}"
+        );
+    }
+    assert_eq!(q.counts(&c).await.unwrap().queued, 600);
+}
+
 #[tokio::test]
 async fn weight_change_shifts_the_share() {
     let (q, mut c) = queue("weight", |c| c).await;
