@@ -172,7 +172,8 @@
 //! [`config`] (every setting, and the serde file form), [`stats`] (snapshots and counters),
 //! [`pressure`] (graded pressure levels), [`adaptive`] (adaptive concurrency limits),
 //! [`shared`] (the thread-safe handle's jobs, leases and futures), [`queue`] (the fair queue's
-//! iterator and hasher) and [`clock`].
+//! iterator and hasher) and [`clock`]. [`detect`] finds noisy tenants in bounded memory
+//! (a windowed heavy-hitter summary with hysteresis) and says what to do about them.
 //!
 //! # Feature flags
 //!
@@ -191,6 +192,7 @@ pub mod adaptive;
 mod admission;
 pub mod clock;
 pub mod config;
+pub mod detect;
 mod error;
 pub mod fleet;
 #[cfg(feature = "metrics")]
