@@ -154,6 +154,10 @@ mod shared;
 #[path = "groups/classes.rs"]
 mod classes;
 
+/// Noisy-tenant detection: the record call per admitted item beside the admission check.
+#[path = "groups/detect.rs"]
+mod detect;
+
 // One group per area; add each new module's bench functions to `targets`.
 criterion_group!(
     benches,
@@ -161,6 +165,7 @@ criterion_group!(
     admission::check,
     admission::round_trip,
     shared::throughput,
-    classes::dispatch
+    classes::dispatch,
+    detect::record
 );
 criterion_main!(benches);

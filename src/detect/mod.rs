@@ -57,9 +57,9 @@
 //!
 //! Recording every unit costs a hash and a heap step (tens of nanoseconds); by default the
 //! detector samples instead, so the cost per recorded item is a compare and a subtraction. In
-//! each stream, every unit of cost of an item cheaper than the stride `S` is kept with
-//! probability `1/S`, independently (geometric skips between kept units), and counted as `S`;
-//! an item costing `S` or more is counted exactly. The estimate stays unbiased, and a
+//! each stream, every unit of cost is kept with probability `1/S`, independently (geometric
+//! skips between kept units), and counted as `S`; the whole strides of an item after its
+//! first kept unit are counted exactly. The estimate stays unbiased, and a
 //! tenant's variance is at most `S` times its true cost: by Bernstein's inequality
 //! `P(|estimate - cost| >= d) <= 2 exp(-d² / (2 S (cost + d / 3)))`. `S` follows the traffic:
 //! at each sub-window boundary it is set to the previous sub-window's total divided by the
