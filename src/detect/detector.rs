@@ -4,8 +4,9 @@
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 
-use super::config::{Basis, DetectorConfig, Prior, Response};
+use super::config::{Basis, DetectorConfig};
 use super::events::{Action, DetectorStats, NoisyEvent, NoisyTenant, ShareEstimate};
+use super::response::{Prior, Response};
 use super::window::{Merge, Window};
 use crate::clock::Nanos;
 use crate::error::ConfigError;

@@ -118,9 +118,11 @@
 mod config;
 mod detector;
 mod events;
+mod response;
 mod summary;
 mod window;
 
-pub use config::{Basis, DetectorConfig, Prior, Response};
+pub use config::{Basis, DetectorConfig};
 pub use detector::Detector;
 pub use events::{Action, DetectorStats, NoisyEvent, NoisyTenant, ShareEstimate};
+pub use response::{Prior, Response};
