@@ -1,7 +1,8 @@
 //! Interpreters behind the fuzz targets: each decodes bytes (with `arbitrary`) into a sequence
-//! of operations on one layer of `fairshare`, runs it, and panics (a fuzz crash) when a contract
-//! breaks: an item lost or handed back twice, a limit exceeded, a per-tenant FIFO broken, a
-//! panic out of a call the host may make.
+//! of operations on one layer of `fairshare` or of its integration crates, runs it, and panics
+//! (a fuzz crash) when a contract breaks: an item lost or handed back twice, a limit exceeded,
+//! a per-tenant FIFO broken, a request without exactly one outcome, a result that differs from
+//! a reference, a panic out of a call the host may make.
 //!
 //! The same interpreters can be replayed from a plain test by passing the crash input to
 //! `run`.
@@ -13,5 +14,7 @@
 pub mod common;
 pub mod config;
 pub mod fair_queue;
+pub mod postgres;
 pub mod scheduler;
 pub mod shared;
+pub mod tower;
