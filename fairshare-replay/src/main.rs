@@ -95,6 +95,18 @@ impl Flags {
     }
 }
 
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(fail(format!("writing to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     std::fs::write(path, bytes).map_err(|e| fail(format!("writing {}: {e}", path.display())))
 }
@@ -102,10 +114,10 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
 /// Replays, prints the report, writes the chart.
 fn replay_and_report(trace: Trace, setup: &Setup, svg: &Path, top: usize) -> Result<(), Failure> {
     let replay = Replay::run(trace, setup).map_err(fail)?;
-    print!("{}", replay.report(top));
+    emit(&replay.report(top))?;
     let chart = chart_svg(&replay).map_err(fail)?;
     write_file(svg, chart.as_bytes())?;
-    println!("Chart: {}", svg.display());
+    emit(&format!("Chart: {}\n", svg.display()))?;
     Ok(())
 }
 
@@ -127,14 +139,13 @@ fn demo(flags: &Flags) -> Result<(), Failure> {
     spec.generate().write(&mut csv, Format::Csv).map_err(fail)?;
     write_file(&trace_path, &csv)?;
     write_file(&config_path, SAMPLE_CONFIG.as_bytes())?;
-    println!(
-        "Sample trace: {} ({} tenant floods {} jobs); config: {}",
+    emit(&format!(
+        "Sample trace: {} (tenant {} submits {} jobs in a burst); config: {}\n\n",
         trace_path.display(),
         spec.flood_tenant,
         spec.flood_jobs,
         config_path.display()
-    );
-    println!();
+    ))?;
     // Read back what was written, as `run` would.
     let trace = Trace::read_path(&trace_path, None).map_err(fail)?;
     let setup = Setup::from_path(&config_path, None).map_err(fail)?;
@@ -189,7 +200,7 @@ fn generate(flags: &Flags) -> Result<(), Failure> {
     let file = std::fs::File::create(&out)
         .map_err(|e| fail(format!("creating {}: {e}", out.display())))?;
     trace.write(file, format).map_err(fail)?;
-    println!("{}: {} jobs", out.display(), trace.rows().len());
+    emit(&format!("{}: {} jobs\n", out.display(), trace.rows().len()))?;
     Ok(())
 }
 
@@ -207,7 +218,7 @@ fn main() -> ExitCode {
             Flags::parse(&args[1..], &["out", "seed"], &["small"]).and_then(|f| generate(&f))
         }
         Some("help" | "--help" | "-h") => {
-            print!("{USAGE}");
+            let _ = emit(USAGE);
             return ExitCode::SUCCESS;
         }
         Some(other) => Err(usage(format!("unknown command `{other}`"))),

@@ -346,11 +346,18 @@ impl Replay {
         let heavy = self.heaviest_row();
         let others = self.others_row();
         let _ = writeln!(out);
-        let ratio = |a: u64, b: u64| {
-            if b == 0 {
+        let ratio = |fifo: u64, fair: u64| {
+            if fair == 0 {
                 "fairshare's is 0 ms".to_string()
+            } else if fifo >= 2 * fair {
+                format!("{:.0}x lower under fairshare", fifo as f64 / fair as f64)
+            } else if fair >= 2 * fifo {
+                format!(
+                    "{:.1}x higher under fairshare",
+                    fair as f64 / fifo.max(1) as f64
+                )
             } else {
-                format!("{:.0}x lower under fairshare", a as f64 / b as f64)
+                "about the same".to_string()
             }
         };
         let _ = writeln!(

@@ -17,8 +17,10 @@ use crate::setup::{Setup, assign_group};
 use crate::trace::{Trace, TraceError};
 
 /// What became of one trace row in one run.
+///
+/// Exhaustive on purpose: these are the only ways a row can leave the replay, and a match
+/// over them is a conservation check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Fate {
     /// Started on a worker at `start_ms` (so it waited `start_ms - arrival_ms`).
     Served {
