@@ -21,9 +21,16 @@ pub(crate) const fn decode_pass(stored: i64) -> u64 {
     (stored as u64) ^ (1 << 63)
 }
 
-/// Duration in whole microseconds, saturating at `i64::MAX` (the unit of `interval`).
+/// The longest duration sent to the database, in microseconds: 1,000 years. PostgreSQL's
+/// `bigint * interval` goes through `float8` and refuses products near `i64::MAX`
+/// microseconds ("interval out of range"), and timestamps end in 294276 AD and begin in 4713
+/// BC, so a duration of `i64::MAX` microseconds added to (or, for `prune_done`, taken from)
+/// the present fails the statement. A thousand years either way already means "never".
+pub(crate) const MAX_MICROS: i64 = 1_000 * 365 * 86_400 * 1_000_000;
+
+/// Duration in whole microseconds (the unit of `interval`), capped at [`MAX_MICROS`].
 pub(crate) fn micros(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+    i64::try_from(d.as_micros()).map_or(MAX_MICROS, |us| us.min(MAX_MICROS))
 }
 
 #[derive(Debug, Clone)]

@@ -603,6 +603,41 @@ async fn a_quota_with_a_window_beyond_64_bits_still_limits() {
     assert_eq!(q.counts(&c).await.unwrap().queued, 600);
 }
 
+/// Regression: durations were sent as microseconds up to `i64::MAX` (292,000 years), which
+/// PostgreSQL's interval and timestamp arithmetic cannot take ("interval out of range"), so a
+/// very long delay, backoff or lease failed the statement instead of meaning "not for ages".
+#[tokio::test]
+async fn huge_durations_mean_far_off_not_a_database_error() {
+    let (q, mut c) = queue("huge_durations", |c| {
+        c.with_backoff(Duration::MAX, Duration::MAX)
+            .with_lease(Duration::from_secs(60))
+    })
+    .await;
+    q.enqueue(
+        &mut c,
+        "acme",
+        &NewJob::new("later").with_delay(Duration::MAX),
+    )
+    .await
+    .unwrap();
+    q.enqueue(&mut c, "acme", &NewJob::new("now"))
+        .await
+        .unwrap();
+    let job = q.claim(&c, "w", 10).await.unwrap().remove(0);
+    assert_eq!(job.payload(), b"now");
+    let mut lease = job.lease().clone();
+    q.extend_lease(&c, &mut lease, Duration::MAX).await.unwrap();
+    assert!(lease.until() > SystemTime::now() + Duration::from_secs(100 * 365 * 86_400));
+    match q.fail(&c, &lease, "boom").await.unwrap() {
+        FailOutcome::Retrying { after, .. } => assert!(after > Duration::from_secs(86_400)),
+        other => panic!("{other:?}"),
+    }
+    assert!(q.claim(&c, "w", 10).await.unwrap().is_empty());
+    assert_eq!(q.prune_done(&c, Duration::MAX).await.unwrap(), 0);
+    let counts = q.counts(&c).await.unwrap();
+    assert_eq!((counts.queued, counts.running), (2, 0));
+}
+
 #[tokio::test]
 async fn weight_change_shifts_the_share() {
     let (q, mut c) = queue("weight", |c| c).await;

@@ -7,7 +7,8 @@
 //!   `tat' = max(tat, now) + T·n`, in 128-bit arithmetic; the stored state must fit the
 //!   `bigint` column;
 //! - the pass encoding of the `bigint` column (`src/sql.rs`, compiled in the same way): a
-//!   round trip, and the column's order equal to the pass order; durations in microseconds;
+//!   round trip, and the column's order equal to the pass order; durations in microseconds
+//!   (capped at what PostgreSQL's interval and timestamp arithmetic takes);
 //!   every statement naming only the configured schema;
 //! - `QueueConfig::new` (schema names) and `QueueConfig::backoff` (`base · 2^(attempt−1)`, at
 //!   most the maximum); `JobState` names;
@@ -178,7 +179,9 @@ fn step(op: &Op) {
         }
         Op::Micros(secs, nanos) => {
             let d = Duration::new(*secs, nanos % 1_000_000_000);
-            let expected = i64::try_from(d.as_nanos() / 1_000).unwrap_or(i64::MAX);
+            let expected = i64::try_from(d.as_nanos() / 1_000)
+                .unwrap_or(i64::MAX)
+                .min(sql::MAX_MICROS);
             assert_eq!(sql::micros(d), expected);
         }
         Op::State(s) => match s.parse::<JobState>() {
