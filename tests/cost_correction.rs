@@ -227,8 +227,15 @@ proptest! {
     })]
 
     /// Tenants under- and over-declare by random factors (1x to 100x) on a saturated queue
-    /// with a random number of jobs in flight (completed oldest first): after a warm-up, each
-    /// tenant's served actual cost per weight is within 5% of the mean.
+    /// with a random number of jobs in flight (completed oldest first). After a warm-up, every
+    /// pair of tenants meets the bound in actual costs of `FairQueue`'s `# Fairness`, with
+    /// each carry below `Q·w + (⌈Q·w / e⌉ + L + 1)·D` and the unreported corrections at most
+    /// `L·D` (`L` jobs in flight, `e` the tenant's smallest estimate and `D` its largest
+    /// `|estimate - actual|`). That bound does not
+    /// grow with the stretch, so the stretch runs until it is at most 5% of the mean service
+    /// per weight (or for 500,000 dispatches, whichever comes first), and each tenant is then
+    /// within 5% of the mean: a bug that forgives or banks corrections makes the error grow
+    /// with the stretch and fails both.
     #[test]
     fn actual_cost_per_weight_converges(tenants in tenants(), in_flight in 1..=8usize, quantum in 1..=20u32) {
         let mut q: FairQueue<usize, (usize, u32)> =
@@ -247,11 +254,40 @@ proptest! {
                 push(&mut q, i, &mut next);
             }
         }
-        let steps = 48_000;
+        let (quantum, flight_len) = (f64::from(quantum), in_flight as f64);
+        let largest_estimate = f64::from(
+            tenants
+                .iter()
+                .flat_map(|t| t.costs.iter().map(|&a| declared(t, a)))
+                .max()
+                .unwrap(),
+        );
+        // Each tenant's own terms of the bound, per weight: M/w + (|C| + |C'| + F)/w.
+        let own: Vec<f64> = tenants
+            .iter()
+            .map(|t| {
+                let w = f64::from(t.weight);
+                let d = f64::from(t.costs.iter().map(|&a| declared(t, a).abs_diff(a)).max().unwrap());
+                let e = f64::from(t.costs.iter().map(|&a| declared(t, a)).min().unwrap());
+                let carry = quantum * w + ((quantum * w / e).ceil() + flight_len + 1.0) * d;
+                (largest_estimate + 2.0 * carry + flight_len * d) / w
+            })
+            .collect();
+        let bound = |i: usize, j: usize| 3.0 * quantum + own[i] + own[j];
+        let widest = (0..tenants.len())
+            .flat_map(|i| (0..tenants.len()).map(move |j| (i, j)))
+            .map(|(i, j)| bound(i, j))
+            .fold(0.0, f64::max);
         let warm_up = 12_000;
+        let max_steps = 500_000;
+        let total_weight: f64 = tenants.iter().map(|t| f64::from(t.weight)).sum();
         let mut flight: VecDeque<(Ticket, usize, u32)> = VecDeque::new();
         let mut served = vec![0u64; tenants.len()];
-        for step in 0..steps {
+        let mut step = 0;
+        while step < warm_up || (served.iter().sum::<u64>() as f64) / total_weight < 20.0 * widest {
+            if step == max_steps {
+                break;
+            }
             let d = q.dispatch().expect("saturated: every tenant keeps work queued");
             let (i, actual) = d.item;
             flight.push_back((d.ticket, i, actual));
@@ -263,19 +299,33 @@ proptest! {
                     served[i] += u64::from(actual);
                 }
             }
+            step += 1;
         }
         let per_weight: Vec<f64> = served
             .iter()
             .zip(&tenants)
             .map(|(&s, t)| s as f64 / f64::from(t.weight))
             .collect();
+        for i in 0..tenants.len() {
+            for j in 0..tenants.len() {
+                prop_assert!(
+                    (per_weight[i] - per_weight[j]).abs() < bound(i, j),
+                    "tenants {i} and {j} got {:.0} and {:.0} per weight, bound {:.0}: {per_weight:?}",
+                    per_weight[i], per_weight[j], bound(i, j)
+                );
+            }
+        }
         let mean = per_weight.iter().sum::<f64>() / per_weight.len() as f64;
-        for (i, &p) in per_weight.iter().enumerate() {
-            prop_assert!(
-                (p - mean).abs() <= 0.05 * mean,
-                "tenant {i} ({:?}) got {p:.0} per weight, mean {mean:.0}: {per_weight:?}",
-                tenants[i]
-            );
+        // Most cases reach a stretch where the bound is 5% of the mean within the budget;
+        // there the bound implies this, and it is checked.
+        if step < max_steps {
+            for (i, &p) in per_weight.iter().enumerate() {
+                prop_assert!(
+                    (p - mean).abs() <= 0.05 * mean,
+                    "tenant {i} ({:?}) got {p:.0} per weight, mean {mean:.0}: {per_weight:?}",
+                    tenants[i]
+                );
+            }
         }
     }
 }

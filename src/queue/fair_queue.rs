@@ -111,11 +111,16 @@ pub(super) fn units(cost: i64) -> i64 {
 /// where `C`, `C'` are the carries at the start and the end of the stretch and `F` the
 /// corrections of the stretch's items not yet reported at its end (with `M` the largest
 /// estimate). None of these grows with the stretch: a tenant in debt by more than its grant
-/// gets no turn until it has repaid, so its carry stays below `Q·w + (L + 1)·D`, where `D` is
+/// gets no new grant until it has repaid, and spends only what it was granted before, so its
+/// carry stays below `Q·w + (⌈Q·w / e⌉ + L + 1)·D`, where `e` is its smallest estimate, `D`
 /// its largest single correction and `L` the items it has in flight; credit likewise stays
-/// bounded while estimates are at most `1 + R` times the actual costs.
-/// `tests/cost_correction.rs::actual_cost_per_weight_converges` checks that tenants under-
-/// and over-declaring by random factors up to 100 converge within 5% of the mean.
+/// bounded while estimates are at most `1 + R` times the actual costs. A tenant that
+/// over-declares is owed up to one estimate at a time (its turn ends after one overdrawn
+/// item and the credit comes back a round later), so shares in actual costs converge at the
+/// pace of the largest estimate. `tests/cost_correction.rs::actual_cost_per_weight_converges`
+/// checks this bound, with those carries, for tenants under- and over-declaring by random
+/// factors up to 100, and that each is within 5% of the mean once the stretch is long
+/// enough for the bound to be 5% of it.
 ///
 /// One correction of `d` (a bad estimate) delays its tenant by `⌈d / (Q·w)⌉` of its rounds
 /// and nobody else at all.
