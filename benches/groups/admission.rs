@@ -94,6 +94,19 @@ pub(crate) fn check(c: &mut Criterion) {
             n,
             fairshare::clock::TscClock::new,
         );
+        #[cfg(feature = "quanta")]
+        {
+            // The host's upkeep thread publishes the time every millisecond.
+            let _upkeep = quanta::Upkeep::new(Duration::from_millis(1))
+                .start()
+                .unwrap();
+            reserve(
+                &mut g,
+                "fairshare_reserve_recentclock",
+                n,
+                fairshare::clock::RecentClock::new,
+            );
+        }
     }
     g.finish();
 }
