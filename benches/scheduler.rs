@@ -133,6 +133,11 @@ mod queue {
             if let Some(q) = drr.take() {
                 assert_eq!(q.len() as u64, n * DEPTH);
             }
+
+            // Peer: firq-core's enqueue+dequeue by tenant key (see `firq`), same closed loop.
+            if matches!(n, 1_000 | 100_000) {
+                crate::firq::push_pop(&mut g, n, DEPTH);
+            }
         }
         g.finish();
     }
@@ -141,6 +146,10 @@ mod queue {
 /// The simplest designs the bars were calibrated with, measured beside ours.
 #[path = "groups/reference.rs"]
 mod reference;
+
+/// A published peer, firq-core, measured in the push+pop group.
+#[path = "groups/firq.rs"]
+mod firq;
 
 /// Admission: rate-limit check beside governor; admit + push + pop + complete.
 #[path = "groups/admission.rs"]
