@@ -5,6 +5,7 @@
 
 use super::classes::{ClassCounters, ClassState, Classes, MAX_CLASSES};
 use super::fair_queue::*;
+use super::items::NIL;
 use super::tenants::Attachment;
 use crate::error::ConfigError;
 use crate::push::ClassId;
@@ -245,6 +246,7 @@ where
                 .tenants
                 .drop_classes_from(u16::try_from(classes.len()).unwrap_or(u16::MAX));
             self.relink_moved_flows(&moved);
+            self.groups.drop_classes_from(classes.len());
         }
         // States past the last class stay fresh, for a class added later.
         for ring in self.rings.iter_mut().skip(classes.len()) {
@@ -279,11 +281,20 @@ where
         for &(idx, _) in moved {
             let f = *self.tenants.flow(idx);
             if f.in_ring() {
-                self.tenants.flow_mut(f.prev).next = idx;
-                self.tenants.flow_mut(f.next).prev = idx;
+                // Neighbours on the class ring may be group flows; on an inner ring they
+                // are flows.
+                self.set_entry_next::<false>(f.prev, idx);
+                self.set_entry_prev::<false>(f.next, idx);
             }
         }
         self.rings[0].front = id(self.rings[0].front);
+        for flow in &mut self.groups.flows {
+            flow.front = if flow.front == NIL {
+                NIL
+            } else {
+                id(flow.front)
+            };
+        }
         if self
             .deadlines
             .iter()

@@ -59,7 +59,7 @@ where
     pub(crate) fn front_enqueued(&self) -> Option<Nanos> {
         self.all_rings()
             .filter(|r| r.front != NIL)
-            .map(|r| self.tenants.flow(r.front).head)
+            .map(|r| self.tenants.flow(self.front_flow(r.front)).head)
             .filter(|&head| head != NIL)
             .map(|head| self.items.enqueued(head))
             .min()

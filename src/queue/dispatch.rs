@@ -5,6 +5,8 @@
 
 use super::fair_queue::*;
 use super::flows::EXTRA;
+use super::group_table::GROUP;
+use super::groups::{GroupTurn, is_group_entry};
 use super::items::NIL;
 use super::tenants::Attachment;
 use crate::push::ClassId;
@@ -71,6 +73,20 @@ where
             if front == NIL {
                 return None;
             }
+            if is_group_entry(front) {
+                match self.group_turn(c, front & !GROUP, respect_limits) {
+                    GroupTurn::Served(p) => return Some(p),
+                    GroupTurn::Parked => continue,
+                    GroupTurn::Rotated => {
+                        rotations += 1;
+                        if rotations >= self.ring(c).ring_len {
+                            self.skip_dead_rounds(c);
+                            rotations = 0;
+                        }
+                        continue;
+                    }
+                }
+            }
             let idx = if ONE || front & EXTRA == 0 {
                 front
             } else {
@@ -136,6 +152,10 @@ where
         t.counters.served_cost = t.counters.served_cost.saturating_add(u64::from(cost));
         if track {
             t.in_flight += 1;
+            if t.group != NIL {
+                let g = t.group;
+                self.groups.get_mut(g).in_flight += 1;
+            }
         }
         self.counters.dispatched += 1;
         self.counters.served_cost = self.counters.served_cost.saturating_add(u64::from(cost));
@@ -227,6 +247,11 @@ where
     pub(super) fn correct_cost(&mut self, idx: u32, class: u16, delta: i64) {
         let t = self.tenants.get_mut(idx);
         t.carry = t.carry.saturating_add(units(delta));
+        if t.group != NIL {
+            let g = t.group;
+            self.group_correct_cost(g, delta);
+        }
+        let t = self.tenants.get_mut(idx);
         if t.len == 0 && t.carry < 0 {
             // Nothing queued: credit first cancels what its flows still owe from items
             // charged at their (too high) estimates, and the rest is forfeited, so none is
@@ -310,6 +335,10 @@ where
         t.in_flight -= 1;
         // Only a tenant that was at its limit can have parked flows.
         let was_full = t.in_flight + 1 == t.max_in_flight;
+        if t.group != NIL {
+            let g = t.group;
+            self.group_completed(g);
+        }
         self.in_flight -= 1;
         if !self.single() && usize::from(class) < self.class_count() {
             let ring = self.ring_mut(usize::from(class));

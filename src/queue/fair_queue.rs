@@ -9,6 +9,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::classes::{ClassState, Classes, MAX_CLASSES};
+use super::group_table::Groups;
 use super::items::ItemSlab;
 use super::over_share::OverShare;
 use super::tenants::{TenantHandle, Tenants};
@@ -196,6 +197,9 @@ pub struct FairQueue<K, T, S = DefaultHashBuilder, A = ()> {
     pub(super) over: Option<OverShare>,
     /// Pending item deadlines (min-heap); entries of items gone since are skipped.
     pub(super) deadlines: BinaryHeap<Reverse<DeadlineEntry>>,
+    /// Groups of tenants (the upper level of the round robin); empty unless the host
+    /// groups tenants.
+    pub(super) groups: Groups<K>,
 }
 
 /// Lifetime counters of a whole queue.
@@ -380,6 +384,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
             counters: QueueCounters::default(),
             over: None,
             deadlines: BinaryHeap::new(),
+            groups: Groups::default(),
             in_flight: 0,
             max_in_flight: u64::MAX,
         }
@@ -548,6 +553,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
             + self.items.allocated_bytes()
             + self.deadlines.capacity() * std::mem::size_of::<Reverse<DeadlineEntry>>()
             + self.over.as_ref().map_or(0, OverShare::allocated_bytes)
+            + self.groups.allocated_bytes()
             + std::mem::size_of::<[ClassState; MAX_CLASSES]>()
     }
 

@@ -162,7 +162,7 @@ where
         let idx = self
             .tenants
             .find_or_insert(key)
-            .expect("fairshare: the tenant table is full (2^31 tenants)");
+            .expect("fairshare: the tenant table is full (2^30 tenants)");
         self.tenants.get_mut(idx).blocked = Some(reason);
     }
 
@@ -271,6 +271,10 @@ where
         // (A later pop parks them again when they reach the front.)
         for idx in self.tenants.backlogged() {
             self.relink_parked(idx);
+        }
+        let groups: Vec<u32> = self.groups.iter().map(|(g, _)| g).collect();
+        for g in groups {
+            self.relink_group_all(g);
         }
         Drain { queue: self }
     }

@@ -4,12 +4,15 @@
 //! [`FairQueue`] is the public type (also at the crate root); the tenant table, the item slab,
 //! the DRR ring and the class pick are private implementation details.
 
+pub(crate) mod batch;
 mod class_pick;
 mod classes;
 mod deadlines;
 mod dispatch;
 mod fair_queue;
 mod flows;
+mod group_table;
+mod groups;
 mod items;
 mod lifecycle;
 mod over_share;

@@ -98,6 +98,7 @@ where
         t.len += 1;
         t.queued_cost += u64::from(cost);
         t.counters.pushed += 1;
+        let group = t.group;
         let tenant_activated = t.len == 1;
         let activated = if single {
             tenant_activated
@@ -120,6 +121,11 @@ where
         }
         if tenant_activated {
             self.active_tenants += 1;
+        }
+        if group != NIL {
+            let g = self.groups.get_mut(group);
+            g.len += 1;
+            g.queued_cost += u64::from(cost);
         }
         self.queued_cost += u64::from(cost);
         self.counters.pushed += 1;
@@ -197,7 +203,7 @@ where
     /// - [`RejectReason::Blocked`] if an operator blocked the tenant,
     /// - [`RejectReason::ZeroCost`] if the cost is 0,
     /// - [`RejectReason::UnknownClass`] if the queue has no such class,
-    /// - [`RejectReason::QueueFull`] if the queue holds `u32::MAX - 1` items or 2^31 tenants.
+    /// - [`RejectReason::QueueFull`] if the queue holds `u32::MAX - 1` items or 2^30 tenants.
     ///
     /// # Performance
     ///
@@ -248,7 +254,7 @@ where
         let idx = self
             .tenants
             .find_or_insert(key)
-            .expect("fairshare: the tenant table is full (2^31 tenants)");
+            .expect("fairshare: the tenant table is full (2^30 tenants)");
         self.tenants.get_mut(idx).flags |= PINNED;
         self.tenants.handle(idx)
     }
@@ -333,11 +339,12 @@ where
         let t = self.tenants.get(idx);
         let class = opts.class().index();
         if t.blocked.is_some()
+            | (t.group != NIL)
             | (opts.cost() == 0)
             | (class >= self.class_count())
             | self.items.is_full()
         {
-            return self.refuse_push(idx, item, opts);
+            return self.push_checked(idx, item, opts);
         }
         // `class_count() <= MAX_CLASSES`, so a known class fits in a `u16`.
         self.link(
@@ -352,16 +359,13 @@ where
     }
 
     /// The refusal of [`push_slot`](Self::push_slot), in the documented order.
-    #[cold]
-    #[inline(never)]
-    pub(super) fn refuse_push(
-        &mut self,
-        idx: u32,
-        item: T,
-        opts: PushOptions,
-    ) -> Result<(), Rejected<T>> {
-        let t = self.tenants.get_mut(idx);
-        let reason = if let Some(reason) = t.blocked {
+    /// The refusal `push_slot` gives tenant `idx`'s item, in the order every layer checks:
+    /// the tenant's block, its group's block, the cost, the class, the room.
+    pub(crate) fn push_refusal(&self, idx: u32, opts: &PushOptions) -> Option<RejectReason> {
+        let t = self.tenants.get(idx);
+        Some(if let Some(reason) = t.blocked {
+            RejectReason::Blocked { reason }
+        } else if let Some(reason) = self.slot_group_blocked(idx) {
             RejectReason::Blocked { reason }
         } else if opts.cost() == 0 {
             RejectReason::ZeroCost
@@ -369,10 +373,28 @@ where
             RejectReason::UnknownClass {
                 class: opts.class(),
             }
-        } else {
+        } else if self.items.is_full() {
             full()
+        } else {
+            return None;
+        })
+    }
+
+    /// `push_slot` for a tenant in a group, or an item to refuse.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn push_checked(
+        &mut self,
+        idx: u32,
+        item: T,
+        opts: PushOptions,
+    ) -> Result<(), Rejected<T>> {
+        let Some(reason) = self.push_refusal(idx, &opts) else {
+            let class = opts.class().index() as u16;
+            self.link(idx, class, item, opts.cost(), Nanos::ZERO, opts.deadline());
+            return Ok(());
         };
-        t.counters.rejected += 1;
+        self.tenants.get_mut(idx).counters.rejected += 1;
         // A tenant the push itself created goes again.
         self.tenants.release_if_idle(idx);
         self.reject(item, reason)

@@ -5,6 +5,8 @@
 
 use super::fair_queue::*;
 use super::flows::{EXTRA, Flow};
+use super::group_table::GROUP;
+use super::groups::is_group_entry;
 use super::items::{NIL, Taken};
 use super::tenants::Attachment;
 use std::hash::{BuildHasher, Hash};
@@ -51,50 +53,100 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
         split_quantum(self.config.quantum(), weight, flows)
     }
 
-    /// Appends flow `fid` behind every backlogged flow of its class `c`.
+    /// Appends flow `fid` behind every backlogged flow of its class `c`: on the class's ring,
+    /// or on its group's inner ring if its tenant is in a group.
     #[inline(always)]
     pub(super) fn ring_push_back<const ONE: bool>(&mut self, c: usize, fid: u32) {
+        if !self.groups.is_empty() {
+            let g = self.tenants.get(self.tenants.flow_owner(fid).0).group;
+            if g != NIL {
+                self.group_push_back(c, g, fid);
+                return;
+            }
+        }
+        self.class_push_back::<ONE>(c, fid);
+    }
+
+    /// Takes flow `fid` off its ring (its class's, or its group's inner ring).
+    #[inline(always)]
+    pub(super) fn ring_unlink<const ONE: bool>(&mut self, c: usize, fid: u32) {
+        if !self.groups.is_empty() {
+            let g = self.tenants.get(self.tenants.flow_owner(fid).0).group;
+            if g != NIL {
+                self.group_unlink(c, g, fid);
+                return;
+            }
+        }
+        self.class_unlink::<ONE>(c, fid);
+    }
+
+    /// The ring links `(prev, next)` of entry `id` of a class ring: a flow, or a group flow.
+    #[inline(always)]
+    pub(super) fn entry_links<const ONE: bool>(&self, id: u32) -> (u32, u32) {
+        if is_group_entry(id) {
+            let g = self.groups.flow(id & !GROUP);
+            (g.prev, g.next)
+        } else {
+            let f = self.flow_in::<ONE>(id);
+            (f.prev, f.next)
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn set_entry_prev<const ONE: bool>(&mut self, id: u32, prev: u32) {
+        if is_group_entry(id) {
+            self.groups.flow_mut(id & !GROUP).prev = prev;
+        } else {
+            self.flow_in_mut::<ONE>(id).prev = prev;
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn set_entry_next<const ONE: bool>(&mut self, id: u32, next: u32) {
+        if is_group_entry(id) {
+            self.groups.flow_mut(id & !GROUP).next = next;
+        } else {
+            self.flow_in_mut::<ONE>(id).next = next;
+        }
+    }
+
+    /// Appends entry `id` (a flow, or [`GROUP`] `|` a group flow) to class `c`'s ring.
+    #[inline(always)]
+    pub(super) fn class_push_back<const ONE: bool>(&mut self, c: usize, id: u32) {
         let front = self.ring(c).front;
         if front == NIL {
-            let f = self.flow_in_mut::<ONE>(fid);
-            f.prev = fid;
-            f.next = fid;
-            self.ring_mut(c).front = fid;
+            self.set_entry_prev::<ONE>(id, id);
+            self.set_entry_next::<ONE>(id, id);
+            self.ring_mut(c).front = id;
             if !ONE && !self.single() {
                 self.class_activated(c);
             }
         } else {
-            let tail = self.flow_in::<ONE>(front).prev;
-            {
-                let f = self.flow_in_mut::<ONE>(fid);
-                f.prev = tail;
-                f.next = front;
-            }
-            self.flow_in_mut::<ONE>(tail).next = fid;
-            self.flow_in_mut::<ONE>(front).prev = fid;
+            let tail = self.entry_links::<ONE>(front).0;
+            self.set_entry_prev::<ONE>(id, tail);
+            self.set_entry_next::<ONE>(id, front);
+            self.set_entry_next::<ONE>(tail, id);
+            self.set_entry_prev::<ONE>(front, id);
         }
         self.ring_mut(c).ring_len += 1;
     }
 
+    /// Takes entry `id` off class `c`'s ring.
     #[inline(always)]
-    pub(super) fn ring_unlink<const ONE: bool>(&mut self, c: usize, fid: u32) {
+    pub(super) fn class_unlink<const ONE: bool>(&mut self, c: usize, id: u32) {
         if self.ring(c).ring_len == 1 {
             self.ring_mut(c).front = NIL;
         } else {
-            let (prev, next) = {
-                let f = self.flow_in::<ONE>(fid);
-                (f.prev, f.next)
-            };
-            if self.ring(c).front == fid {
+            let (prev, next) = self.entry_links::<ONE>(id);
+            if self.ring(c).front == id {
                 self.ring_mut(c).front = next;
             }
-            self.flow_in_mut::<ONE>(prev).next = next;
-            self.flow_in_mut::<ONE>(next).prev = prev;
+            self.set_entry_next::<ONE>(prev, next);
+            self.set_entry_prev::<ONE>(next, prev);
         }
         self.ring_mut(c).ring_len -= 1;
-        let f = self.flow_in_mut::<ONE>(fid);
-        f.prev = NIL;
-        f.next = NIL;
+        self.set_entry_prev::<ONE>(id, NIL);
+        self.set_entry_next::<ONE>(id, NIL);
     }
 
     /// Every backlogged flow of class `c` has had a turn without being able to afford its
@@ -104,35 +156,67 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     /// when items cost more than the flows' quanta, or while flows repay debt.
     #[cold]
     pub(super) fn skip_dead_rounds(&mut self, c: usize) {
-        let credit_rounds = i64::from(self.config.max_credit_rounds());
         let ring = self.ring(c);
-        let (front, len) = (ring.front, ring.ring_len);
+        self.skip_dead_rounds_in(ring.front, ring.ring_len);
+    }
+
+    /// [`skip_dead_rounds`](Self::skip_dead_rounds) on the ring of `len` entries from
+    /// `front`: a class's ring (whose entries may be group flows) or a group's inner ring.
+    #[cold]
+    pub(super) fn skip_dead_rounds_in(&mut self, front: u32, len: u32) {
+        let credit_rounds = i64::from(self.config.max_credit_rounds());
         let mut rounds = i64::MAX;
-        let mut fid = front;
+        let mut id = front;
         for _ in 0..len {
-            let idx = self.tenants.flow_owner(fid).0;
-            let q = self.quantum_of_flow(idx);
-            let carry = self.tenants.get(idx).carry;
-            let f = self.tenants.flow(fid);
-            let need = if f.deficit > 0 {
+            let (deficit, carry, q) = self.entry_account(id);
+            let need = if deficit > 0 {
                 0
             } else {
-                rounds_to_afford(f.deficit, carry, q, q.saturating_mul(credit_rounds))
+                rounds_to_afford(deficit, carry, q, q.saturating_mul(credit_rounds))
             };
             rounds = rounds.min(need);
-            fid = f.next;
+            id = self.entry_links::<false>(id).1;
         }
         if rounds == 0 || rounds == i64::MAX {
             return;
         }
         for _ in 0..len {
-            let idx = self.tenants.flow_owner(fid).0;
-            let q = self.quantum_of_flow(idx);
-            let t = self.tenants.get_mut(idx);
-            let g = rounds_of_grants(&mut t.carry, rounds, q, q.saturating_mul(credit_rounds));
-            let f = self.tenants.flow_mut(fid);
-            f.deficit = f.deficit.saturating_add(g);
-            fid = f.next;
+            let (_, _, q) = self.entry_account(id);
+            let cap = q.saturating_mul(credit_rounds);
+            if is_group_entry(id) {
+                let gf = id & !GROUP;
+                let g = self.groups.flow(gf).group;
+                let grant = rounds_of_grants(&mut self.groups.get_mut(g).carry, rounds, q, cap);
+                let f = self.groups.flow_mut(gf);
+                f.deficit = f.deficit.saturating_add(grant);
+                id = f.next;
+            } else {
+                let idx = self.tenants.flow_owner(id).0;
+                let t = self.tenants.get_mut(idx);
+                let grant = rounds_of_grants(&mut t.carry, rounds, q, cap);
+                let f = self.tenants.flow_mut(id);
+                f.deficit = f.deficit.saturating_add(grant);
+                id = f.next;
+            }
+        }
+    }
+
+    /// The deficit, the carry and the quantum of ring entry `id`.
+    fn entry_account(&self, id: u32) -> (i64, i64, i64) {
+        if is_group_entry(id) {
+            let gf = self.groups.flow(id & !GROUP);
+            (
+                gf.deficit,
+                self.groups.get(gf.group).carry,
+                self.group_quantum(gf.group),
+            )
+        } else {
+            let idx = self.tenants.flow_owner(id).0;
+            (
+                self.tenants.flow(id).deficit,
+                self.tenants.get(idx).carry,
+                self.quantum_of_flow(idx),
+            )
         }
     }
 }
@@ -172,6 +256,10 @@ where
             return;
         }
         self.queued_cost -= cost;
+        let g = self.tenants.get(idx).group;
+        if g != NIL {
+            self.group_removed(g, n, cost);
+        }
         if ONE || self.single() {
             // One class: the tenant's totals are its flow's.
             let t = self.tenants.get_mut(idx);

@@ -14,7 +14,7 @@ where
     K: Hash + Eq + Clone,
     S: BuildHasher,
 {
-    /// The slot of `key`, made if it has none (`None` only when the table holds 2^31
+    /// The slot of `key`, made if it has none (`None` only when the table holds 2^30
     /// tenants). A slot made here and left idle must be let go with
     /// [`forget_if_idle`](Self::forget_if_idle).
     #[inline(always)]

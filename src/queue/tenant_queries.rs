@@ -222,7 +222,7 @@ where
         let idx = self
             .tenants
             .find_or_insert(key)
-            .expect("fairshare: the tenant table is full (2^31 tenants)");
+            .expect("fairshare: the tenant table is full (2^30 tenants)");
         self.tenants.get_mut(idx).weight = Some(weight);
         self.touch(idx);
     }

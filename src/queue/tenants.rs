@@ -8,7 +8,8 @@
 //! (so stale [`TenantHandle`]s are detected) and its index reused. Order never depends on the
 //! hash: the table only answers "which slot", never "in which order".
 
-use super::flows::{EXTRA, ExtraFlow, Flow, HOME_UNSET};
+use super::flows::{ExtraFlow, Flow, HOME_UNSET};
+use super::group_table::GROUP;
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
@@ -155,6 +156,8 @@ pub(crate) struct Tenant<A> {
     /// Position in the over-share heap, or `NIL`.
     pub(crate) heap_pos: u32,
     pub(crate) blocked: Option<BlockReason>,
+    /// The group's slot (`NIL`: in no group).
+    pub(crate) group: u32,
     /// The layer above's state (see [`Attachment`]).
     pub(crate) attached: A,
 }
@@ -174,6 +177,7 @@ impl<A: Attachment> Tenant<A> {
             heap_pos: NIL,
             weight: None,
             blocked: None,
+            group: NIL,
             flags: 0,
             counters: TenantCounters::default(),
             carry: 0,
@@ -189,6 +193,7 @@ impl<A: Attachment> Tenant<A> {
             && self.flags == 0
             && self.weight.is_none()
             && self.blocked.is_none()
+            && self.group == NIL
             && self.carry <= 0
             && !self.attached.keeps_slot()
     }
@@ -339,7 +344,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
     }
 
     /// The slot of `key`, creating a fresh tenant if it has none. Returns `None` only if the
-    /// table holds 2^31 tenants.
+    /// table holds 2^30 tenants.
     #[inline(always)]
     pub(crate) fn find_or_insert(&mut self, key: K) -> Option<u32> {
         let hash = self.hasher.hash_one(&key);
@@ -370,10 +375,11 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
             self.keys[idx as usize] = Some(stored);
             idx
         } else {
-            // Below `EXTRA`: flow ids tell slot indexes from side flows by the top bit.
+            // Below `GROUP`: flow ids tell slot indexes from side flows by the top bit and
+            // from group flows by the next.
             let idx = u32::try_from(self.slots.len())
                 .ok()
-                .filter(|&i| i < EXTRA)?;
+                .filter(|&i| i < GROUP)?;
             self.slots.push(Tenant::new(self.next_generation));
             self.keys.push(Some(stored));
             idx
