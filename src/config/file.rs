@@ -17,6 +17,11 @@
 //!     { "name": "bulk", "ceiling_percent": 50 }
 //!   ],
 //!   "tenant_detail": true,
+//!   "detector": {
+//!     "enter_share": 0.25,
+//!     "exit_share": 0.1,
+//!     "response": { "divide_weight": 4 }
+//!   },
 //!   "tenants": {
 //!     "gold-customer": { "weight": 4 },
 //!     "acme": { "blocked": "abuse" }
@@ -24,7 +29,11 @@
 //! }
 //! ```
 //!
-//! Every field is optional; a file without `classes` has the one class `"default"`.
+//! Every field is optional; a file without `classes` has the one class `"default"`, and one
+//! without `detector` has noisy-tenant detection off. The `detector` object is
+//! [`DetectorConfig`]'s serde form (every field optional, defaults as in its table; durations
+//! such as `sub_window` in nanoseconds), its `response` is `{ "divide_weight": n }` or
+//! `{ "clamp_limits": limits }` (limits as in `tenant_defaults`).
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -34,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use super::{Capacity, QueueConfig, QueueDelay, Quota, SchedulerConfig, ShedPolicy, TenantLimits};
 use crate::admission::Scheduler;
 use crate::clock::{Clock, Nanos};
+use crate::detect::{DetectorConfig, Response};
 use crate::error::{BlockReason, ConfigError};
 use crate::pressure::PressureConfig;
 use crate::queue::{ClassSpec, Classes};
@@ -110,6 +120,88 @@ pub struct QueueDelayConfig {
     pub target_ms: u64,
     /// Interval the target must be exceeded for (at least 1 ms).
     pub interval_ms: u64,
+}
+
+/// The file form of the noisy-tenant detector's automatic [`Response`], which is how
+/// `Response` (and so [`DetectorConfig`]'s `response`) serialises: `{ "divide_weight": 4 }`,
+/// or `{ "clamp_limits": { "max_items": 100 } }` with a [`LimitsConfig`].
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum ResponseForm {
+    DivideWeight(u32),
+    ClampLimits(LimitsConfig),
+}
+
+/// The dotted names of a clamped response's limits.
+const RESPONSE_LIMIT_FIELDS: LimitFields = [
+    "detector.response.clamp_limits.rate.per_second",
+    "detector.response.clamp_limits.rate.burst",
+    "detector.response.clamp_limits.max_items",
+    "detector.response.clamp_limits.max_cost",
+    "detector.response.clamp_limits.max_in_flight",
+];
+
+impl Serialize for Response {
+    /// # Errors
+    ///
+    /// A clamped quota whose rate is not a whole number per second (from
+    /// [`Quota::with_period`]) has no file form.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let form = match *self {
+            Response::DivideWeight { divisor } => ResponseForm::DivideWeight(divisor.get()),
+            Response::ClampLimits { limits } => ResponseForm::ClampLimits(LimitsConfig {
+                rate: match limits.quota() {
+                    None => None,
+                    Some(q) => Some(rate_of(q).ok_or_else(|| {
+                        serde::ser::Error::custom(
+                            "a clamped quota whose rate is not a whole number per second \
+                             has no file form",
+                        )
+                    })?),
+                },
+                max_items: limits.max_items(),
+                max_cost: limits.max_cost(),
+                max_in_flight: limits.max_in_flight(),
+            }),
+        };
+        form.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Response {
+    /// # Errors
+    ///
+    /// A zero divisor or limit, with its dotted field name
+    /// (`detector.response.divide_weight`, `detector.response.clamp_limits.max_items`, ...).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let invalid = |field, problem| ConfigError::Invalid { field, problem };
+        let response = match ResponseForm::deserialize(d)? {
+            ResponseForm::DivideWeight(divisor) => nonzero(
+                divisor,
+                "detector.response.divide_weight",
+                "must be at least 1 (1 leaves the weight as it is)",
+            )
+            .map(|divisor| Response::DivideWeight { divisor }),
+            ResponseForm::ClampLimits(l) => limits(&l, &RESPONSE_LIMIT_FIELDS, invalid)
+                .map(|limits| Response::ClampLimits { limits }),
+        };
+        response.map_err(serde::de::Error::custom)
+    }
+}
+
+/// The file form of `q`, if its rate is a whole number per second.
+fn rate_of(q: Quota) -> Option<RateConfig> {
+    let interval = q.replenish_interval().as_nanos();
+    let guess = 1_000_000_000u128.checked_div(interval)?;
+    // `Quota::per_second` floors the interval, so the rate is the guess or one above it.
+    [guess, guess + 1].into_iter().find_map(|r| {
+        let rate = NonZeroU32::new(u32::try_from(r).ok()?)?;
+        let burst = q.burst();
+        (Quota::per_second(rate).allow_burst(burst) == q).then_some(RateConfig {
+            per_second: rate.get(),
+            burst: (burst != rate).then_some(burst.get()),
+        })
+    })
 }
 
 /// One tenant's settings in a file.
@@ -237,6 +329,8 @@ pub struct Config {
     /// Keep per-tenant refusals by reason and waiting times for the stats (see
     /// [`SchedulerConfig::with_tenant_detail`]).
     pub tenant_detail: bool,
+    /// Noisy-tenant detection (see [`SchedulerConfig::with_detector`]); absent: off.
+    pub detector: Option<DetectorConfig>,
     /// Per-tenant settings, by tenant name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -255,6 +349,7 @@ impl Default for Config {
             pressure: None,
             classes: Vec::new(),
             tenant_detail: false,
+            detector: None,
             tenants: BTreeMap::new(),
         }
     }
@@ -436,6 +531,16 @@ fn class(c: &ClassConfig, global_limit: bool) -> Result<ClassSpec, ConfigError> 
         .with_tenant_quota(tenant_quota))
 }
 
+/// A detector field's dotted name in a file.
+fn detector_field(field: &'static str) -> &'static str {
+    match field {
+        "sub_window" => "detector.sub_window",
+        "enter_share" => "detector.enter_share",
+        "exit_share" => "detector.exit_share",
+        _ => "detector",
+    }
+}
+
 impl Config {
     /// Checks every field and converts to the runtime types.
     ///
@@ -531,6 +636,13 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?;
             Classes::new(specs)?
         };
+        if let Some((field, problem, _)) = self.detector.as_ref().and_then(DetectorConfig::problem)
+        {
+            return Err(ConfigError::Invalid {
+                field: detector_field(field),
+                problem,
+            });
+        }
         let scheduler = SchedulerConfig::new()
             .with_queue(queue)
             .with_tenant_limits(defaults)
@@ -539,7 +651,8 @@ impl Config {
             .with_queue_delay(queue_delay)
             .with_max_in_flight(self.max_in_flight)
             .with_pressure(self.pressure)
-            .with_tenant_detail(self.tenant_detail);
+            .with_tenant_detail(self.tenant_detail)
+            .with_detector(self.detector);
         let mut tenants = Vec::with_capacity(self.tenants.len());
         for (name, t) in &self.tenants {
             let invalid = |field: &'static str, problem: &'static str| ConfigError::InvalidTenant {

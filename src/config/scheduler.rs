@@ -3,6 +3,7 @@
 
 use super::queue::QueueConfig;
 use crate::clock::Nanos;
+use crate::detect::DetectorConfig;
 use crate::pressure::PressureConfig;
 use crate::rate::Quota;
 
@@ -340,6 +341,7 @@ pub struct SchedulerConfig {
     max_in_flight: Option<u32>,
     pressure: Option<PressureConfig>,
     tenant_detail: bool,
+    detector: Option<DetectorConfig>,
 }
 
 impl SchedulerConfig {
@@ -361,6 +363,7 @@ impl SchedulerConfig {
             max_in_flight: None,
             pressure: None,
             tenant_detail: false,
+            detector: None,
         }
     }
 
@@ -588,5 +591,53 @@ impl SchedulerConfig {
     /// ```
     pub const fn tenant_detail(&self) -> bool {
         self.tenant_detail
+    }
+
+    /// Turns noisy-tenant detection on (`Some`) or off (`None`, the default): the scheduler
+    /// embeds a [`Detector`](crate::detect::Detector) with `detector`, records into it what it
+    /// admits, dispatches and refuses, polls it on its own clock, applies the config's
+    /// [`Response`](crate::detect::Response) if it has one, and reports every change as a
+    /// [`NoisyEvent`](crate::detect::NoisyEvent) from
+    /// [`Scheduler::poll_noisy`](crate::Scheduler::poll_noisy); see that method for the
+    /// details. The detector's figures appear in
+    /// [`Stats::detector`](crate::stats::Stats::detector).
+    ///
+    /// Off, each admission, dispatch and refusal pays one predictable branch.
+    ///
+    /// # Panics
+    ///
+    /// If `detector` fails [`DetectorConfig::validate`] (at compile time in a `const`). A
+    /// config read from a file (feature `serde`) is checked by `config::Config::validate`
+    /// instead, which returns the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::SchedulerConfig;
+    /// use fairshare::detect::DetectorConfig;
+    /// let c = SchedulerConfig::new().with_detector(Some(DetectorConfig::new()));
+    /// assert_eq!(c.detector(), Some(DetectorConfig::new()));
+    /// ```
+    #[track_caller]
+    pub const fn with_detector(mut self, detector: Option<DetectorConfig>) -> Self {
+        if let Some(d) = &detector {
+            if let Some((_, _, message)) = d.problem() {
+                panic!("{}", message);
+            }
+        }
+        self.detector = detector;
+        self
+    }
+
+    /// The noisy-tenant detector's settings, if detection is on (see
+    /// [`with_detector`](Self::with_detector)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(fairshare::SchedulerConfig::new().detector().is_none());
+    /// ```
+    pub const fn detector(&self) -> Option<DetectorConfig> {
+        self.detector
     }
 }

@@ -2,6 +2,7 @@
 
 use std::num::NonZeroU32;
 
+use super::response::Response;
 use crate::clock::Nanos;
 use crate::error::ConfigError;
 
@@ -54,6 +55,11 @@ impl Basis {
 /// | `min_total` | 0 | no tenant is judged while the window's total is below this |
 /// | `sampling` | 1024 | target samples per sub-window; `None` records every unit exactly |
 /// | `seed` | fixed | the sampler's seed (the same seed gives the same decisions) |
+/// | `response` | `None` | what a [`Scheduler`](crate::Scheduler) that embeds the detector does to a noisy tenant |
+///
+/// Two configs are equal when every setting is, the shares compared bit for bit (so that
+/// equality is an equivalence and the type can be `Eq`; any share [`validate`](Self::validate)
+/// accepts compares as a number would).
 ///
 /// # Examples
 ///
@@ -70,9 +76,9 @@ impl Basis {
 /// assert!(config.validate().is_ok());
 /// assert_eq!(config.window(), Nanos::from_secs(5));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct DetectorConfig {
     capacity: NonZeroU32,
     sub_windows: NonZeroU32,
@@ -85,7 +91,44 @@ pub struct DetectorConfig {
     min_total: u64,
     sampling: Option<NonZeroU32>,
     seed: u64,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    response: Option<Response>,
 }
+
+impl PartialEq for DetectorConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let DetectorConfig {
+            capacity,
+            sub_windows,
+            sub_window,
+            basis,
+            enter_share,
+            enter_after,
+            exit_share,
+            exit_after,
+            min_total,
+            sampling,
+            seed,
+            response,
+        } = *self;
+        capacity == other.capacity
+            && sub_windows == other.sub_windows
+            && sub_window == other.sub_window
+            && basis == other.basis
+            && enter_share.to_bits() == other.enter_share.to_bits()
+            && enter_after == other.enter_after
+            && exit_share.to_bits() == other.exit_share.to_bits()
+            && exit_after == other.exit_after
+            && min_total == other.min_total
+            && sampling == other.sampling
+            && seed == other.seed
+            && response == other.response
+    }
+}
+
+/// Bitwise equality of the shares is reflexive, symmetric and transitive.
+impl Eq for DetectorConfig {}
 
 impl Default for DetectorConfig {
     fn default() -> Self {
@@ -123,6 +166,7 @@ impl DetectorConfig {
             min_total: 0,
             sampling: Some(nz(1024)),
             seed: 0x5EED_F00D_CAFE_D00D,
+            response: None,
         }
     }
 
@@ -249,6 +293,27 @@ impl DetectorConfig {
     /// ```
     pub const fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Sets (or with `None` removes) the automatic [`Response`] to a noisy tenant. A
+    /// [`Detector`](super::Detector) built from this config starts with it (as
+    /// [`Detector::set_response`](super::Detector::set_response)); a
+    /// [`Scheduler`](crate::Scheduler) that embeds the detector
+    /// ([`SchedulerConfig::with_detector`](crate::SchedulerConfig::with_detector)) applies it
+    /// while the tenant is noisy and restores the tenant's own settings when it is cleared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fairshare::detect::{DetectorConfig, Response};
+    /// use std::num::NonZeroU32;
+    /// let halve = Response::DivideWeight { divisor: NonZeroU32::new(2).unwrap() };
+    /// let c = DetectorConfig::new().with_response(Some(halve));
+    /// assert_eq!(c.response(), Some(halve));
+    /// ```
+    pub const fn with_response(mut self, response: Option<Response>) -> Self {
+        self.response = response;
         self
     }
 
@@ -393,6 +458,17 @@ impl DetectorConfig {
         self.seed
     }
 
+    /// The automatic response, if any (see [`with_response`](Self::with_response)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(fairshare::detect::DetectorConfig::new().response().is_none());
+    /// ```
+    pub const fn response(&self) -> Option<Response> {
+        self.response
+    }
+
     /// The most a share estimate can overstate the truth when recording is exact: `1/k`.
     ///
     /// # Examples
@@ -451,31 +527,41 @@ impl DetectorConfig {
     /// assert!(e.to_string().contains("exit_share"));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.sub_window == Nanos::ZERO {
-            return Err(ConfigError::Invalid {
-                field: "sub_window",
-                problem: "must be at least 1 ns",
-            });
+        match self.problem() {
+            Some((field, problem, _)) => Err(ConfigError::Invalid { field, problem }),
+            None => Ok(()),
+        }
+    }
+
+    /// The first setting [`validate`](Self::validate) refuses: its field, the problem, and
+    /// both in one message. A `const fn`, so that a `const` scheduler config with a bad
+    /// detector fails to compile.
+    pub(crate) const fn problem(&self) -> Option<(&'static str, &'static str, &'static str)> {
+        macro_rules! bad {
+            ($field:literal, $problem:literal) => {
+                Some((
+                    $field,
+                    $problem,
+                    concat!("fairshare: detector config: `", $field, "` ", $problem),
+                ))
+            };
+        }
+        if self.sub_window.as_u64() == 0 {
+            return bad!("sub_window", "must be at least 1 ns");
         }
         if !(self.enter_share > 0.0 && self.enter_share <= 1.0) {
-            return Err(ConfigError::Invalid {
-                field: "enter_share",
-                problem: "must be above 0 and at most 1",
-            });
+            return bad!("enter_share", "must be above 0 and at most 1");
         }
         if !(self.exit_share > 0.0 && self.exit_share <= self.enter_share) {
-            return Err(ConfigError::Invalid {
-                field: "exit_share",
-                problem: "must be above 0 and at most `enter_share`",
-            });
+            return bad!("exit_share", "must be above 0 and at most `enter_share`");
         }
-        if self.exit_share * f64::from(self.capacity.get()) <= 1.0 {
-            return Err(ConfigError::Invalid {
-                field: "exit_share",
-                problem: "must be above 1/capacity so an untracked tenant can clear; \
-                          raise `capacity` or `exit_share`",
-            });
+        if self.exit_share * (self.capacity.get() as f64) <= 1.0 {
+            return bad!(
+                "exit_share",
+                "must be above 1/capacity so an untracked tenant can clear; \
+                 raise `capacity` or `exit_share`"
+            );
         }
-        Ok(())
+        None
     }
 }

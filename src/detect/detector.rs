@@ -79,6 +79,27 @@ pub struct Detector<K, S = DefaultHashBuilder> {
 
 // ===== impl Detector: construction and recording =====
 
+impl<K, S> Detector<K, S> {
+    /// A detector with `config`, which must pass [`DetectorConfig::validate`]. Free of bounds
+    /// on `K`, so that a scheduler's constructor (which has none) can build one.
+    pub(crate) fn from_valid(config: DetectorConfig, hasher: S) -> Self {
+        debug_assert!(config.validate().is_ok());
+        let k = config.capacity().get() as usize;
+        let n = config.sub_windows().get() as usize;
+        let target = config.sampling().map(|t| u64::from(t.get()));
+        let seed = config.seed();
+        let window = |i: u64| Window::new(k, n, config.sub_window(), target, seed.wrapping_add(i));
+        Detector {
+            config,
+            hasher,
+            streams: [window(0), window(1), window(2)],
+            merge: Merge::new(k, n),
+            watch: Vec::with_capacity(k),
+            response: config.response(),
+        }
+    }
+}
+
 impl<K: Hash + Eq + Clone> Detector<K> {
     /// A detector with `config`, hashing with the crate's default (per-process seeded) hasher.
     ///
@@ -99,7 +120,8 @@ impl<K: Hash + Eq + Clone> Detector<K> {
 }
 
 impl<K: Hash + Eq + Clone, S: BuildHasher> Detector<K, S> {
-    /// A detector with `config` and a hasher of the host's choice.
+    /// A detector with `config` and a hasher of the host's choice. It starts with the
+    /// config's [`response`](DetectorConfig::response).
     ///
     /// # Errors
     ///
@@ -115,19 +137,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Detector<K, S> {
     /// ```
     pub fn with_hasher(config: DetectorConfig, hasher: S) -> Result<Self, ConfigError> {
         config.validate()?;
-        let k = config.capacity().get() as usize;
-        let n = config.sub_windows().get() as usize;
-        let target = config.sampling().map(|t| u64::from(t.get()));
-        let seed = config.seed();
-        let window = |i: u64| Window::new(k, n, config.sub_window(), target, seed.wrapping_add(i));
-        Ok(Detector {
-            config,
-            hasher,
-            streams: [window(0), window(1), window(2)],
-            merge: Merge::new(k, n),
-            watch: Vec::with_capacity(k),
-            response: None,
-        })
+        Ok(Self::from_valid(config, hasher))
     }
 
     /// Sets (or with `None` removes) the automatic response carried by the events of tenants

@@ -7,7 +7,13 @@ use crate::config::TenantLimits;
 
 /// What the host does to a tenant while it is noisy, restored when it is cleared. The
 /// detector only says so: each [`NoisyEvent`](super::NoisyEvent) carries the
-/// [`Action`](super::Action) to apply.
+/// [`Action`](super::Action) to apply; a [`Scheduler`](crate::Scheduler) with detection on
+/// applies it itself ([`DetectorConfig::with_response`](super::DetectorConfig::with_response)).
+///
+/// With the `serde` feature it reads and writes as in a config file:
+/// `{ "divide_weight": 4 }` or `{ "clamp_limits": { "max_items": 100 } }` (the limits in
+/// the form of `config::LimitsConfig`; a clamped quota must be a whole
+/// number per second to be written).
 ///
 /// # Examples
 ///

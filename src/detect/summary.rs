@@ -43,7 +43,7 @@ pub(crate) struct Summary<K> {
     pub(crate) total: u64,
 }
 
-impl<K: Hash + Eq + Clone> Summary<K> {
+impl<K> Summary<K> {
     /// An empty summary of at most `k` keys (at least one), with all its memory.
     pub(crate) fn new(k: usize) -> Self {
         let k = k.max(1);
@@ -55,6 +55,9 @@ impl<K: Hash + Eq + Clone> Summary<K> {
             total: 0,
         }
     }
+}
+
+impl<K: Hash + Eq + Clone> Summary<K> {
 
     /// Forgets every key, keeping the memory.
     pub(crate) fn clear(&mut self) {

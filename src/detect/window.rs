@@ -111,7 +111,7 @@ pub(crate) struct Window<K> {
     sampler: Sampler,
 }
 
-impl<K: Hash + Eq + Clone> Window<K> {
+impl<K> Window<K> {
     pub(crate) fn new(
         k: usize,
         sub_windows: usize,
@@ -126,7 +126,9 @@ impl<K: Hash + Eq + Clone> Window<K> {
             sampler: Sampler::new(target, seed),
         }
     }
+}
 
+impl<K: Hash + Eq + Clone> Window<K> {
     /// Records `cost` for `key` at `now`: the fast path skips unsampled units.
     #[inline]
     pub(crate) fn record<S: BuildHasher>(&mut self, hasher: &S, key: &K, cost: u64, now: Nanos) {
