@@ -97,6 +97,18 @@ pub enum RejectReason {
         /// The largest cost the binding limit allows.
         max: u64,
     },
+    /// The tenant's group is over its rate quota (see `Scheduler::set_group_limits`).
+    #[error("tenant's group is over its rate quota (retry at {retry_at})")]
+    GroupRateLimited {
+        /// When the group's quota next allows an item of this cost.
+        retry_at: Nanos,
+    },
+    /// The tenant's group holds its limit of queued items or cost.
+    #[error("tenant's group queue is full ({limit})")]
+    GroupFull {
+        /// The limit reached.
+        limit: Limit,
+    },
     /// The tenant's own queue cap is reached.
     #[error("tenant queue is full ({limit})")]
     TenantFull {
@@ -162,6 +174,8 @@ impl RejectReason {
             | RejectReason::RateLimited { .. }
             | RejectReason::ClassRateLimited { .. }
             | RejectReason::TenantFull { .. }
+            | RejectReason::GroupRateLimited { .. }
+            | RejectReason::GroupFull { .. }
             | RejectReason::CapacityFull { .. }
             | RejectReason::Evicted
             | RejectReason::QueueDelay { .. } => true,

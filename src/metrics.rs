@@ -51,6 +51,8 @@ pub(crate) fn reason_label(reason: RejectReason) -> &'static str {
         RejectReason::RateLimited { .. } | RejectReason::ClassRateLimited { .. } => "rate_limited",
         RejectReason::TooLarge { .. } => "too_large",
         RejectReason::TenantFull { .. } => "tenant_full",
+        RejectReason::GroupRateLimited { .. } => "group_rate_limited",
+        RejectReason::GroupFull { .. } => "group_full",
         RejectReason::CapacityFull { .. } => "capacity_full",
         RejectReason::Evicted => "evicted",
         RejectReason::QueueDelay { .. } => "queue_delay",

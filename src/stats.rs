@@ -249,11 +249,13 @@ impl AdmissionCounters {
     pub(crate) fn record(&mut self, reason: RejectReason) {
         match reason {
             RejectReason::Blocked { .. } => self.blocked += 1,
-            RejectReason::RateLimited { .. } | RejectReason::ClassRateLimited { .. } => {
-                self.rate_limited += 1
-            }
+            RejectReason::RateLimited { .. }
+            | RejectReason::ClassRateLimited { .. }
+            | RejectReason::GroupRateLimited { .. } => self.rate_limited += 1,
             RejectReason::TooLarge { .. } => self.too_large += 1,
-            RejectReason::TenantFull { .. } => self.tenant_full += 1,
+            RejectReason::TenantFull { .. } | RejectReason::GroupFull { .. } => {
+                self.tenant_full += 1
+            }
             RejectReason::CapacityFull { .. } => self.capacity_full += 1,
             _ => self.other += 1,
         }

@@ -355,3 +355,119 @@ proptest! {
         prop_assert_eq!(ledger.owed(), 0);
     }
 }
+
+proptest! {
+    #![proptest_config(proptest_config(128))]
+
+    /// A group's limits hold over all its members together, through the scheduler: the
+    /// cost admitted for the group up to any moment never exceeds its quota's burst plus its
+    /// rate times the time elapsed (the GCRA bound), its queued items never exceed its cap,
+    /// its in-flight items never exceed its limit; and nothing is lost.
+    #[test]
+    fn group_limits_hold_in_the_scheduler(
+        rate in 1..=50u32,
+        burst in 1..=20u32,
+        max_items in 1..=12u32,
+        max_in_flight in 1..=4u32,
+        ops in prop::collection::vec((0..4u32, 1..=3u32, 0..3u8, 0..40u64), 1..300),
+    ) {
+        use common::scheduler::{quota, sched};
+        use fairshare::config::TenantLimits;
+        use fairshare::{Clock, RejectReason, SchedulerConfig};
+        let (mut s, clock) = sched::<u32>(SchedulerConfig::new());
+        for m in 0..3 {
+            s.set_group(m, 100);
+        }
+        s.set_group_limits(
+            100,
+            TenantLimits::new()
+                .with_quota(quota(rate, burst))
+                .with_max_items(max_items)
+                .with_max_in_flight(max_in_flight),
+        );
+        let mut ledger = Ledger::new();
+        let mut next = 0u32;
+        let mut admitted_cost = 0u64;
+        let mut flight = Vec::new();
+        for (tenant, cost, action, advance_ms) in ops {
+            clock.advance(std::time::Duration::from_millis(advance_ms));
+            match action {
+                0 => {
+                    next += 1;
+                    ledger.pushed(next);
+                    match s.try_push_with(tenant, next, PushOptions::new().with_cost(cost)) {
+                        Ok(()) => {
+                            if tenant < 3 {
+                                admitted_cost += u64::from(cost);
+                            }
+                        }
+                        Err(e) => {
+                            if tenant == 3 {
+                                prop_assert!(false, "an ungrouped tenant was refused: {:?}", e.reason());
+                            }
+                            prop_assert!(matches!(
+                                e.reason(),
+                                RejectReason::GroupRateLimited { .. }
+                                    | RejectReason::GroupFull { .. }
+                                    | RejectReason::TooLarge { .. }
+                            ), "{:?}", e.reason());
+                            ledger.back(e.into_inner(), Way::Refused);
+                        }
+                    }
+                }
+                1 => {
+                    if let Some(d) = s.dispatch() {
+                        ledger.back(d.item, Way::Dispatched);
+                        flight.push(d.ticket);
+                    }
+                }
+                _ => {
+                    if !flight.is_empty() {
+                        s.complete(flight.remove(0), 1);
+                    }
+                }
+            }
+            let elapsed = s.clock().now().as_u64();
+            let allowed = u64::from(burst) + (u128::from(rate) * u128::from(elapsed) / 1_000_000_000) as u64;
+            prop_assert!(admitted_cost <= allowed, "admitted {admitted_cost} > {allowed}");
+            prop_assert!(s.queue().group_len(&100) <= max_items as usize);
+            prop_assert!(s.queue().group_in_flight(&100) <= max_in_flight);
+        }
+        for t in flight {
+            s.complete(t, 1);
+        }
+        ledger.back_all(std::iter::from_fn(|| s.pop()), Way::Popped);
+        prop_assert_eq!(ledger.owed(), 0);
+    }
+}
+
+/// The incident's shape through the shared handle: one customer's 1,000 keys in one group
+/// against nine customers of one key each; the flood's group gets a tenth of the
+/// dispatches, and blocking and purging the group hands back everything it had queued.
+#[test]
+fn the_flood_spread_over_keys_through_the_shared_handle() {
+    use fairshare::{SchedulerConfig, SharedScheduler};
+    let h: SharedScheduler<u32, u32> = SharedScheduler::new(SchedulerConfig::new());
+    for k in 0..1000 {
+        h.set_group(k, 1_000_000);
+        for _ in 0..10 {
+            h.try_push(k, k).unwrap();
+        }
+    }
+    for c in 0..9 {
+        let key = 5000 + c;
+        h.set_group(key, 2_000_000 + c);
+        for _ in 0..200 {
+            h.try_push(key, key).unwrap();
+        }
+    }
+    let flood = (0..1000)
+        .filter(|_| h.try_pop().is_some_and(|k| k < 1000))
+        .count();
+    assert_eq!(flood, 100, "a tenth of 1,000 pops");
+    h.block_group(1_000_000, BlockReason::Abuse);
+    assert!(h.try_push(7, 7).is_err());
+    let purged = h.purge_group(&1_000_000);
+    assert_eq!(purged.len(), 10_000 - 100);
+    assert_eq!(h.len(), 9 * 200 - 900);
+}

@@ -23,6 +23,7 @@ pub(super) struct Checked {
     pub(super) class: u16,
     pub(super) new_tat: Option<Tat>,
     pub(super) new_class_tat: Option<Tat>,
+    pub(super) new_group_tat: Option<Tat>,
     pub(super) evict_from: Option<u32>,
     pub(super) max_in_flight: u32,
 }
@@ -95,6 +96,13 @@ where
                 deadline: opts.deadline(),
                 new_tat: c.new_tat.unwrap_or(Tat::ZERO),
                 rated: c.new_tat.is_some(),
+                group_rated: match c.new_group_tat {
+                    Some(tat) => {
+                        self.staged_group_tat = tat;
+                        true
+                    }
+                    None => false,
+                },
                 evict_from: c.evict_from,
                 max_in_flight: c.max_in_flight,
             }),
@@ -135,6 +143,7 @@ where
         let rules = self.rules_of(t.attached.limits());
         // A zero cost wraps to `u64::MAX`: one compare catches it with a cost above a bound.
         let rare = t.blocked.is_some()
+            | (t.group != NIL)
             | (u64::from(cost).wrapping_sub(1) >= rules.never_above)
             | deadline.is_some_and(|d| d <= now);
         let plain_class = self
@@ -160,7 +169,7 @@ where
         now: Nanos,
     ) -> Result<Checked, RejectReason> {
         let t = self.queue.slot(idx);
-        if let Some(reason) = t.blocked {
+        if let Some(reason) = t.blocked.or_else(|| self.queue.slot_group_blocked(idx)) {
             return Err(RejectReason::Blocked { reason });
         }
         if cost == 0 {
@@ -180,8 +189,16 @@ where
         if cost64 > rules.never_above || class_quota.is_some_and(|q| cost > q.burst().get()) {
             return Err(self.too_large(rules, class_quota, cost64));
         }
+        let group = self.group_rules(idx);
+        if let Some(max) = group.and_then(|g| g.never_above()).filter(|&m| cost64 > m) {
+            return Err(RejectReason::TooLarge { cost: cost64, max });
+        }
         let class_rate = class_quota.map(|q| Gcra::new(&q));
-        self.check_limits(idx, rules, cost, class, class_rate, now)
+        let mut checked = self.check_limits(idx, rules, cost, class, class_rate, now)?;
+        if let Some(group) = group {
+            checked.new_group_tat = self.check_group(idx, group, cost, now)?;
+        }
+        Ok(checked)
     }
 
     /// The "not now" checks of an item no limit refuses for ever (so its cost is within every
@@ -237,6 +254,7 @@ where
             class: class_idx,
             new_tat,
             new_class_tat,
+            new_group_tat: None,
             evict_from,
             max_in_flight: rules.max_in_flight,
         })

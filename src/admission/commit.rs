@@ -58,6 +58,9 @@ pub(super) struct Plan {
     /// Whether the class has a per-tenant quota, whose new TAT waits in
     /// [`Scheduler::staged_class_tat`].
     pub(super) class_rated: bool,
+    /// Whether the tenant's group has a quota, whose new TAT waits in
+    /// [`Scheduler::staged_group_tat`].
+    pub(super) group_rated: bool,
     pub(super) evict_from: Option<u32>,
     /// The tenant's in-flight cap under the limits in force.
     pub(super) max_in_flight: u32,
@@ -237,6 +240,9 @@ where
             self.commit_class_tat(plan.idx, plan.class, new_tat, plan.now);
         } else if let Some(until) = cool_until {
             self.start_cooling(plan.idx, until);
+        }
+        if plan.group_rated {
+            self.commit_group_tat(plan.idx);
         }
         self.queue.link(
             plan.idx,

@@ -8,6 +8,7 @@ mod checks;
 mod codel;
 mod commit;
 mod dispatch;
+mod groups;
 mod operators;
 mod rules;
 mod scheduler;

@@ -102,6 +102,10 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     /// committed. One place is enough: a plan is committed at once or held by a [`Permit`](super::commit::Permit),
     /// which borrows the scheduler, so no two plans are ever outstanding.
     pub(super) staged_class_tat: Tat,
+    /// Groups' limits and rate state, by group key (only groups given limits).
+    pub(super) group_admission: std::collections::HashMap<K, super::groups::GroupAdmission>,
+    /// The new TAT of the tenant's group's quota that a plan decided (as `staged_class_tat`).
+    pub(super) staged_group_tat: Tat,
     pub(super) codel: Option<CoDel>,
     pub(super) outbox: Vec<Rejected<T>>,
     pub(super) last_now: Nanos,
@@ -192,6 +196,8 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             cooling: BinaryHeap::new(),
             class_tats: BTreeMap::new(),
             staged_class_tat: Tat::ZERO,
+            group_admission: std::collections::HashMap::new(),
+            staged_group_tat: Tat::ZERO,
             codel: config.queue_delay().map(CoDel::new),
             outbox: Vec::new(),
             last_now: Nanos::ZERO,

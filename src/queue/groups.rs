@@ -547,6 +547,22 @@ where
         self.groups.get(g).blocked
     }
 
+    /// The key of tenant `idx`'s group, if it is in one.
+    pub(crate) fn group_key_of_slot(&self, idx: u32) -> Option<&K> {
+        match self.tenants.get(idx).group {
+            NIL => None,
+            g => Some(&self.groups.get(g).key),
+        }
+    }
+
+    /// The keys of group `group`'s members, in slot order.
+    pub(crate) fn member_keys(&self, group: &K) -> Vec<K> {
+        self.member_slots(group)
+            .into_iter()
+            .map(|idx| self.tenants.key(idx).clone())
+            .collect()
+    }
+
     /// The members of group `group`, in slot order.
     pub(crate) fn member_slots(&self, group: &K) -> Vec<u32> {
         let Some(g) = self.groups.find(&self.tenants.hasher, group) else {

@@ -55,8 +55,11 @@ where
                 Err(rejected) => rejected,
             };
             let until = match rejected.reason() {
-                RejectReason::CapacityFull { .. } | RejectReason::TenantFull { .. } => deadline,
-                RejectReason::RateLimited { retry_at } => {
+                RejectReason::CapacityFull { .. }
+                | RejectReason::TenantFull { .. }
+                | RejectReason::GroupFull { .. } => deadline,
+                RejectReason::RateLimited { retry_at }
+                | RejectReason::GroupRateLimited { retry_at } => {
                     let wait = retry_at.saturating_since(state.scheduler.clock_now());
                     let retry = Instant::now().checked_add(Duration::from(wait));
                     match (deadline, retry) {

@@ -5,6 +5,7 @@
 mod batch;
 mod blocking;
 mod futures;
+mod groups;
 mod handle;
 mod lease;
 mod waiters;
