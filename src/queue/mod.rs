@@ -4,6 +4,7 @@
 //! [`FairQueue`] is the public type (also at the crate root); the tenant table, the item slab,
 //! the DRR ring and the class pick are private implementation details.
 
+pub(crate) mod batch;
 mod class_pick;
 mod classes;
 mod deadlines;
