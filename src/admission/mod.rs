@@ -4,6 +4,7 @@
 //! past expired and shed items, and the operators' calls each have a file; the queue-delay
 //! controller and the flattened limits too. The settings live in [`config`](crate::config). Rate limiting itself is the `rate` module, below this one.
 
+mod batch;
 mod checks;
 mod codel;
 mod commit;

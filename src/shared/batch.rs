@@ -1,9 +1,10 @@
 //! # Implementation details
 //!
-//! Batch calls: many pushes, pops or dispatches under one lock and one clock read.
+//! Batch calls: many pushes, pops or dispatches under one lock and one clock read, through
+//! the scheduler's own batch calls.
 
 use super::handle::*;
-use super::lease::Job;
+use super::lease::{Job, Lease};
 use crate::clock::Clock;
 use crate::error::{RejectReason, Rejected};
 use crate::push::PushOptions;
@@ -33,18 +34,17 @@ where
         let items = items.into_iter();
         let mut out = Vec::with_capacity(items.size_hint().0);
         let mut state = self.lock();
+        if state.closed {
+            out.extend(items.map(|(_, item, _)| Err(Rejected::new(item, RejectReason::Closed))));
+            return out;
+        }
         // One clock read for the whole batch: the batch is admitted at one instant.
         let now = state.scheduler.clock_now();
         let mut admitted = 0;
-        for (key, item, opts) in items {
-            let result = if state.closed {
-                Err(Rejected::new(item, RejectReason::Closed))
-            } else {
-                state.scheduler.try_push_with_at(key, item, opts, now)
-            };
+        state.scheduler.try_push_batch_at(items, now, |result| {
             admitted += usize::from(result.is_ok());
             out.push(result);
-        }
+        });
         let plan = state.waiters.plan_wake(admitted);
         self.apply(plan);
         out
@@ -63,14 +63,7 @@ where
     pub fn pop_batch(&self, max: usize) -> Vec<T> {
         let mut state = self.lock();
         let before = state.scheduler.queue().len();
-        let mut out = Vec::with_capacity(max.min(before));
-        let now = state.scheduler.clock_now();
-        while out.len() < max {
-            match state.scheduler.next_at(false, now) {
-                Some((item, _)) => out.push(item),
-                None => break,
-            }
-        }
+        let out = state.scheduler.pop_batch(max);
         self.made_room(&state, before - state.scheduler.queue().len());
         out
     }
@@ -89,14 +82,21 @@ where
     pub fn dispatch_batch(&self, max: usize) -> Vec<Job<K, T, C, S>> {
         let mut state = self.lock();
         let before = state.scheduler.queue().len();
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max.min(before));
+        // One clock read for the whole batch, which is also every lease's dispatch time.
         let now = state.scheduler.clock_now();
-        while out.len() < max {
-            match self.dispatch_at(&mut state, now) {
-                Some(job) => out.push(job),
-                None => break,
-            }
-        }
+        state
+            .scheduler
+            .next_batch_at(true, max, now, |item, ticket| {
+                out.push(Job {
+                    item,
+                    lease: Lease {
+                        handle: self.clone(),
+                        ticket,
+                        dispatched_at: now,
+                    },
+                });
+            });
         self.made_room(&state, before - state.scheduler.queue().len());
         out
     }
