@@ -167,6 +167,10 @@ mod classes;
 #[path = "groups/detect.rs"]
 mod detect;
 
+/// Batches: push+pop of 64 items by key beside the reference DRR's single push+pop.
+#[path = "groups/batch.rs"]
+mod batch;
+
 // One group per area; add each new module's bench functions to `targets`.
 criterion_group!(
     benches,
@@ -175,6 +179,7 @@ criterion_group!(
     admission::round_trip,
     shared::throughput,
     classes::dispatch,
-    detect::record
+    detect::record,
+    batch::push_pop
 );
 criterion_main!(benches);
