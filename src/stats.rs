@@ -4,6 +4,7 @@
 pub use crate::queue::{ClassCounters, QueueCounters, TenantCounters};
 
 use crate::clock::Nanos;
+use crate::detect::DetectorStats;
 use crate::error::RejectReason;
 use crate::pressure::PressureLevel;
 
@@ -357,7 +358,10 @@ pub struct TenantStats<K> {
 }
 
 /// A point-in-time snapshot of a scheduler: totals, admission outcomes by reason, waiting
-/// times, the classes and the known tenants (in a deterministic order).
+/// times, the classes, the known tenants (in a deterministic order) and, with noisy-tenant
+/// detection on, the detector's figures.
+///
+/// `PartialEq` only: the detector's shares are `f64`.
 ///
 /// # Examples
 ///
@@ -370,7 +374,7 @@ pub struct TenantStats<K> {
 /// assert_eq!((stats.admission.admitted, stats.queue.dispatched), (1, 1));
 /// assert_eq!(stats.wait.count, 1);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Stats<K> {
@@ -394,4 +398,9 @@ pub struct Stats<K> {
     pub classes: Vec<ClassStats>,
     /// Every known tenant.
     pub tenants: Vec<TenantStats<K>>,
+    /// The noisy-tenant detector's snapshot (its noisy set as of its last poll, the window's
+    /// totals); `None` with detection off
+    /// ([`SchedulerConfig::with_detector`](crate::SchedulerConfig::with_detector)).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub detector: Option<DetectorStats<K>>,
 }

@@ -121,7 +121,12 @@ where
         if self.config.tenant_detail() {
             self.detail_mut(idx).admission.record(reason);
         }
+        // Before `count_refused`, which may forget the tenant; a due poll after it.
+        let poll = self.detect_refused(idx);
         self.queue.count_refused(idx);
+        if poll {
+            self.poll_detector(self.last_now);
+        }
         reason
     }
 

@@ -259,6 +259,7 @@ where
             self.detail_mut(plan.idx).admission.admitted += 1;
         }
         self.observe_pressure(plan.now);
+        self.detect_admitted(plan.idx, plan.cost, plan.now);
     }
 
     /// Stores the new TAT of a class's per-tenant quota and starts cooling if some rate

@@ -160,12 +160,18 @@ where
                 // Before `finish_pop`, which may forget the tenant.
                 self.detail_mut(p.tenant).waits.record(sojourn);
             }
+            // Recorded before `finish_pop` too; a due poll (which may change settings) waits
+            // until the pop is complete.
+            let poll = self.detect_served(p.tenant, p.cost, now);
             let ticket = self.queue.finish_pop(p.tenant, p.class, p.cost, track);
             self.last_sojourn = sojourn;
             self.waits.record(sojourn);
             #[cfg(feature = "metrics")]
             crate::metrics::dispatched(&self.queue, p.class, sojourn);
             self.observe_pressure(now);
+            if poll {
+                self.poll_detector(now);
+            }
             return Some((p.item, ticket));
         }
     }
@@ -292,6 +298,7 @@ where
             wait: WaitSummary::from(&self.waits),
             classes,
             tenants,
+            detector: self.detect.as_ref().map(|d| d.detector.stats(at)),
         }
     }
 

@@ -8,6 +8,7 @@ mod batch;
 mod checks;
 mod codel;
 mod commit;
+mod detection;
 mod dispatch;
 mod groups;
 mod operators;

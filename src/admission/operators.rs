@@ -88,7 +88,11 @@ where
     /// Applies a new configuration at runtime. Every queued and in-flight item stays where it
     /// is; new limits apply from the next push, a new quantum or default weight from each
     /// tenant's next turn, a new in-flight limit from the next dispatch. Per-tenant overrides
-    /// (weights, limits, blocks) are kept.
+    /// (weights, limits, blocks) are kept. A changed detector config
+    /// ([`SchedulerConfig::with_detector`]) ends every response in force (restoring the
+    /// tenants' own settings, each reported as a [`NoisyEvent::Cleared`](crate::detect::NoisyEvent::Cleared)
+    /// by [`poll_noisy`](Self::poll_noisy)) and starts detection afresh; the same config keeps
+    /// the detector's state.
     ///
     /// # Examples
     ///
@@ -119,6 +123,9 @@ where
         }
         if old.pressure() != config.pressure() {
             self.gauge = config.pressure().map(PressureGauge::new);
+        }
+        if old.detector() != config.detector() {
+            self.replace_detection(config.detector());
         }
         if old.tenant_detail() != config.tenant_detail() {
             // Off frees the side table; on starts every tenant from zero.

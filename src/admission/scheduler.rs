@@ -1,18 +1,20 @@
 //! [`Scheduler`]: the fair queue behind one admission pipeline.
 
 use super::commit::Cooling;
+use super::detection::Detection;
 use super::dispatch::TenantDetail;
 use super::tenant_state::TenantAdmission;
 use crate::queue::Attachment;
 use crate::rate::gcra::Tat;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 
 use super::codel::CoDel;
 use super::rules::Rules;
 use crate::clock::{Clock, Nanos, StdClock};
 use crate::config::{SchedulerConfig, ShedPolicy};
+use crate::detect::NoisyEvent;
 use crate::error::Rejected;
 use crate::pressure::PressureGauge;
 use crate::queue::{Classes, DefaultHashBuilder, FairQueue};
@@ -45,6 +47,11 @@ use crate::stats::WaitHistogram;
 ///
 /// Time is read from the clock once per call; a clock that steps back counts as no time
 /// passed.
+///
+/// With noisy-tenant detection on ([`SchedulerConfig::with_detector`]), the scheduler feeds
+/// an embedded [`Detector`](crate::detect::Detector) what it admits, dispatches and refuses,
+/// applies the configured response to noisy tenants and restores them afterwards; see
+/// [`poll_noisy`](Scheduler::poll_noisy).
 ///
 /// # Fairness
 ///
@@ -120,6 +127,10 @@ pub struct Scheduler<K, T, C = StdClock, S = DefaultHashBuilder> {
     /// The classes the admission check's fast path serves (see [`plain_classes`]), kept in
     /// step with the queue's classes.
     pub(super) plain_classes: u64,
+    /// The noisy-tenant detector, with detection on (boxed: off, it costs a pointer).
+    pub(super) detect: Option<Box<Detection<K>>>,
+    /// Detection's events, until [`poll_noisy`](Scheduler::poll_noisy) takes them.
+    pub(super) noisy_events: VecDeque<NoisyEvent<K>>,
 }
 
 /// Bit `c` is set when class `c` exists and has no per-tenant quota: all the admission check
@@ -207,6 +218,8 @@ impl<K, T, C, S> Scheduler<K, T, C, S> {
             counters: AdmissionCounters::default(),
             details: Vec::new(),
             plain_classes,
+            detect: config.detector().map(|c| Box::new(Detection::new(c))),
+            noisy_events: VecDeque::new(),
         }
     }
 

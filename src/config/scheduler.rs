@@ -602,6 +602,10 @@ impl SchedulerConfig {
     /// details. The detector's figures appear in
     /// [`Stats::detector`](crate::stats::Stats::detector).
     ///
+    /// Set [`DetectorConfig::with_min_total`] to a few sub-windows' worth of traffic: with the
+    /// default of 0, the first tenant of a quiet start has the whole window to itself and is
+    /// judged noisy.
+    ///
     /// Off, each admission, dispatch and refusal pays one predictable branch.
     ///
     /// # Panics

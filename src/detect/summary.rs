@@ -58,7 +58,6 @@ impl<K> Summary<K> {
 }
 
 impl<K: Hash + Eq + Clone> Summary<K> {
-
     /// Forgets every key, keeping the memory.
     pub(crate) fn clear(&mut self) {
         self.slots.clear();
