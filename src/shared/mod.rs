@@ -4,6 +4,7 @@
 
 mod batch;
 mod blocking;
+mod detect;
 mod futures;
 mod groups;
 mod handle;
