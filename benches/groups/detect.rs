@@ -1,6 +1,7 @@
 //! Noisy-tenant detection: the detector's record call per admitted item, beside the admission
-//! check it would ride on (`Scheduler::try_reserve` + drop of the permit, 1k tenants), in one
-//! group so the ratio comes from one run.
+//! check it would ride on (`Scheduler::try_reserve` + drop of the permit, 1k tenants), and the
+//! detector embedded in the scheduler (`SchedulerConfig::with_detector`) off and on, in one
+//! group so the ratios come from one run.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -110,5 +111,70 @@ pub(crate) fn record(c: &mut Criterion) {
             });
         },
     );
+    embedded(&mut g, n);
     g.finish();
+}
+
+/// `Scheduler` with detection embedded: the default detector (sampled, 8 x 1 s windows, so at
+/// a million admissions per second the sampler keeps about one unit in a thousand once its
+/// first sub-window has passed in the warm-up), judging from 1,000 units, no response.
+fn detecting() -> DetectorConfig {
+    DetectorConfig::new().with_min_total(1_000)
+}
+
+/// The admission check of `admission::check` (`try_reserve`, 1k tenants) with detection off
+/// and on, and the committing path (`try_reserve` + commit + pop, which records the
+/// admission and the dispatch and polls on the scheduler's clock) off and on; the clock
+/// advances 1 µs per op on every side.
+fn embedded(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, n: u64) {
+    for (name, detector) in [("off", None), ("on", Some(detecting()))] {
+        let build = || {
+            let quota = Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap())
+                .allow_burst(NonZeroU32::new(1_000_000).unwrap());
+            let limits = TenantLimits::new().with_quota(quota).with_max_items(1_000);
+            let config = SchedulerConfig::new()
+                .with_tenant_limits(limits)
+                .with_detector(detector);
+            let clock = ManualClock::new();
+            let mut s: Scheduler<u64, u64, _> = Scheduler::with_clock(config, clock.clone());
+            for k in 0..n {
+                s.try_push(k, k).unwrap();
+            }
+            (s, clock)
+        };
+        let mut state = None;
+        g.bench_with_input(
+            BenchmarkId::new(format!("reserve_detect_{name}"), n),
+            &n,
+            |b, &n| {
+                let (s, clock) = state.get_or_insert_with(build);
+                let mut k = 0u64;
+                b.iter(|| {
+                    k = if k + 1 == n { 0 } else { k + 1 };
+                    clock.advance(Duration::from_nanos(STEP_NS));
+                    black_box(s.try_reserve(black_box(k), PushOptions::new()).is_ok())
+                });
+            },
+        );
+        let mut state = None;
+        g.bench_with_input(
+            BenchmarkId::new(format!("reserve_commit_pop_detect_{name}"), n),
+            &n,
+            |b, &n| {
+                let (s, clock) = state.get_or_insert_with(build);
+                let mut k = 0u64;
+                b.iter(|| {
+                    k = if k + 1 == n { 0 } else { k + 1 };
+                    clock.advance(Duration::from_nanos(STEP_NS));
+                    if let Ok(p) = s.try_reserve(black_box(k), PushOptions::new()) {
+                        p.commit(k);
+                    }
+                    black_box(s.pop())
+                });
+            },
+        );
+        if let Some((s, _)) = state.take() {
+            assert_eq!(s.stats().detector.is_some(), detector.is_some());
+        }
+    }
 }
