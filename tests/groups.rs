@@ -35,7 +35,9 @@ fn a_thousand_keys_of_one_group_get_one_groups_share() {
         let k = q.pop().unwrap();
         *served.entry(k).or_default() += 1;
     }
-    let big: u32 = (0..1000).map(|k| served.get(&k).copied().unwrap_or(0)).sum();
+    let big: u32 = (0..1000)
+        .map(|k| served.get(&k).copied().unwrap_or(0))
+        .sum();
     assert_eq!(big, 1000, "one tenth of 10,000 pops: {big}");
     for g in 1..=9 {
         assert_eq!(served[&(20_000 + g)], 1000);
@@ -64,6 +66,9 @@ fn group_weight_and_member_weights() {
     assert_eq!(served["a2"], 40, "{served:?}");
 }
 
+/// A group's members: each one's weight and item cost.
+type Members = Vec<(u32, u32)>;
+
 /// A random population: groups of 1 to 6 members (a member of a one-member group, or an
 /// ungrouped tenant) with random group and member weights and item costs.
 #[derive(Debug, Clone)]
@@ -71,7 +76,7 @@ struct Population {
     quantum: u32,
     /// Per group: its weight (`None`: its one member is ungrouped, with that member's
     /// weight) and its members' weights and item costs.
-    groups: Vec<(Option<u32>, Vec<(u32, u32)>)>,
+    groups: Vec<(Option<u32>, Members)>,
 }
 
 fn population() -> impl Strategy<Value = Population> {

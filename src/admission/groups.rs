@@ -67,7 +67,12 @@ where
             return Ok(new_tat);
         };
         if let Some(max) = group.limits.max_cost() {
-            if self.queue.group_queued_cost(key).saturating_add(u64::from(cost)) > max {
+            if self
+                .queue
+                .group_queued_cost(key)
+                .saturating_add(u64::from(cost))
+                > max
+            {
                 return Err(RejectReason::GroupFull {
                     limit: Limit::Cost(max),
                 });
@@ -182,7 +187,10 @@ where
             return;
         }
         let rate = limits.quota().map(|q| Gcra::new(&q));
-        let tat = self.group_admission.get(&group).map_or(Tat::ZERO, |g| g.tat);
+        let tat = self
+            .group_admission
+            .get(&group)
+            .map_or(Tat::ZERO, |g| g.tat);
         self.group_admission
             .insert(group, GroupAdmission { limits, rate, tat });
     }
@@ -254,7 +262,7 @@ where
     /// s.try_push("alice", 1).unwrap();
     /// s.try_push("carol", 2).unwrap();
     /// assert_eq!(s.purge_group(&"acme"), [1]);
-    /// assert_eq!(s.len(), 1);
+    /// assert_eq!(s.queue().len(), 1);
     /// ```
     pub fn purge_group(&mut self, group: &K) -> Vec<T> {
         let mut out = Vec::new();

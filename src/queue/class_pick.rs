@@ -288,12 +288,10 @@ where
             }
         }
         self.rings[0].front = id(self.rings[0].front);
-        for flow in &mut self.groups.flows {
-            flow.front = if flow.front == NIL {
-                NIL
-            } else {
-                id(flow.front)
-            };
+        for front in self.groups.fronts_mut() {
+            if *front != NIL {
+                *front = id(*front);
+            }
         }
         if self
             .deadlines

@@ -74,7 +74,7 @@ where
                 return None;
             }
             if is_group_entry(front) {
-                match self.group_turn(c, front & !GROUP, respect_limits) {
+                match self.group_turn::<ONE>(c, front & !GROUP, respect_limits) {
                     GroupTurn::Served(p) => return Some(p),
                     GroupTurn::Parked => continue,
                     GroupTurn::Rotated => {

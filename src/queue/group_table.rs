@@ -3,8 +3,12 @@
 //! The group table: groups of tenants by key, each with its settings, its totals and one
 //! *group flow* per class it has work in. A group flow is the group's entry on its class's
 //! DRR ring (the upper level of the round robin) and holds the inner ring of its members'
-//! flows (the lower level). Ring entries name a group flow by [`GROUP`] `|` its index, which
-//! no tenant flow id has (tenant slots and side flows are indexed below `2^30`).
+//! flows (the lower level). Ring entries name a group flow by [`GROUP`] `|` its id, which no
+//! tenant flow id has (tenant slots and side flows are indexed below `2^30`).
+//!
+//! What a group's turn reads (its default-class flow, its weight, carry, totals and limit)
+//! is one 64-byte slot; the key, the block reason, the member count and the flows of other
+//! classes live apart, so serving a group costs one cache line beside its member's.
 
 use super::items::NIL;
 use crate::error::BlockReason;
@@ -15,6 +19,10 @@ use std::num::NonZeroU32;
 /// Ring entries with this bit set (and [`EXTRA`](super::flows::EXTRA) clear) name a group
 /// flow.
 pub(crate) const GROUP: u32 = 1 << 30;
+
+/// Group flow ids with this bit set name a flow in the side slab (a class other than the
+/// default); without it, the id is the group's slot (its default-class flow).
+pub(crate) const SIDE: u32 = 1 << 29;
 
 /// A group's place in one class: its deficit in the class's round robin of groups and
 /// ungrouped tenants, and the ring of its members' backlogged flows in that class.
@@ -28,11 +36,17 @@ pub(crate) struct GroupFlow {
     /// Links on the class's ring (`NIL` while off it).
     pub(crate) prev: u32,
     pub(crate) next: u32,
-    /// The group's slot.
-    pub(crate) group: u32,
 }
 
 impl GroupFlow {
+    const EMPTY: GroupFlow = GroupFlow {
+        deficit: 0,
+        front: NIL,
+        len: 0,
+        prev: NIL,
+        next: NIL,
+    };
+
     /// Whether the group flow is on its class's ring.
     #[inline(always)]
     pub(crate) fn in_ring(&self) -> bool {
@@ -40,60 +54,69 @@ impl GroupFlow {
     }
 }
 
-/// One group: its settings and totals over its members.
-#[derive(Debug, Clone)]
-pub(crate) struct Group<K> {
-    pub(crate) key: K,
-    /// Group weight override (`None`: the queue's default weight).
-    pub(crate) weight: Option<NonZeroU32>,
-    pub(crate) members: u32,
-    /// Items and cost queued by its members.
-    pub(crate) len: u64,
+/// A group's state that serving and admitting its members read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Group {
+    /// The group flow of the default class.
+    pub(crate) flow: GroupFlow,
+    /// Cost correction of members' items not yet applied to the group's grants (see
+    /// `Tenant::carry`).
+    pub(crate) carry: i64,
+    /// Cost and items queued by its members.
     pub(crate) queued_cost: u64,
+    pub(crate) len: u32,
     pub(crate) in_flight: u32,
     /// In-flight limit over all members (`u32::MAX`: none). A group at its limit has its
     /// group flows parked: off their rings until a completion frees a slot.
     pub(crate) max_in_flight: u32,
-    /// Cost correction of members' items not yet applied to the group's grants (see
-    /// `Tenant::carry`).
-    pub(crate) carry: i64,
+    /// Group weight override (`None`: the queue's default weight).
+    pub(crate) weight: Option<NonZeroU32>,
     /// Group flows with members backlogged: the group's quantum is split between them.
     pub(crate) active_flows: u16,
-    pub(crate) blocked: Option<BlockReason>,
-    /// The group flow of each class (by class index), or `NIL`.
-    pub(crate) flows: Vec<u32>,
+    /// Whether the group is blocked (the reason is kept apart).
+    pub(crate) blocked: bool,
 }
 
-impl<K> Group<K> {
-    /// Whether nothing keeps this group: no member, no setting, nothing owed or in flight.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.members == 0
-            && self.in_flight == 0
-            && self.weight.is_none()
-            && self.max_in_flight == u32::MAX
-            && self.blocked.is_none()
-            && self.carry <= 0
-    }
+/// A group's state that only settings and membership changes read.
+#[derive(Debug, Clone)]
+struct GroupCold<K> {
+    key: K,
+    members: u32,
+    reason: Option<BlockReason>,
+    /// First side flow, or `NIL`.
+    side: u32,
 }
 
-/// Key -> group slot, the group slots and the group flows.
+/// A group flow of a class other than the default.
+#[derive(Debug, Clone, Copy)]
+struct SideFlow {
+    flow: GroupFlow,
+    group: u32,
+    class: u16,
+    /// The group's next side flow, or the next free entry, or `NIL`.
+    chain: u32,
+}
+
+/// Key -> group slot, the group slots and their side flows.
 #[derive(Debug)]
 pub(crate) struct Groups<K> {
     table: HashTable<(K, u32)>,
-    slots: Vec<Option<Group<K>>>,
+    hot: Vec<Group>,
+    cold: Vec<Option<GroupCold<K>>>,
     free: Vec<u32>,
-    pub(crate) flows: Vec<GroupFlow>,
-    flows_free: Vec<u32>,
+    side: Vec<SideFlow>,
+    side_free: u32,
 }
 
 impl<K> Default for Groups<K> {
     fn default() -> Self {
         Groups {
             table: HashTable::new(),
-            slots: Vec::new(),
+            hot: Vec::new(),
+            cold: Vec::new(),
             free: Vec::new(),
-            flows: Vec::new(),
-            flows_free: Vec::new(),
+            side: Vec::new(),
+            side_free: NIL,
         }
     }
 }
@@ -110,112 +133,212 @@ impl<K> Groups<K> {
     }
 
     #[inline(always)]
-    pub(crate) fn get(&self, g: u32) -> &Group<K> {
-        match &self.slots[g as usize] {
-            Some(group) => group,
-            None => unreachable!("fairshare: group slot {g} is free"),
-        }
+    pub(crate) fn get(&self, g: u32) -> &Group {
+        &self.hot[g as usize]
     }
 
     #[inline(always)]
-    pub(crate) fn get_mut(&mut self, g: u32) -> &mut Group<K> {
-        match &mut self.slots[g as usize] {
-            Some(group) => group,
+    pub(crate) fn get_mut(&mut self, g: u32) -> &mut Group {
+        &mut self.hot[g as usize]
+    }
+
+    fn cold(&self, g: u32) -> &GroupCold<K> {
+        match &self.cold[g as usize] {
+            Some(c) => c,
             None => unreachable!("fairshare: group slot {g} is free"),
         }
     }
 
-    /// Group flow `gf` (an index, without the [`GROUP`] bit).
+    fn cold_mut(&mut self, g: u32) -> &mut GroupCold<K> {
+        match &mut self.cold[g as usize] {
+            Some(c) => c,
+            None => unreachable!("fairshare: group slot {g} is free"),
+        }
+    }
+
+    pub(crate) fn key(&self, g: u32) -> &K {
+        &self.cold(g).key
+    }
+
+    pub(crate) fn members(&self, g: u32) -> u32 {
+        self.cold(g).members
+    }
+
+    pub(crate) fn add_members(&mut self, g: u32, n: i32) {
+        let c = self.cold_mut(g);
+        c.members = c.members.wrapping_add_signed(n);
+    }
+
+    pub(crate) fn reason(&self, g: u32) -> Option<BlockReason> {
+        self.cold(g).reason
+    }
+
+    pub(crate) fn set_reason(
+        &mut self,
+        g: u32,
+        reason: Option<BlockReason>,
+    ) -> Option<BlockReason> {
+        self.hot[g as usize].blocked = reason.is_some();
+        std::mem::replace(&mut self.cold_mut(g).reason, reason)
+    }
+
+    /// Group flow `gf` (an id without the [`GROUP`] bit).
     #[inline(always)]
     pub(crate) fn flow(&self, gf: u32) -> &GroupFlow {
-        &self.flows[gf as usize]
+        if gf & SIDE == 0 {
+            &self.hot[gf as usize].flow
+        } else {
+            &self.side[(gf & !SIDE) as usize].flow
+        }
     }
 
     #[inline(always)]
     pub(crate) fn flow_mut(&mut self, gf: u32) -> &mut GroupFlow {
-        &mut self.flows[gf as usize]
+        if gf & SIDE == 0 {
+            &mut self.hot[gf as usize].flow
+        } else {
+            &mut self.side[(gf & !SIDE) as usize].flow
+        }
+    }
+
+    /// The group whose flow `gf` is.
+    #[inline(always)]
+    pub(crate) fn group_of_flow(&self, gf: u32) -> u32 {
+        if gf & SIDE == 0 {
+            gf
+        } else {
+            self.side[(gf & !SIDE) as usize].group
+        }
+    }
+
+    /// Group `g`'s flow in class `class`, if it has one.
+    #[inline(always)]
+    pub(crate) fn find_flow(&self, g: u32, class: usize) -> Option<u32> {
+        if class == 0 {
+            return Some(g);
+        }
+        let mut s = self.cold(g).side;
+        while s != NIL {
+            let e = &self.side[s as usize];
+            if usize::from(e.class) == class {
+                return Some(s | SIDE);
+            }
+            s = e.chain;
+        }
+        None
     }
 
     /// Group `g`'s flow in class `class`, made if it has none.
+    #[inline(always)]
     pub(crate) fn flow_or_insert(&mut self, g: u32, class: u16) -> u32 {
-        let c = usize::from(class);
-        let existing = self.get(g).flows.get(c).copied().unwrap_or(NIL);
-        if existing != NIL {
-            return existing;
+        if let Some(gf) = self.find_flow(g, usize::from(class)) {
+            return gf;
         }
-        let flow = GroupFlow {
-            deficit: 0,
-            front: NIL,
-            len: 0,
-            prev: NIL,
-            next: NIL,
+        let entry = SideFlow {
+            flow: GroupFlow::EMPTY,
             group: g,
+            class,
+            chain: self.cold(g).side,
         };
-        let gf = match self.flows_free.pop() {
-            Some(gf) => {
-                self.flows[gf as usize] = flow;
-                gf
-            }
-            None => {
-                self.flows.push(flow);
-                (self.flows.len() - 1) as u32
-            }
+        let s = if self.side_free != NIL {
+            let s = self.side_free;
+            self.side_free = self.side[s as usize].chain;
+            self.side[s as usize] = entry;
+            s
+        } else {
+            self.side.push(entry);
+            (self.side.len() - 1) as u32
         };
-        let flows = &mut self.get_mut(g).flows;
-        if flows.len() <= c {
-            flows.resize(c + 1, NIL);
-        }
-        flows[c] = gf;
-        gf
+        self.cold_mut(g).side = s;
+        s | SIDE
     }
 
-    /// Group `g`'s flow in `class`, if it has one.
-    #[inline(always)]
-    pub(crate) fn find_flow(&self, g: u32, class: usize) -> Option<u32> {
-        self.get(g).flows.get(class).copied().filter(|&gf| gf != NIL)
+    /// Group `g`'s flows with their classes: the default class's, then the side flows.
+    pub(crate) fn flows_of(&self, g: u32) -> Vec<(usize, u32)> {
+        let mut out = vec![(0, g)];
+        let mut s = self.cold(g).side;
+        while s != NIL {
+            let e = &self.side[s as usize];
+            out.push((usize::from(e.class), s | SIDE));
+            s = e.chain;
+        }
+        out
     }
 
     /// Every group slot in use, in slot order (deterministic).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Group<K>)> {
-        self.slots
+    pub(crate) fn slots(&self) -> Vec<u32> {
+        self.cold
             .iter()
             .enumerate()
-            .filter_map(|(i, g)| g.as_ref().map(|g| (i as u32, g)))
+            .filter(|(_, c)| c.is_some())
+            .map(|(i, _)| i as u32)
+            .collect()
     }
 
-    /// Frees the group flows of classes `classes` and above (a shorter class list removed
+    /// Every group flow's inner-ring front, for a caller that renames flows.
+    pub(crate) fn fronts_mut(&mut self) -> impl Iterator<Item = &mut u32> {
+        self.hot
+            .iter_mut()
+            .map(|g| &mut g.flow.front)
+            .chain(self.side.iter_mut().map(|s| &mut s.flow.front))
+    }
+
+    /// Frees the side flows of classes `classes` and above (a shorter class list removed
     /// them; they are empty), so a class added later at the same index starts afresh.
     pub(crate) fn drop_classes_from(&mut self, classes: usize) {
-        for slot in self.slots.iter_mut().flatten() {
-            for gf in slot.flows.drain(classes.min(slot.flows.len())..) {
-                if gf != NIL {
-                    debug_assert!(self.flows[gf as usize].len == 0);
-                    self.flows_free.push(gf);
+        for g in self.slots() {
+            let mut link = self.cold(g).side;
+            let mut prev = NIL;
+            while link != NIL {
+                let entry = self.side[link as usize];
+                if usize::from(entry.class) >= classes {
+                    debug_assert!(entry.flow.len == 0 && !entry.flow.in_ring());
+                    if prev == NIL {
+                        self.cold_mut(g).side = entry.chain;
+                    } else {
+                        self.side[prev as usize].chain = entry.chain;
+                    }
+                    self.side[link as usize].chain = self.side_free;
+                    self.side_free = link;
+                } else {
+                    prev = link;
                 }
+                link = entry.chain;
             }
         }
     }
 
     /// Bytes held (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Option<Group<K>>>()
-            + self
-                .iter()
-                .map(|(_, g)| g.flows.capacity() * 4)
-                .sum::<usize>()
-            + self.flows.capacity() * std::mem::size_of::<GroupFlow>()
-            + (self.free.capacity() + self.flows_free.capacity()) * 4
+        self.hot.capacity() * std::mem::size_of::<Group>()
+            + self.cold.capacity() * std::mem::size_of::<Option<GroupCold<K>>>()
+            + self.side.capacity() * std::mem::size_of::<SideFlow>()
+            + self.free.capacity() * 4
             + self.table.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
+    }
+
+    /// Whether nothing keeps group `g`: no member, no setting, nothing owed or in flight.
+    fn is_idle(&self, g: u32) -> bool {
+        let h = self.get(g);
+        self.members(g) == 0
+            && h.in_flight == 0
+            && h.weight.is_none()
+            && h.max_in_flight == u32::MAX
+            && !h.blocked
+            && h.carry <= 0
     }
 }
 
 impl<K: Hash + Eq + Clone> Groups<K> {
     pub(crate) fn find(&self, hasher: &impl BuildHasher, key: &K) -> Option<u32> {
+        if self.table.is_empty() {
+            return None;
+        }
         let hash = hasher.hash_one(key);
         self.table.find(hash, |(k, _)| k == key).map(|&(_, g)| g)
     }
 
-    /// The slot of group `key`, made if it has none. `None` once `2^30` groups exist.
+    /// The slot of group `key`, made if it has none. `None` once `2^29` groups exist.
     pub(crate) fn find_or_insert(&mut self, hasher: &impl BuildHasher, key: K) -> Option<u32> {
         if let Some(g) = self.find(hasher, &key) {
             return Some(g);
@@ -225,29 +348,33 @@ impl<K: Hash + Eq + Clone> Groups<K> {
         let stored = key.clone();
         self.table.reserve(1, |(k, _)| hasher.hash_one(k));
         let hash = hasher.hash_one(&key);
-        let group = Group {
-            key: stored,
-            weight: None,
-            members: 0,
-            len: 0,
+        let hot = Group {
+            flow: GroupFlow::EMPTY,
+            carry: 0,
             queued_cost: 0,
+            len: 0,
             in_flight: 0,
             max_in_flight: u32::MAX,
-            carry: 0,
+            weight: None,
             active_flows: 0,
-            blocked: None,
-            flows: Vec::new(),
+            blocked: false,
+        };
+        let cold = GroupCold {
+            key: stored,
+            members: 0,
+            reason: None,
+            side: NIL,
         };
         let g = match self.free.pop() {
             Some(g) => {
-                self.slots[g as usize] = Some(group);
+                self.hot[g as usize] = hot;
+                self.cold[g as usize] = Some(cold);
                 g
             }
             None => {
-                let g = u32::try_from(self.slots.len())
-                    .ok()
-                    .filter(|&g| g < GROUP)?;
-                self.slots.push(Some(group));
+                let g = u32::try_from(self.hot.len()).ok().filter(|&g| g < SIDE)?;
+                self.hot.push(hot);
+                self.cold.push(Some(cold));
                 g
             }
         };
@@ -259,21 +386,26 @@ impl<K: Hash + Eq + Clone> Groups<K> {
     /// Forgets group `g` if nothing keeps it. Its group flows are empty and off their rings
     /// then (it has no members).
     pub(crate) fn release_if_idle(&mut self, hasher: &impl BuildHasher, g: u32) -> bool {
-        if !self.get(g).is_idle() {
+        if !self.is_idle(g) {
             return false;
         }
         // The host's `Hash` runs before any change.
-        let hash = hasher.hash_one(&self.get(g).key);
-        let Some(group) = self.slots[g as usize].take() else {
-            return false;
-        };
+        let hash = hasher.hash_one(self.key(g));
         if let Ok(entry) = self.table.find_entry(hash, |(_, i)| *i == g) {
             entry.remove();
         }
-        for gf in group.flows.into_iter().filter(|&gf| gf != NIL) {
-            debug_assert!(!self.flows[gf as usize].in_ring());
-            self.flows_free.push(gf);
+        let Some(cold) = self.cold[g as usize].take() else {
+            return false;
+        };
+        let mut s = cold.side;
+        while s != NIL {
+            debug_assert!(!self.side[s as usize].flow.in_ring());
+            let next = self.side[s as usize].chain;
+            self.side[s as usize].chain = self.side_free;
+            self.side_free = s;
+            s = next;
         }
+        debug_assert!(!self.hot[g as usize].flow.in_ring());
         self.free.push(g);
         true
     }

@@ -272,8 +272,7 @@ where
         for idx in self.tenants.backlogged() {
             self.relink_parked(idx);
         }
-        let groups: Vec<u32> = self.groups.iter().map(|(g, _)| g).collect();
-        for g in groups {
+        for g in self.groups.slots() {
             self.relink_group_all(g);
         }
         Drain { queue: self }

@@ -338,6 +338,7 @@ where
     ) -> Result<(), Rejected<T>> {
         let t = self.tenants.get(idx);
         let class = opts.class().index();
+        // A group member takes the out-of-line path, which asks its group too.
         if t.blocked.is_some()
             | (t.group != NIL)
             | (opts.cost() == 0)
@@ -380,7 +381,7 @@ where
         })
     }
 
-    /// `push_slot` for a tenant in a group, or an item to refuse.
+    /// `push_slot` for a group member, or for an item to refuse.
     #[cold]
     #[inline(never)]
     pub(super) fn push_checked(

@@ -185,7 +185,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
             let cap = q.saturating_mul(credit_rounds);
             if is_group_entry(id) {
                 let gf = id & !GROUP;
-                let g = self.groups.flow(gf).group;
+                let g = self.groups.group_of_flow(gf);
                 let grant = rounds_of_grants(&mut self.groups.get_mut(g).carry, rounds, q, cap);
                 let f = self.groups.flow_mut(gf);
                 f.deficit = f.deficit.saturating_add(grant);
@@ -204,11 +204,12 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     /// The deficit, the carry and the quantum of ring entry `id`.
     fn entry_account(&self, id: u32) -> (i64, i64, i64) {
         if is_group_entry(id) {
-            let gf = self.groups.flow(id & !GROUP);
+            let gf = id & !GROUP;
+            let g = self.groups.group_of_flow(gf);
             (
-                gf.deficit,
-                self.groups.get(gf.group).carry,
-                self.group_quantum(gf.group),
+                self.groups.flow(gf).deficit,
+                self.groups.get(g).carry,
+                self.group_quantum(g),
             )
         } else {
             let idx = self.tenants.flow_owner(id).0;
