@@ -167,6 +167,10 @@ mod classes;
 #[path = "groups/detect.rs"]
 mod detect;
 
+/// Groups of tenants: push+pop with every tenant in a group beside the same without.
+#[path = "groups/grouped.rs"]
+mod grouped;
+
 /// Batches: push+pop of 64 items by key beside the reference DRR's single push+pop.
 #[path = "groups/batch.rs"]
 mod batch;
@@ -180,6 +184,7 @@ criterion_group!(
     shared::throughput,
     classes::dispatch,
     detect::record,
+    grouped::push_pop,
     batch::push_pop
 );
 criterion_main!(benches);
