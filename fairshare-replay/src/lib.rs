@@ -32,8 +32,10 @@
 //!
 //! # Groups
 //!
-//! The trace has a group per tenant, and the report has a per-group table, but the scheduler
-//! does not yet take groups: [`assign_group`] is the one place the membership would reach it.
+//! The trace has a group per tenant: the scheduler shares capacity among groups first, then
+//! among each group's tenants (so an organisation gains nothing by submitting under more
+//! keys), and the report has a per-group table. [`assign_group`] is where the membership
+//! reaches the scheduler.
 
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]

@@ -440,7 +440,7 @@ impl Replay {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "Per group (the scheduler does not take groups yet: these are the tenant-fair waits, grouped):"
+            "Per group (capacity is shared among groups first, then among each group's tenants):"
         );
         table(&mut out, "group", &self.group_rows(), &[]);
         let _ = writeln!(out);

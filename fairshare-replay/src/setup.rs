@@ -110,18 +110,23 @@ impl Setup {
     }
 }
 
-/// Puts `tenant` in `group` for the replay's scheduler: the one place the trace's
-/// tenant-to-group membership reaches fairshare, called once per tenant before the first
-/// push.
+/// Puts `tenant` in `group` for the replay's scheduler (capacity is shared among groups
+/// first, then among each group's tenants): the one place the trace's tenant-to-group
+/// membership reaches fairshare, called once per tenant before the first push.
 ///
-/// It does nothing yet: the scheduler does not yet take groups (capacity shared among groups
-/// first, then among each group's tenants). Until it does, the fairshare run shares capacity
-/// among tenants (and classes) only, and groups appear in the report alone. When the core has
-/// group membership, this is where to call it, e.g. `scheduler.set_group(tenant, group)`.
+/// # Examples
+///
+/// ```
+/// use fairshare::{ManualClock, Scheduler, SchedulerConfig};
+/// let mut s: Scheduler<String, usize, ManualClock> =
+///     Scheduler::with_clock(SchedulerConfig::new(), ManualClock::new());
+/// fairshare_replay::assign_group(&mut s, "acme-eu", "acme");
+/// assert_eq!(s.queue().group(&"acme-eu".to_string()).map(String::as_str), Some("acme"));
+/// ```
 pub fn assign_group(
     scheduler: &mut Scheduler<String, usize, ManualClock>,
     tenant: &str,
     group: &str,
 ) {
-    let _ = (scheduler, tenant, group);
+    scheduler.set_group(tenant.to_string(), group.to_string());
 }
