@@ -153,6 +153,35 @@
 //! assert_eq!(s.len(), 2);
 //! ```
 //!
+//! # Groups of tenants
+//!
+//! A customer that submits under many keys (one per user, project or API token) would get one
+//! share per key. Put its keys in a group and capacity is shared among groups first, by group
+//! weight, then among each group's tenants, by their weights: 1,000 keys of one group against
+//! 9 single-key groups get a tenth of the service. A group can be limited as a whole (a rate
+//! quota, caps on what its members queue, an in-flight limit), blocked and purged; a tenant in
+//! no group is served as before.
+//!
+//! ```
+//! use fairshare::{BlockReason, Scheduler, SchedulerConfig};
+//! use fairshare::config::TenantLimits;
+//!
+//! let mut s: Scheduler<String, u32> = Scheduler::new(SchedulerConfig::new());
+//! for key in 0..1000 {
+//!     s.set_group(format!("acme-{key}"), "acme".to_string());
+//!     s.try_push(format!("acme-{key}"), key).unwrap();
+//! }
+//! s.try_push("globex".to_string(), 7).unwrap();
+//! s.pop(); // acme's turn: one of its thousand keys
+//! assert_eq!(s.pop(), Some(7)); // then globex, which does not wait behind 999 more keys
+//!
+//! s.set_group_limits("acme".to_string(), TenantLimits::new().with_max_items(1_000));
+//! assert!(s.try_push("acme-new".to_string(), 1).is_ok()); // not in the group: its own share
+//! s.block_group("acme".to_string(), BlockReason::Abuse);
+//! assert!(s.try_push("acme-1".to_string(), 1).is_err());
+//! assert_eq!(s.purge_group(&"acme".to_string()).len(), 999);
+//! ```
+//!
 //! # Nothing is lost
 //!
 //! Every item handed to the crate comes back to the host exactly once: from `pop`/`dispatch`,
@@ -162,9 +191,11 @@
 //!
 //! # Time
 //!
-//! Time-based features take a [`Clock`]: [`StdClock`] is the only code that reads real time,
-//! and [`ManualClock`] lets tests and simulations drive time by hand. A clock that steps
-//! backwards counts as no time passed.
+//! Time-based features take a [`Clock`]: [`StdClock`] reads the OS clock, and [`ManualClock`]
+//! lets tests and simulations drive time by hand (or a host tick it once per batch). With the
+//! `quanta` feature, `clock::TscClock` reads the same time from the CPU's time-stamp counter
+//! and `clock::RecentClock` the time a host-started quanta upkeep thread publishes (one atomic
+//! load; precise to the upkeep interval). A clock that steps backwards counts as no time passed.
 //!
 //! # Modules
 //!
@@ -180,6 +211,7 @@
 //! - `serde`: `Serialize`/`Deserialize` for configuration and value types.
 //! - `metrics`: counters, gauges and a wait histogram through the `metrics` facade, and a
 //!   bounded heavy-tenant tracker; names in the `metrics` module.
+//! - `quanta`: the cheap real-time clocks `clock::TscClock` and `clock::RecentClock`.
 //!
 //! # Minimum supported Rust version
 //!

@@ -3,8 +3,8 @@
 //! [`ShedPolicy`] and [`QueueDelay`] target, and the pressure gauge's [`PressureConfig`].
 //!
 //! All of them are plain `Copy` values built with `const` builders, valid by construction.
-//! With the `serde` feature, [`Config`] is the one file form of all of them: it deserialises
-//! from any serde format and [`Config::validate`] turns it into these types, naming the field
+//! With the `serde` feature, `Config` is the one file form of all of them: it deserialises
+//! from any serde format and `Config::validate` turns it into these types, naming the field
 //! of anything that can never work.
 //!
 //! # Examples

@@ -11,6 +11,7 @@ mod deadlines;
 mod dispatch;
 mod fair_queue;
 mod flows;
+mod group_settings;
 mod group_table;
 mod groups;
 mod items;
@@ -21,6 +22,7 @@ mod ring;
 mod slots;
 mod tenant_queries;
 mod tenants;
+mod ticket;
 
 pub use classes::{ClassCounters, ClassSpec, Classes, MAX_CLASSES};
 pub(crate) use fair_queue::ClassCosts;
