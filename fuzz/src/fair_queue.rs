@@ -1,6 +1,7 @@
 //! `FairQueue`: pushes by key and by handle with any options, pop, dispatch, complete with any
 //! actual cost, weights, classes, the in-flight limit, block/unblock, purge, retain (with a
-//! predicate that may panic), drain (dropped early too) and take_expired.
+//! predicate that may panic), drain (dropped early too), take_expired, and groups of tenants
+//! (membership, group weight, group in-flight limit, block/unblock and purge of a group).
 
 use crate::common::{
     Class, Cost, Item, Ledger, Opts, Way, Weight, catch_host, classes, host_panic, reason,
@@ -52,6 +53,34 @@ pub enum Op {
     Drain { take: u8 },
     /// `take_expired(now)`.
     TakeExpired { now_ms: u16 },
+    /// `set_group`.
+    SetGroup { tenant: u8, group: u8 },
+    /// `clear_group`.
+    ClearGroup { tenant: u8 },
+    /// `set_group_weight`.
+    SetGroupWeight { group: u8, weight: Weight },
+    /// `set_group_in_flight_limit`.
+    GroupLimit { group: u8, limit: Option<u8> },
+    /// `block_group`.
+    BlockGroup { group: u8, reason: u8 },
+    /// `unblock_group`.
+    UnblockGroup { group: u8 },
+    /// `purge_group`.
+    PurgeGroup { group: u8 },
+}
+
+/// The groups as the host set them: each tenant's group and each group's in-flight limit
+/// and block.
+#[derive(Debug, Default)]
+struct GroupModel {
+    member: [Option<u8>; 8],
+    limit: [Option<u32>; 3],
+    blocked: [bool; 3],
+}
+
+/// Group keys live in their own namespace; three groups.
+fn group(g: u8) -> u8 {
+    g % 3
 }
 
 /// The queue's configuration.
@@ -88,9 +117,14 @@ pub fn run_ops(setup: &Setup, ops: &[Op]) {
     let mut ledger = Ledger::default();
     let mut tickets: Vec<Ticket> = Vec::new();
     let mut handles: Vec<(TenantHandle, u8)> = Vec::new();
+    let mut groups = GroupModel::default();
     for op in ops {
-        step(&mut q, &mut ledger, &mut tickets, &mut handles, op);
+        let before = group_in_flight(&q);
+        if !group_step(&mut q, &mut ledger, &mut groups, op) {
+            step(&mut q, &mut ledger, &mut tickets, &mut handles, &groups, op);
+        }
         check(&q, &ledger, &tickets);
+        check_groups(&q, &groups, &before, op);
     }
     // Wind down: every ticket completed, everything left drained.
     for t in tickets.drain(..) {
@@ -112,11 +146,92 @@ pub fn run_ops(setup: &Setup, ops: &[Op]) {
     assert_eq!(q.known_tenants(), q.tenants().count());
 }
 
+/// Runs `op` if it is a group operation; returns whether it was.
+fn group_step(
+    q: &mut FairQueue<u8, Item>,
+    ledger: &mut Ledger,
+    groups: &mut GroupModel,
+    op: &Op,
+) -> bool {
+    match *op {
+        Op::SetGroup { tenant: t, group: g } => {
+            q.set_group(tenant(t), group(g));
+            groups.member[usize::from(tenant(t))] = Some(group(g));
+        }
+        Op::ClearGroup { tenant: t } => {
+            let was = groups.member[usize::from(tenant(t))].take().is_some();
+            assert_eq!(q.clear_group(&tenant(t)), was);
+        }
+        Op::SetGroupWeight { group: g, weight } => {
+            q.set_group_weight(group(g), weight.get());
+            assert_eq!(q.group_weight(&group(g)), weight.get());
+        }
+        Op::GroupLimit { group: g, limit } => {
+            let limit = limit.map(|l| u32::from(l % 4));
+            q.set_group_in_flight_limit(group(g), limit);
+            groups.limit[usize::from(group(g))] = limit;
+        }
+        Op::BlockGroup { group: g, reason: r } => {
+            q.block_group(group(g), reason(r));
+            groups.blocked[usize::from(group(g))] = true;
+        }
+        Op::UnblockGroup { group: g } => {
+            let was = q.unblock_group(&group(g)).is_some();
+            assert_eq!(was, groups.blocked[usize::from(group(g))]);
+            groups.blocked[usize::from(group(g))] = false;
+        }
+        Op::PurgeGroup { group: g } => {
+            let n = q.group_len(&group(g));
+            let out = q.purge_group(&group(g));
+            assert_eq!(out.len(), n);
+            for item in out {
+                assert_eq!(groups.member[usize::from(item.tenant)], Some(group(g)));
+                ledger.back(item, Way::Purged);
+            }
+            assert_eq!(q.group_len(&group(g)), 0);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Each group's items in flight.
+fn group_in_flight(q: &FairQueue<u8, Item>) -> [u32; 3] {
+    [0, 1, 2].map(|g| q.group_in_flight(&g))
+}
+
+/// The group totals are the sums over the members the model holds; a push by a blocked
+/// group's member was refused; no dispatch took a group past its in-flight limit.
+fn check_groups(q: &FairQueue<u8, Item>, groups: &GroupModel, before: &[u32; 3], op: &Op) {
+    for g in 0..3u8 {
+        let members: Vec<u8> = (0..8u8)
+            .filter(|&t| groups.member[usize::from(t)] == Some(g))
+            .collect();
+        let len: usize = members.iter().map(|t| q.tenant_len(t)).sum();
+        let in_flight: u32 = members.iter().map(|t| q.in_flight(t)).sum();
+        let cost: u64 = members.iter().map(|t| q.tenant_queued_cost(t)).sum();
+        assert_eq!(q.group_len(&g), len, "group {g}'s length is not its members'");
+        assert_eq!(q.group_in_flight(&g), in_flight, "group {g}'s in-flight count");
+        assert_eq!(q.group_queued_cost(&g), cost, "group {g}'s queued cost");
+        assert_eq!(q.group_members(&g), members.len());
+        let now = q.group_in_flight(&g);
+        if let (Op::Dispatch, Some(limit)) = (op, groups.limit[usize::from(g)]) {
+            if now > before[usize::from(g)] {
+                assert!(
+                    before[usize::from(g)] < limit,
+                    "group {g} at its in-flight limit {limit} was served"
+                );
+            }
+        }
+    }
+}
+
 fn step(
     q: &mut FairQueue<u8, Item>,
     ledger: &mut Ledger,
     tickets: &mut Vec<Ticket>,
     handles: &mut Vec<(TenantHandle, u8)>,
+    groups: &GroupModel,
     op: &Op,
 ) {
     match *op {
@@ -125,6 +240,11 @@ fn step(
             let item = ledger.item(t, opts.class());
             let id = item.id;
             let r = q.try_push_with(t, item, opts.get());
+            let group_blocked = groups.member[usize::from(t)]
+                .is_some_and(|g| groups.blocked[usize::from(g)]);
+            if group_blocked {
+                assert!(r.is_err(), "a blocked group's member was admitted");
+            }
             ledger.pushed(id, r);
         }
         Op::PushTo { handle, opts } => {
@@ -152,7 +272,7 @@ fn step(
         }
         Op::Pop => {
             let before = q.len();
-            let can = dispatchable_unlimited(q);
+            let can = dispatchable_unlimited(q) && groups.limit.iter().all(Option::is_none);
             match q.pop() {
                 Some(item) => ledger.back(item, Way::Dispatched),
                 None => assert!(
@@ -163,7 +283,7 @@ fn step(
         }
         Op::Dispatch => {
             let global_before = q.total_in_flight();
-            let can = dispatchable_unlimited(q);
+            let can = dispatchable_unlimited(q) && groups.limit.iter().all(Option::is_none);
             let before = q.len();
             let class_before: Vec<u32> = (0..q.classes().len())
                 .map(|c| q.class_in_flight(ClassId::new(c as u16)))
@@ -285,6 +405,13 @@ fn step(
             }
             assert!(q.is_empty(), "a dropped drain left items queued");
         }
+        Op::SetGroup { .. }
+        | Op::ClearGroup { .. }
+        | Op::SetGroupWeight { .. }
+        | Op::GroupLimit { .. }
+        | Op::BlockGroup { .. }
+        | Op::UnblockGroup { .. }
+        | Op::PurgeGroup { .. } => unreachable!("group operations run in group_step"),
         Op::TakeExpired { now_ms } => {
             let now = Nanos::from_millis(u64::from(now_ms));
             for r in q.take_expired(now) {
