@@ -191,10 +191,33 @@ pub enum Op {
         cost: Cost,
     },
     Stats,
+    SetGroup {
+        tenant: u8,
+        group: u8,
+    },
+    SetGroupLimits {
+        group: u8,
+        limits: Limits,
+    },
+    BlockGroup {
+        group: u8,
+        reason: u8,
+    },
+    UnblockGroup {
+        group: u8,
+    },
+    PurgeGroup {
+        group: u8,
+    },
 }
 
 fn tenant(t: u8) -> u8 {
     t % 8
+}
+
+/// Group keys live in their own namespace; three groups.
+fn group(g: u8) -> u8 {
+    g % 3
 }
 
 type Sched = Scheduler<u8, Item, ManualClock>;
@@ -290,6 +313,19 @@ fn pushed(
             assert!(
                 q.tenant_queued_cost(&t) <= m,
                 "tenant {t} above max_cost {m}"
+            );
+        }
+        if let Some(&g) = q.group(&t) {
+            let limits = s.group_limits(&g);
+            if let Some(m) = limits.max_items() {
+                assert!(q.group_len(&g) <= m as usize, "group {g} above max_items {m}");
+            }
+            if let Some(m) = limits.max_cost() {
+                assert!(q.group_queued_cost(&g) <= m, "group {g} above max_cost {m}");
+            }
+            assert!(
+                q.group_blocked(&g).is_none(),
+                "a blocked group's member was admitted"
             );
         }
         let cap = s.config().capacity();
@@ -476,6 +512,26 @@ fn step(
         } => s.block(tenant(t), reason(r)),
         Op::Unblock { tenant: t } => {
             s.unblock(&tenant(t));
+        }
+        Op::SetGroup { tenant: t, group: g } => s.set_group(tenant(t), group(g)),
+        Op::SetGroupLimits { group: g, limits } => {
+            s.set_group_limits(group(g), limits.get());
+            assert_eq!(s.group_limits(&group(g)), limits.get());
+        }
+        Op::BlockGroup { group: g, reason: r } => s.block_group(group(g), reason(r)),
+        Op::UnblockGroup { group: g } => {
+            s.unblock_group(&group(g));
+        }
+        Op::PurgeGroup { group: g } => {
+            let g = group(g);
+            let n = s.queue().group_len(&g);
+            let out = s.purge_group(&g);
+            assert_eq!(out.len(), n);
+            for item in out {
+                assert_eq!(s.queue().group(&item.tenant), Some(&g));
+                ledger.back(item, Way::Purged);
+            }
+            assert_eq!(s.queue().group_len(&g), 0);
         }
         Op::Purge { tenant: t } => {
             let t = tenant(t);
