@@ -23,7 +23,9 @@ pub(super) struct Checked {
     pub(super) class: u16,
     pub(super) new_tat: Option<Tat>,
     pub(super) new_class_tat: Option<Tat>,
-    pub(super) new_group_tat: Option<Tat>,
+    /// The tenant's group has a quota the item passes (its new TAT is worked out again when
+    /// the plan is made: this value, which every check returns, stays small).
+    pub(super) group_rated: bool,
     pub(super) evict_from: Option<u32>,
     pub(super) max_in_flight: u32,
 }
@@ -96,13 +98,7 @@ where
                 deadline: opts.deadline(),
                 new_tat: c.new_tat.unwrap_or(Tat::ZERO),
                 rated: c.new_tat.is_some(),
-                group_rated: match c.new_group_tat {
-                    Some(tat) => {
-                        self.staged_group_tat = tat;
-                        true
-                    }
-                    None => false,
-                },
+                group_rated: c.group_rated && self.stage_group_tat(idx, cost, now),
                 evict_from: c.evict_from,
                 max_in_flight: c.max_in_flight,
             }),
@@ -201,7 +197,7 @@ where
         let class_rate = class_quota.map(|q| Gcra::new(&q));
         let mut checked = self.check_limits(idx, rules, cost, class, class_rate, now)?;
         if let Some(group) = group {
-            checked.new_group_tat = self.check_group(idx, group, cost, now)?;
+            checked.group_rated = self.check_group(idx, group, cost, now)?;
         }
         Ok(checked)
     }
@@ -259,7 +255,7 @@ where
             class: class_idx,
             new_tat,
             new_class_tat,
-            new_group_tat: None,
+            group_rated: false,
             evict_from,
             max_in_flight: rules.max_in_flight,
         })

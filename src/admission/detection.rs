@@ -80,9 +80,18 @@ where
     C: Clock,
     S: BuildHasher,
 {
-    /// Records an admission of `cost` by live tenant `idx`, and polls if a poll is due.
+    /// Records an admission of `cost` by live tenant `idx`, and polls if a poll is due. Off,
+    /// one branch: the rest is out of line, so the paths it rides on stay small.
     #[inline(always)]
     pub(super) fn detect_admitted(&mut self, idx: u32, cost: u32, now: Nanos) {
+        if self.detect.is_some() {
+            self.record_admitted(idx, cost, now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_admitted(&mut self, idx: u32, cost: u32, now: Nanos) {
         if let Some(d) = &mut self.detect {
             if let Some(key) = self.queue.key(self.queue.slot_handle(idx)) {
                 d.detector.record_admitted(key, cost, now);
@@ -94,9 +103,15 @@ where
     }
 
     /// Records a dispatch of `cost` by live tenant `idx`; returns whether a poll is due (the
-    /// caller polls once the dispatch is complete).
+    /// caller polls once the dispatch is complete). Off, one branch.
     #[inline(always)]
     pub(super) fn detect_served(&mut self, idx: u32, cost: u32, now: Nanos) -> bool {
+        self.detect.is_some() && self.record_served(idx, cost, now)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_served(&mut self, idx: u32, cost: u32, now: Nanos) -> bool {
         match &mut self.detect {
             None => false,
             Some(d) => {

@@ -122,7 +122,7 @@ where
     }
 
     /// Pops (or with `track`, dispatches) at a time the caller read once for a whole batch.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_at(&mut self, track: bool, now: Nanos) -> Option<(T, Option<Ticket>)> {
         if self.queue.next_deadline().is_some_and(|d| d <= now) {
             self.expire(now);

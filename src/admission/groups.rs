@@ -48,14 +48,15 @@ where
     }
 
     /// The group checks of an item of `cost` from member `idx`: the group's rate, then its
-    /// caps. Returns the group's new TAT if it has a quota.
+    /// caps. Returns whether the group has a quota (see
+    /// [`stage_group_tat`](Self::stage_group_tat)).
     pub(super) fn check_group(
         &self,
         idx: u32,
         group: GroupAdmission,
         cost: u32,
         now: Nanos,
-    ) -> Result<Option<Tat>, RejectReason> {
+    ) -> Result<bool, RejectReason> {
         let new_tat = match group.rate {
             Some(rate) => Some(
                 rate.check(group.tat, now, cost)
@@ -64,7 +65,7 @@ where
             None => None,
         };
         let Some(key) = self.queue.group_key_of_slot(idx) else {
-            return Ok(new_tat);
+            return Ok(false);
         };
         if let Some(max) = group.limits.max_cost() {
             if self
@@ -85,7 +86,20 @@ where
                 });
             }
         }
-        Ok(new_tat)
+        Ok(new_tat.is_some())
+    }
+
+    /// Stages the new TAT of tenant `idx`'s group's quota for an item of `cost` at `now` that
+    /// [`check_group`](Self::check_group) passed, for the commit; returns `true`.
+    #[cold]
+    pub(super) fn stage_group_tat(&mut self, idx: u32, cost: u32, now: Nanos) -> bool {
+        let group = self.group_rules(idx);
+        if let Some((rate, tat)) = group.and_then(|g| Some((g.rate?, g.tat))) {
+            if let Ok(tat) = rate.check(tat, now, cost) {
+                self.staged_group_tat = tat;
+            }
+        }
+        true
     }
 
     /// Stores the new TAT of tenant `idx`'s group's quota that the committed plan decided.

@@ -29,6 +29,9 @@ where
             if track && respect_limits && self.single_capped && self.class0_full() {
                 return None;
             }
+            if !self.groups.is_empty() {
+                return self.pop_class::<false>(0, respect_limits);
+            }
             return self.pop_class::<true>(0, respect_limits);
         }
         self.pop_classes(respect_limits, track)
@@ -58,7 +61,8 @@ where
         }
     }
 
-    /// The DRR step inside class `c` (`ONE`: the queue's only class, `c` = 0).
+    /// The DRR step inside class `c` (`ONE`: the queue's only class, `c` = 0, and no groups, so
+    /// every flow is embedded in its slot and every ring entry is a flow).
     #[inline(always)]
     pub(super) fn pop_class<const ONE: bool>(
         &mut self,
@@ -73,8 +77,8 @@ where
             if front == NIL {
                 return None;
             }
-            if is_group_entry(front) {
-                match self.group_turn::<ONE>(c, front & !GROUP, respect_limits) {
+            if !ONE && is_group_entry(front) {
+                match self.group_turn(c, front & !GROUP, respect_limits) {
                     GroupTurn::Served(p) => return Some(p),
                     GroupTurn::Parked => continue,
                     GroupTurn::Rotated => {

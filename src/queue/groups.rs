@@ -200,17 +200,10 @@ where
 {
     /// The turn of group flow `gf` at the front of class `c`'s ring: serve a member's item
     /// if the group can afford one, else grant it a round and rotate it to the back.
-    ///
-    /// `ONE`: the queue has one class (every member flow is embedded in its slot), as for
-    /// `pop_class`. Kept out of line: the class ring's loop stays as small as it was for
-    /// queues without groups.
+    /// Kept out of line: the class ring's loop stays as small as it was for queues without
+    /// groups.
     #[inline(never)]
-    pub(super) fn group_turn<const ONE: bool>(
-        &mut self,
-        c: usize,
-        gf: u32,
-        respect_limits: bool,
-    ) -> GroupTurn<T> {
+    pub(super) fn group_turn(&mut self, c: usize, gf: u32, respect_limits: bool) -> GroupTurn<T> {
         let g = self.groups.group_of_flow(gf);
         let credit_rounds = i64::from(self.config.max_credit_rounds());
         if self.groups.flow(gf).deficit <= 0 {
@@ -236,15 +229,15 @@ where
         let mut rotations = 0u32;
         loop {
             let front = self.groups.flow(gf).front;
-            let embedded = ONE || front & EXTRA == 0;
+            let embedded = front & EXTRA == 0;
             let idx = if embedded {
                 front
             } else {
                 self.tenants.flow_owner(front).0
             };
-            let (t, extra) = self.tenants.tenant_and_flow::<ONE>(idx, front);
+            let (t, extra) = self.tenants.tenant_and_flow::<false>(idx, front);
             if respect_limits && t.in_flight >= t.max_in_flight {
-                self.ring_unlink::<ONE>(c, front);
+                self.ring_unlink::<false>(c, front);
                 if self.groups.flow(gf).len == 0 {
                     return GroupTurn::Parked;
                 }
@@ -263,9 +256,9 @@ where
                 let flow = self.groups.flow_mut(gf);
                 flow.deficit = flow.deficit.saturating_sub(charge);
                 let (item, taken) = if embedded {
-                    self.take_head::<ONE, true>(c, idx, front)
+                    self.take_head::<false, true>(c, idx, front)
                 } else {
-                    self.take_head::<ONE, false>(c, idx, front)
+                    self.take_head::<false, false>(c, idx, front)
                 };
                 self.end_turns(c, gf, idx, front);
                 return GroupTurn::Served(Popped {

@@ -48,7 +48,7 @@ where
         now: Nanos,
         deadline: Option<Nanos>,
     ) {
-        if self.single() {
+        if self.single() && self.groups.is_empty() {
             debug_assert_eq!(class, 0);
             self.link_in::<true>(idx, 0, item, cost, now, deadline);
         } else {
@@ -56,7 +56,8 @@ where
         }
     }
 
-    /// [`link`](Self::link), with `ONE` telling whether the queue has one class.
+    /// [`link`](Self::link), with `ONE` telling whether the queue has one class and no groups
+    /// (see `pop_class`).
     #[inline(always)]
     pub(super) fn link_in<const ONE: bool>(
         &mut self,
@@ -77,7 +78,7 @@ where
         let default_weight = self.config.default_weight();
         let quantum = self.config.quantum();
         let credit_rounds = i64::from(self.config.max_credit_rounds());
-        let single = ONE;
+        let single = ONE || self.single();
         let (t, mut extra) = self.tenants.tenant_and_flow::<ONE>(idx, fid);
         let f = match extra.as_deref_mut() {
             Some(f) => f,
@@ -122,7 +123,7 @@ where
         if tenant_activated {
             self.active_tenants += 1;
         }
-        if group != NIL {
+        if !ONE && group != NIL {
             let g = self.groups.get_mut(group);
             g.len += 1;
             g.queued_cost += u64::from(cost);

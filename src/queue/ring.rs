@@ -55,29 +55,87 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
 
     /// Appends flow `fid` behind every backlogged flow of its class `c`: on the class's ring,
     /// or on its group's inner ring if its tenant is in a group.
+    /// Without groups, no ring holds a group flow: the links are the flows' own.
     #[inline(always)]
     pub(super) fn ring_push_back<const ONE: bool>(&mut self, c: usize, fid: u32) {
-        if !self.groups.is_empty() {
-            let g = self.tenants.get(self.tenants.flow_owner(fid).0).group;
-            if g != NIL {
-                self.group_push_back(c, g, fid);
-                return;
-            }
+        if ONE || self.groups.is_empty() {
+            self.flow_push_back::<ONE>(c, fid);
+        } else {
+            self.ring_push_back_grouped(c, fid);
         }
-        self.class_push_back::<ONE>(c, fid);
     }
 
     /// Takes flow `fid` off its ring (its class's, or its group's inner ring).
     #[inline(always)]
     pub(super) fn ring_unlink<const ONE: bool>(&mut self, c: usize, fid: u32) {
-        if !self.groups.is_empty() {
-            let g = self.tenants.get(self.tenants.flow_owner(fid).0).group;
-            if g != NIL {
-                self.group_unlink(c, g, fid);
-                return;
-            }
+        if ONE || self.groups.is_empty() {
+            self.flow_unlink::<ONE>(c, fid);
+        } else {
+            self.ring_unlink_grouped(c, fid);
         }
-        self.class_unlink::<ONE>(c, fid);
+    }
+
+    #[inline(never)]
+    fn ring_push_back_grouped(&mut self, c: usize, fid: u32) {
+        match self.tenants.get(self.tenants.flow_owner(fid).0).group {
+            NIL => self.class_push_back::<false>(c, fid),
+            g => self.group_push_back(c, g, fid),
+        }
+    }
+
+    #[inline(never)]
+    fn ring_unlink_grouped(&mut self, c: usize, fid: u32) {
+        match self.tenants.get(self.tenants.flow_owner(fid).0).group {
+            NIL => self.class_unlink::<false>(c, fid),
+            g => self.group_unlink(c, g, fid),
+        }
+    }
+
+    /// [`class_push_back`](Self::class_push_back) of a flow on a ring that holds only flows.
+    #[inline(always)]
+    fn flow_push_back<const ONE: bool>(&mut self, c: usize, fid: u32) {
+        let front = self.ring(c).front;
+        if front == NIL {
+            let f = self.flow_in_mut::<ONE>(fid);
+            f.prev = fid;
+            f.next = fid;
+            self.ring_mut(c).front = fid;
+            if !ONE && !self.single() {
+                self.class_activated(c);
+            }
+        } else {
+            let tail = self.flow_in::<ONE>(front).prev;
+            {
+                let f = self.flow_in_mut::<ONE>(fid);
+                f.prev = tail;
+                f.next = front;
+            }
+            self.flow_in_mut::<ONE>(tail).next = fid;
+            self.flow_in_mut::<ONE>(front).prev = fid;
+        }
+        self.ring_mut(c).ring_len += 1;
+    }
+
+    /// [`class_unlink`](Self::class_unlink) of a flow on a ring that holds only flows.
+    #[inline(always)]
+    fn flow_unlink<const ONE: bool>(&mut self, c: usize, fid: u32) {
+        if self.ring(c).ring_len == 1 {
+            self.ring_mut(c).front = NIL;
+        } else {
+            let (prev, next) = {
+                let f = self.flow_in::<ONE>(fid);
+                (f.prev, f.next)
+            };
+            if self.ring(c).front == fid {
+                self.ring_mut(c).front = next;
+            }
+            self.flow_in_mut::<ONE>(prev).next = next;
+            self.flow_in_mut::<ONE>(next).prev = prev;
+        }
+        self.ring_mut(c).ring_len -= 1;
+        let f = self.flow_in_mut::<ONE>(fid);
+        f.prev = NIL;
+        f.next = NIL;
     }
 
     /// The ring links `(prev, next)` of entry `id` of a class ring: a flow, or a group flow.
@@ -257,16 +315,16 @@ where
             return;
         }
         self.queued_cost -= cost;
-        let g = self.tenants.get(idx).group;
-        if g != NIL {
-            self.group_removed(g, n, cost);
-        }
         if ONE || self.single() {
             // One class: the tenant's totals are its flow's.
             let t = self.tenants.get_mut(idx);
             t.len -= n;
             t.queued_cost -= cost;
-            let emptied = t.len == 0;
+            let (emptied, group) = (t.len == 0, t.group);
+            if !ONE && group != NIL {
+                self.group_removed(group, n, cost);
+            }
+            let t = self.tenants.get_mut(idx);
             let in_ring = t.flow.in_ring();
             if emptied {
                 // Leftover credit is forfeited (classic DRR), and so is credit from cost
@@ -280,6 +338,10 @@ where
             }
             self.touch(idx);
             return;
+        }
+        let g = self.tenants.get(idx).group;
+        if g != NIL {
+            self.group_removed(g, n, cost);
         }
         let (t, extra) = self.tenants.tenant_and_flow::<EMB>(idx, fid);
         let f = match extra {
