@@ -1,6 +1,7 @@
 //! What a queued item costs, measured by a counting global allocator (every byte this test
 //! binary holds): a `u64` item takes at most 24 bytes beyond itself in the item slab, and
-//! `FairQueue::footprint` says what the allocator sees.
+//! `FairQueue::footprint` says what the allocator sees. It runs without the libtest harness
+//! (`harness = false`), whose threads would otherwise allocate while it measures.
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 use std::alloc::System;
@@ -19,8 +20,11 @@ fn held() -> isize {
     s.bytes_allocated as isize - s.bytes_deallocated as isize
 }
 
-/// One test, run alone, so that no other test's allocations land in the counts.
-#[test]
+fn main() {
+    queued_u64_item_takes_at_most_24_bytes_beyond_itself();
+    println!("test queued_u64_item_takes_at_most_24_bytes_beyond_itself ... ok");
+}
+
 fn queued_u64_item_takes_at_most_24_bytes_beyond_itself() {
     // One tenant, so only the item slab grows; a power of two, so the slab's capacity (it
     // doubles) ends exactly at the backlog.

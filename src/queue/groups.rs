@@ -207,16 +207,7 @@ where
         let g = self.groups.group_of_flow(gf);
         let credit_rounds = i64::from(self.config.max_credit_rounds());
         if self.groups.flow(gf).deficit <= 0 {
-            let q = self.group_quantum(g);
-            let granted = grant(
-                &mut self.groups.get_mut(g).carry,
-                q,
-                q.saturating_mul(credit_rounds),
-            );
-            let flow = self.groups.flow_mut(gf);
-            flow.deficit = flow.deficit.saturating_add(granted);
-            let next = flow.next;
-            self.ring_mut(c).front = next;
+            self.rotate_group(c, gf);
             return GroupTurn::Rotated;
         }
         let group = self.groups.get(g);
@@ -305,18 +296,22 @@ where
         }
         let flow = *self.groups.flow(gf);
         if flow.in_ring() && flow.deficit <= 0 && self.ring(c).front == gf | GROUP {
-            let g = self.groups.group_of_flow(gf);
-            let q = self.group_quantum(g);
-            let granted = grant(
-                &mut self.groups.get_mut(g).carry,
-                q,
-                q.saturating_mul(credit_rounds),
-            );
-            let flow = self.groups.flow_mut(gf);
-            flow.deficit = flow.deficit.saturating_add(granted);
-            let next = flow.next;
-            self.ring_mut(c).front = next;
+            self.rotate_group(c, gf);
         }
+    }
+
+    /// Grants group flow `gf`, at the front of class `c`'s ring, its next round (repaying
+    /// the group's debt or giving back its credit) and moves the front past it.
+    #[inline(always)]
+    fn rotate_group(&mut self, c: usize, gf: u32) {
+        let g = self.groups.group_of_flow(gf);
+        let q = self.group_quantum(g);
+        let cap = q.saturating_mul(i64::from(self.config.max_credit_rounds()));
+        let granted = grant(&mut self.groups.get_mut(g).carry, q, cap);
+        let flow = self.groups.flow_mut(gf);
+        flow.deficit = flow.deficit.saturating_add(granted);
+        let next = flow.next;
+        self.ring_mut(c).front = next;
     }
 
     /// Moves tenant `idx` into group `g` (`NIL`: out of its group), with its queued and
