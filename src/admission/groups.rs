@@ -64,23 +64,18 @@ where
             ),
             None => None,
         };
-        let Some(key) = self.queue.group_key_of_slot(idx) else {
+        let Some((len, queued_cost)) = self.queue.group_totals_of_slot(idx) else {
             return Ok(false);
         };
         if let Some(max) = group.limits.max_cost() {
-            if self
-                .queue
-                .group_queued_cost(key)
-                .saturating_add(u64::from(cost))
-                > max
-            {
+            if queued_cost.saturating_add(u64::from(cost)) > max {
                 return Err(RejectReason::GroupFull {
                     limit: Limit::Cost(max),
                 });
             }
         }
         if let Some(max) = group.limits.max_items() {
-            if self.queue.group_len(key) >= max as usize {
+            if len >= u64::from(max) {
                 return Err(RejectReason::GroupFull {
                     limit: Limit::Items(u64::from(max)),
                 });

@@ -254,6 +254,18 @@ where
         }
     }
 
+    /// The items and cost tenant `idx`'s group has queued, if it is in one (read from the
+    /// group's slot: no lookup by key).
+    pub(crate) fn group_totals_of_slot(&self, idx: u32) -> Option<(u64, u64)> {
+        match self.tenants.get(idx).group {
+            NIL => None,
+            g => {
+                let group = self.groups.get(g);
+                Some((u64::from(group.len), group.queued_cost))
+            }
+        }
+    }
+
     /// The keys of group `group`'s members, in slot order.
     pub(crate) fn member_keys(&self, group: &K) -> Vec<K> {
         self.member_slots(group)
