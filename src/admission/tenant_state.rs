@@ -101,6 +101,6 @@ mod tests {
         use crate::queue::Tenant;
         use std::mem::size_of;
         assert_eq!(size_of::<TenantAdmission>(), 20);
-        assert!(size_of::<Tenant<TenantAdmission>>() <= size_of::<Tenant<()>>() + 24);
+        assert!(size_of::<Tenant<u64, TenantAdmission>>() <= size_of::<Tenant<u64, ()>>() + 24);
     }
 }

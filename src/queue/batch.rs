@@ -63,10 +63,7 @@ where
         for (i, key) in keys.take(CHUNK).enumerate() {
             let hash = tenants.hasher.hash_one(key);
             out.hashes[i] = hash;
-            out.slots[i].index = tenants
-                .table
-                .find(hash, |(k, _)| k == key)
-                .map_or(NIL, |&(_, idx)| idx);
+            out.slots[i].index = tenants.find_hashed(hash, key).unwrap_or(NIL);
             n = i + 1;
         }
         let mut touched = 0;
@@ -98,7 +95,7 @@ where
             return Some(h.index);
         }
         let hash = lookups.hashes[i];
-        if let Some(&(_, idx)) = self.tenants.table.find(hash, |(k, _)| *k == key) {
+        if let Some(idx) = self.tenants.find_hashed(hash, &key) {
             return Some(idx);
         }
         self.tenants.insert_new(hash, key)

@@ -124,7 +124,7 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
         &mut self,
         idx: u32,
         fid: u32,
-    ) -> (&mut Tenant<A>, Option<&mut Flow>) {
+    ) -> (&mut Tenant<K, A>, Option<&mut Flow>) {
         let t = &mut self.slots[idx as usize];
         if ONE || fid & EXTRA == 0 {
             debug_assert_eq!(fid, idx);
@@ -223,7 +223,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
     pub(crate) fn drop_classes_from(&mut self, classes: u16) -> Vec<(u32, u32)> {
         let mut moved = Vec::new();
         for idx in 0..self.slots.len() {
-            if self.keys[idx].is_none() {
+            if !self.slots[idx].live {
                 continue;
             }
             let home = self.slots[idx].home;

@@ -48,7 +48,7 @@ where
 
     /// Live slot `idx`, to read.
     #[inline(always)]
-    pub(crate) fn slot(&self, idx: u32) -> &Tenant<A> {
+    pub(crate) fn slot(&self, idx: u32) -> &Tenant<K, A> {
         self.tenants.get(idx)
     }
 
@@ -65,7 +65,7 @@ where
     }
 
     /// Live slots in index order (deterministic; never hash order).
-    pub(crate) fn slots(&self) -> impl Iterator<Item = (u32, &K, &Tenant<A>)> {
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (u32, &K, &Tenant<K, A>)> {
         self.tenants.iter()
     }
 

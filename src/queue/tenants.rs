@@ -1,8 +1,8 @@
 //! # Implementation details
 //!
-//! The tenant table: a slab of tenant slots indexed by `u32`, and a
-//! `hashbrown::HashTable<(K, u32)>` from key to slot (the key beside the index, so a lookup
-//! compares keys inside the table's bucket), plus a dense slot -> key array. A slot is
+//! The tenant table: a slab of tenant slots indexed by `u32`, each holding its tenant's key,
+//! and a `hashbrown::HashTable<u32>` of slot indexes. A lookup compares the key in the slot it
+//! is about to use anyway, so the key is stored once and a table entry costs 5 bytes. A slot is
 //! live while its tenant has queued or in-flight work or custom settings (a weight override, a
 //! block, a pinned handle); the moment none is left the slot is freed, its generation bumped
 //! (so stale [`TenantHandle`]s are detected) and its index reused. Order never depends on the
@@ -124,7 +124,12 @@ impl Attachment for () {
 /// A tenant's slot. (Measured: the compiler's field order beats a hand-made cache-line
 /// layout here; `#[repr(C, align(64))]` made push+pop 50% slower.)
 #[derive(Debug)]
-pub(crate) struct Tenant<A> {
+pub(crate) struct Tenant<K, A> {
+    /// The tenant's key. A freed slot keeps its last key until the slot is reused or cut off
+    /// by shrinking (no `K` can be made to replace it); `live` says which it is.
+    pub(crate) key: K,
+    /// Whether the slot holds a tenant (false: on the free list, or retired).
+    pub(crate) live: bool,
     /// The flow in the home class.
     pub(crate) flow: Flow,
     /// The class whose flow is embedded (`HOME_UNSET`: the default class, still claimable).
@@ -162,9 +167,11 @@ pub(crate) struct Tenant<A> {
     pub(crate) attached: A,
 }
 
-impl<A: Attachment> Tenant<A> {
-    pub(super) fn new(generation: u32) -> Self {
+impl<K, A: Attachment> Tenant<K, A> {
+    pub(super) fn new(key: K, generation: u32) -> Self {
         Tenant {
+            key,
+            live: true,
             generation,
             flow: Flow::EMPTY,
             home: HOME_UNSET,
@@ -199,17 +206,16 @@ impl<A: Attachment> Tenant<A> {
     }
 }
 
-/// Key -> slot table plus the slot slab. The table holds each key beside its slot index, so
-/// a lookup compares keys without touching any other memory (at a million tenants every extra
-/// place touched is a cache miss). `keys` answers the reverse question (slot -> key) for
-/// handles, iteration and removal; a slot is free exactly when its key there is `None`; free
-/// slots are chained through their `next` field.
+/// Key -> slot table plus the slot slab. The table holds slot indexes only: a lookup compares
+/// the key inside the slot, whose line the caller touches next anyway (at a million tenants
+/// every extra place touched is a cache miss, and a table of 4-byte entries misses less than
+/// one of keys). The slot's key answers the reverse question (slot -> key) for handles,
+/// iteration and removal.
 #[derive(Debug)]
 pub(crate) struct Tenants<K, S, A> {
-    pub(super) table: HashTable<(K, u32)>,
+    pub(super) table: HashTable<u32>,
     pub(super) hasher: S,
-    pub(super) keys: Vec<Option<K>>,
-    pub(super) slots: Vec<Tenant<A>>,
+    pub(super) slots: Vec<Tenant<K, A>>,
     /// Free slot indexes, most recently freed last. After the slab shrinks it may hold
     /// indexes past the end, skipped when popped.
     pub(super) free: Vec<u32>,
@@ -229,7 +235,6 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
         Tenants {
             table: HashTable::new(),
             hasher,
-            keys: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
             next_generation: 0,
@@ -245,36 +250,31 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
     }
 
     #[inline(always)]
-    pub(crate) fn get(&self, idx: u32) -> &Tenant<A> {
-        debug_assert!(
-            self.keys[idx as usize].is_some(),
-            "tenant slot {idx} is free"
-        );
-        &self.slots[idx as usize]
+    pub(crate) fn get(&self, idx: u32) -> &Tenant<K, A> {
+        let t = &self.slots[idx as usize];
+        debug_assert!(t.live, "tenant slot {idx} is free");
+        t
     }
 
     #[inline(always)]
-    pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Tenant<A> {
-        debug_assert!(
-            self.keys[idx as usize].is_some(),
-            "tenant slot {idx} is free"
-        );
-        &mut self.slots[idx as usize]
+    pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Tenant<K, A> {
+        let t = &mut self.slots[idx as usize];
+        debug_assert!(t.live, "tenant slot {idx} is free");
+        t
     }
 
     /// Whether slot `idx` holds a tenant.
     #[inline]
     pub(crate) fn is_live(&self, idx: u32) -> bool {
-        self.keys.get(idx as usize).is_some_and(Option::is_some)
+        self.slots.get(idx as usize).is_some_and(|t| t.live)
     }
 
     /// The key of live slot `idx`.
     #[inline]
     pub(crate) fn key(&self, idx: u32) -> &K {
-        match &self.keys[idx as usize] {
-            Some(k) => k,
-            None => unreachable!("fairshare: tenant slot {idx} is free"),
-        }
+        let t = &self.slots[idx as usize];
+        assert!(t.live, "fairshare: tenant slot {idx} is free");
+        &t.key
     }
 
     /// The live slot a handle names, if it is not stale. The generation alone decides: a
@@ -285,7 +285,7 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
     pub(crate) fn resolve(&self, h: TenantHandle) -> Option<u32> {
         match self.slots.get(h.index as usize) {
             Some(t) if t.generation == h.generation && h.generation != u32::MAX => {
-                debug_assert!(self.keys[h.index as usize].is_some());
+                debug_assert!(t.live);
                 Some(h.index)
             }
             _ => None,
@@ -301,12 +301,12 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
     }
 
     /// Live slots in index order (deterministic; never hash order).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &K, &Tenant<A>)> {
-        self.keys
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &K, &Tenant<K, A>)> {
+        self.slots
             .iter()
-            .zip(&self.slots)
             .enumerate()
-            .filter_map(|(i, (k, t))| k.as_ref().map(|k| (i as u32, k, t)))
+            .filter(|(_, t)| t.live)
+            .map(|(i, t)| (i as u32, &t.key, t))
     }
 
     /// The slots of tenants with items queued, in index order.
@@ -317,30 +317,34 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
             .collect()
     }
 
-    /// Bytes held by the table, the keys and the slots (capacity, not length).
+    /// Bytes held by the table and the slots (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.keys.capacity() * std::mem::size_of::<Option<K>>()
-            + self.free.capacity() * std::mem::size_of::<u32>()
-            + self.slots.capacity() * std::mem::size_of::<Tenant<A>>()
+        self.free.capacity() * std::mem::size_of::<u32>()
+            + self.slots.capacity() * std::mem::size_of::<Tenant<K, A>>()
             + self.extras.capacity() * std::mem::size_of::<ExtraFlow>()
-            + self.table.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 
-    /// Bytes per known tenant: its slot, its key and its table entry (before load-factor
-    /// slack).
+    /// Bytes per known tenant: its slot (its key included) and its table entry (before
+    /// load-factor slack).
     pub(crate) const fn slot_size() -> usize {
-        std::mem::size_of::<Tenant<A>>()
-            + std::mem::size_of::<Option<K>>()
-            + std::mem::size_of::<(K, u32)>()
-            + 1
+        std::mem::size_of::<Tenant<K, A>>() + std::mem::size_of::<u32>() + 1
     }
 }
 
 impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
     #[inline(always)]
     pub(crate) fn find(&self, key: &K) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |(k, _)| k == key).map(|&(_, i)| i)
+        self.find_hashed(self.hasher.hash_one(key), key)
+    }
+
+    /// The slot of `key`, whose hash is `hash`.
+    #[inline(always)]
+    pub(crate) fn find_hashed(&self, hash: u64, key: &K) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&i| slots[i as usize].key == *key)
+            .copied()
     }
 
     /// The slot of `key`, creating a fresh tenant if it has none. Returns `None` only if the
@@ -348,7 +352,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
     #[inline(always)]
     pub(crate) fn find_or_insert(&mut self, key: K) -> Option<u32> {
         let hash = self.hasher.hash_one(&key);
-        if let Some(&(_, i)) = self.table.find(hash, |(k, _)| *k == key) {
+        if let Some(i) = self.find_hashed(hash, &key) {
             return Some(i);
         }
         self.insert_new(hash, key)
@@ -356,12 +360,12 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
 
     #[cold]
     pub(super) fn insert_new(&mut self, hash: u64, key: K) -> Option<u32> {
-        // Everything that runs host code (the key's `Clone`, and its `Hash` when the table
-        // grows) happens before the first change, so a panic there leaves the table as it
-        // was: slots, keys and the free list stay aligned.
-        let stored = key.clone();
-        let hasher = &self.hasher;
-        self.table.reserve(1, |(k, _)| hasher.hash_one(k));
+        // Everything that runs host code (the keys' `Hash` when the table grows) happens
+        // before the first change, so a panic there leaves the table as it was: slots and
+        // the free list stay aligned.
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.table
+            .reserve(1, |&i| hasher.hash_one(&slots[i as usize].key));
         while self
             .free
             .last()
@@ -371,8 +375,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
         }
         let idx = if let Some(idx) = self.free.pop() {
             let slot = &mut self.slots[idx as usize];
-            *slot = Tenant::new(slot.generation);
-            self.keys[idx as usize] = Some(stored);
+            *slot = Tenant::new(key, slot.generation);
             idx
         } else {
             // Below `GROUP`: flow ids tell slot indexes from side flows by the top bit and
@@ -380,15 +383,14 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
             let idx = u32::try_from(self.slots.len())
                 .ok()
                 .filter(|&i| i < GROUP)?;
-            self.slots.push(Tenant::new(self.next_generation));
-            self.keys.push(Some(stored));
+            self.slots.push(Tenant::new(key, self.next_generation));
             idx
         };
         self.live += 1;
         // Room was reserved: no rehash, so no host code runs here.
-        let hasher = &self.hasher;
+        let (hasher, slots) = (&self.hasher, &self.slots);
         self.table
-            .insert_unique(hash, (key, idx), |(k, _)| hasher.hash_one(k));
+            .insert_unique(hash, idx, |&i| hasher.hash_one(&slots[i as usize].key));
         Some(idx)
     }
 
@@ -411,10 +413,10 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
         let Ok(hash) = std::panic::catch_unwind(AssertUnwindSafe(|| hasher.hash_one(key))) else {
             return false;
         };
-        if let Ok(entry) = self.table.find_entry(hash, |(_, i)| *i == idx) {
+        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
         }
-        self.keys[idx as usize] = None;
+        self.slots[idx as usize].live = false;
         // The side flows go with the tenant (any debt they carried is forgotten with it).
         let mut e = std::mem::replace(&mut self.slots[idx as usize].extra, NIL);
         while e != NIL {
@@ -454,7 +456,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
     #[cold]
     fn shrink(&mut self) {
         let mut end = self.slots.len();
-        while end > 0 && self.keys[end - 1].is_none() {
+        while end > 0 && !self.slots[end - 1].live {
             let generation = self.slots[end - 1].generation;
             if generation >= u32::MAX - 1 {
                 break; // retired, or its successor would be: keep it
@@ -463,15 +465,15 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
             end -= 1;
         }
         self.slots.truncate(end);
-        self.keys.truncate(end);
         let live = self.live as usize;
         self.free.retain(|&i| (i as usize) < end);
         self.slots.shrink_to(2 * live);
-        self.keys.shrink_to(2 * live);
         self.free.shrink_to(2 * live);
         if self.table.capacity() > 4 * live.max(16) {
-            let hasher = &self.hasher;
-            self.table.shrink_to(2 * live, |(k, _)| hasher.hash_one(k));
+            // Only live slots are named, and none was cut off.
+            let (hasher, slots) = (&self.hasher, &self.slots);
+            self.table
+                .shrink_to(2 * live, |&i| hasher.hash_one(&slots[i as usize].key));
         }
         // Check again after another half of what is left has been freed.
         self.shrink_countdown = u32::try_from(end / 2).unwrap_or(u32::MAX).max(32);
