@@ -143,7 +143,7 @@ where
         let t = self.queue.slot(idx);
         let rules = self.rules_of(t.attached.limits());
         // A zero cost wraps to `u64::MAX`: one compare catches it with a cost above a bound.
-        let rare = t.blocked.is_some()
+        let rare = t.is_blocked()
             | (t.group != NIL)
             | (u64::from(cost).wrapping_sub(1) >= rules.never_above)
             | deadline.is_some_and(|d| d <= now);
@@ -170,7 +170,11 @@ where
         now: Nanos,
     ) -> Result<Checked, RejectReason> {
         let t = self.queue.slot(idx);
-        if let Some(reason) = t.blocked.or_else(|| self.queue.slot_group_blocked(idx)) {
+        if let Some(reason) = self
+            .queue
+            .slot_blocked(idx)
+            .or_else(|| self.queue.slot_group_blocked(idx))
+        {
             return Err(RejectReason::Blocked { reason });
         }
         if cost == 0 {

@@ -266,7 +266,7 @@ where
                     queued: u64::from(t.len),
                     queued_cost: t.queued_cost,
                     in_flight: t.in_flight,
-                    counters: t.counters,
+                    counters: self.queue.slot_counters(idx),
                     admission: detail
                         .then(|| d.map_or_else(AdmissionCounters::default, |d| d.admission)),
                     wait: detail.then(|| {

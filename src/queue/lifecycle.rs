@@ -163,7 +163,7 @@ where
             .tenants
             .find_or_insert(key)
             .expect("fairshare: the tenant table is full (2^30 tenants)");
-        self.tenants.get_mut(idx).blocked = Some(reason);
+        self.tenants.set_blocked(idx, Some(reason));
     }
 
     /// Lifts a block. Returns the reason it had, if it was blocked.
@@ -179,7 +179,7 @@ where
     /// ```
     pub fn unblock(&mut self, key: &K) -> Option<BlockReason> {
         let idx = self.tenants.find(key)?;
-        let reason = self.tenants.get_mut(idx).blocked.take();
+        let reason = self.tenants.set_blocked(idx, None);
         self.tenants.release_if_idle(idx);
         reason
     }
@@ -196,9 +196,7 @@ where
     /// assert_eq!(q.blocked(&"u"), None);
     /// ```
     pub fn blocked(&self, key: &K) -> Option<BlockReason> {
-        self.tenants
-            .find(key)
-            .and_then(|i| self.tenants.get(i).blocked)
+        self.tenants.find(key).and_then(|i| self.tenants.blocked(i))
     }
 
     /// Removes every item queued for `key` and hands them back in FIFO order (with several

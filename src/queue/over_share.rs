@@ -15,11 +15,26 @@ use super::tenants::Tenants;
 #[derive(Debug, Default)]
 pub(crate) struct OverShare {
     heap: Vec<u32>,
+    /// Each slot's position in `heap`, or `NIL` (and slots past the end: `NIL`). Kept here,
+    /// not in the slot, so tenants pay for it only while a policy sheds.
+    pos: Vec<u32>,
 }
 
 impl OverShare {
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.heap.capacity() * std::mem::size_of::<u32>()
+        (self.heap.capacity() + self.pos.capacity()) * std::mem::size_of::<u32>()
+    }
+
+    fn pos_of(&self, idx: u32) -> u32 {
+        self.pos.get(idx as usize).copied().unwrap_or(NIL)
+    }
+
+    fn set_pos(&mut self, idx: u32, pos: u32) {
+        let i = idx as usize;
+        if i >= self.pos.len() {
+            self.pos.resize(i + 1, NIL);
+        }
+        self.pos[i] = pos;
     }
 
     pub(crate) fn top(&self) -> Option<u32> {
@@ -34,14 +49,13 @@ impl OverShare {
         idx: u32,
         dw: NonZeroU32,
     ) {
-        let t = tenants.get(idx);
-        let (pos, backlogged) = (t.heap_pos, t.len > 0);
+        let (pos, backlogged) = (self.pos_of(idx), tenants.get(idx).len > 0);
         match (pos == NIL, backlogged) {
             (true, false) => {}
             (true, true) => {
                 let pos = self.heap.len() as u32;
                 self.heap.push(idx);
-                tenants.get_mut(idx).heap_pos = pos;
+                self.set_pos(idx, pos);
                 self.sift_up(tenants, pos, dw);
             }
             (false, false) => self.remove_at(tenants, pos, dw),
@@ -69,9 +83,9 @@ impl OverShare {
         x > y || (x == y && a < b)
     }
 
-    fn place<K, S, A: Attachment>(&mut self, tenants: &mut Tenants<K, S, A>, pos: u32, idx: u32) {
+    fn place(&mut self, pos: u32, idx: u32) {
         self.heap[pos as usize] = idx;
-        tenants.get_mut(idx).heap_pos = pos;
+        self.set_pos(idx, pos);
     }
 
     fn sift_up<K, S, A: Attachment>(
@@ -87,10 +101,10 @@ impl OverShare {
             if !Self::above(tenants, idx, p, dw) {
                 break;
             }
-            self.place(tenants, pos, p);
+            self.place(pos, p);
             pos = parent;
         }
-        self.place(tenants, pos, idx);
+        self.place(pos, idx);
         pos
     }
 
@@ -123,10 +137,10 @@ impl OverShare {
             if !Self::above(tenants, c, idx, dw) {
                 break;
             }
-            self.place(tenants, pos, c);
+            self.place(pos, c);
             pos = child;
         }
-        self.place(tenants, pos, idx);
+        self.place(pos, idx);
     }
 
     fn remove_at<K, S, A: Attachment>(
@@ -136,22 +150,15 @@ impl OverShare {
         dw: NonZeroU32,
     ) {
         let idx = self.heap[pos as usize];
-        tenants.get_mut(idx).heap_pos = NIL;
+        self.set_pos(idx, NIL);
         let last = self
             .heap
             .pop()
             .expect("fairshare: heap position names an empty heap");
         if last != idx {
-            self.place(tenants, pos, last);
+            self.place(pos, last);
             let pos = self.sift_up(tenants, pos, dw);
             self.sift_down(tenants, pos, dw);
-        }
-    }
-
-    /// Forgets every entry (when the policy stops needing the heap).
-    pub(crate) fn clear<K, S, A: Attachment>(&mut self, tenants: &mut Tenants<K, S, A>) {
-        for idx in self.heap.drain(..) {
-            tenants.get_mut(idx).heap_pos = NIL;
         }
     }
 }

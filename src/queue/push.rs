@@ -340,7 +340,7 @@ where
         let t = self.tenants.get(idx);
         let class = opts.class().index();
         // A group member takes the out-of-line path, which asks its group too.
-        if t.blocked.is_some()
+        if t.is_blocked()
             | (t.group != NIL)
             | (opts.cost() == 0)
             | (class >= self.class_count())
@@ -364,8 +364,7 @@ where
     /// The refusal `push_slot` gives tenant `idx`'s item, in the order every layer checks:
     /// the tenant's block, its group's block, the cost, the class, the room.
     pub(crate) fn push_refusal(&self, idx: u32, opts: &PushOptions) -> Option<RejectReason> {
-        let t = self.tenants.get(idx);
-        Some(if let Some(reason) = t.blocked {
+        Some(if let Some(reason) = self.tenants.blocked(idx) {
             RejectReason::Blocked { reason }
         } else if let Some(reason) = self.slot_group_blocked(idx) {
             RejectReason::Blocked { reason }
@@ -396,7 +395,7 @@ where
             self.link(idx, class, item, opts.cost(), Nanos::ZERO, opts.deadline());
             return Ok(());
         };
-        self.tenants.get_mut(idx).counters.rejected += 1;
+        self.tenants.count_rejected(idx);
         // A tenant the push itself created goes again.
         self.tenants.release_if_idle(idx);
         self.reject(item, reason)

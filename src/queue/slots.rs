@@ -7,7 +7,8 @@
 use std::hash::{BuildHasher, Hash};
 
 use super::fair_queue::FairQueue;
-use super::tenants::{Attachment, Tenant, TenantHandle};
+use super::tenants::{Attachment, Tenant, TenantCounters, TenantHandle};
+use crate::error::BlockReason;
 
 impl<K, T, S, A: Attachment> FairQueue<K, T, S, A>
 where
@@ -52,6 +53,18 @@ where
         self.tenants.get(idx)
     }
 
+    /// Why live slot `idx` is blocked, if it is.
+    #[inline]
+    pub(crate) fn slot_blocked(&self, idx: u32) -> Option<BlockReason> {
+        self.tenants.blocked(idx)
+    }
+
+    /// The lifetime counters of live slot `idx`.
+    #[inline]
+    pub(crate) fn slot_counters(&self, idx: u32) -> TenantCounters {
+        self.tenants.counters(idx)
+    }
+
     /// The attachment of live slot `idx`.
     #[inline(always)]
     pub(crate) fn attached(&self, idx: u32) -> &A {
@@ -80,7 +93,7 @@ where
     #[cold]
     pub(crate) fn count_refused(&mut self, idx: u32) {
         self.counters.rejected += 1;
-        self.tenants.get_mut(idx).counters.rejected += 1;
+        self.tenants.count_rejected(idx);
         self.tenants.release_if_idle(idx);
     }
 }

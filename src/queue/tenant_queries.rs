@@ -47,11 +47,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
                 }
                 self.over = Some(over);
             }
-            (false, true) => {
-                if let Some(mut over) = self.over.take() {
-                    over.clear(&mut self.tenants);
-                }
-            }
+            (false, true) => self.over = None,
             _ => {}
         }
     }
@@ -142,7 +138,7 @@ where
     /// assert_eq!(q.tenant_counters(&"a").unwrap().pushed, 1);
     /// ```
     pub fn tenant_counters(&self, key: &K) -> Option<TenantCounters> {
-        self.tenants.find(key).map(|i| self.tenants.get(i).counters)
+        self.tenants.find(key).map(|i| self.tenants.counters(i))
     }
 
     /// Number of items `key` has queued in `class`.
@@ -181,7 +177,7 @@ where
     pub fn tenants(&self) -> impl Iterator<Item = (&K, usize, TenantCounters)> + '_ {
         self.tenants
             .iter()
-            .map(|(_, k, t)| (k, t.len as usize, t.counters))
+            .map(|(i, k, t)| (k, t.len as usize, self.tenants.counters(i)))
     }
 
     /// The weight in force for `key` (its override, or the default).

@@ -83,6 +83,29 @@ pub struct TenantCounters {
 
 /// Pinned by a handle (`FairQueue::tenant`).
 pub(crate) const PINNED: u8 = 1;
+/// Blocked: the reason is in [`Tenants::rare`]. Keeps the slot, as a pin does.
+pub(crate) const BLOCKED: u8 = 2;
+/// Has an entry in [`Tenants::rare`] (a block or refusals). Does not keep the slot.
+pub(crate) const RARE: u8 = 4;
+/// The flags that keep a slot although it is otherwise idle.
+const KEEPS: u8 = PINNED | BLOCKED;
+
+/// What few tenants have, kept beside the table rather than in every slot: a block, and a
+/// count of refusals.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Rare {
+    pub(crate) blocked: Option<BlockReason>,
+    pub(crate) rejected: u64,
+}
+
+/// The lifetime counters every push and dispatch writes, in the slot. (Refusals are counted
+/// in [`Rare`].)
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SlotCounters {
+    pub(crate) pushed: u64,
+    pub(crate) dispatched: u64,
+    pub(crate) served_cost: u64,
+}
 
 /// State that a layer built on the queue keeps per tenant, inside the tenant's slot, so that
 /// one lookup of the key finds both. The queue never reads it, except to keep the slot (and
@@ -150,17 +173,15 @@ pub(crate) struct Tenant<K, A> {
     pub(crate) generation: u32,
     /// Flows with items queued: the tenant's quantum is split between them.
     pub(crate) active_flows: u16,
+    /// [`PINNED`], [`BLOCKED`], [`RARE`].
     pub(crate) flags: u8,
-    pub(crate) counters: TenantCounters,
+    pub(crate) counters: SlotCounters,
     /// Cost correction not yet applied, in deficit units: positive is debt (estimates were
     /// too low), repaid from later rounds; negative is credit, given back in later rounds and
     /// forfeited when the tenant has nothing queued. A tenant is remembered while it owes.
     pub(crate) carry: i64,
     /// First side flow (other classes), or `NIL`.
     pub(crate) extra: u32,
-    /// Position in the over-share heap, or `NIL`.
-    pub(crate) heap_pos: u32,
-    pub(crate) blocked: Option<BlockReason>,
     /// The group's slot (`NIL`: in no group).
     pub(crate) group: u32,
     /// The layer above's state (see [`Attachment`]).
@@ -181,12 +202,10 @@ impl<K, A: Attachment> Tenant<K, A> {
             active_flows: 0,
             in_flight: 0,
             max_in_flight: u32::MAX,
-            heap_pos: NIL,
             weight: None,
-            blocked: None,
             group: NIL,
             flags: 0,
-            counters: TenantCounters::default(),
+            counters: SlotCounters::default(),
             carry: 0,
             attached: A::default(),
         }
@@ -197,12 +216,17 @@ impl<K, A: Attachment> Tenant<K, A> {
     pub(crate) fn is_idle(&self) -> bool {
         self.len == 0
             && self.in_flight == 0
-            && self.flags == 0
+            && self.flags & KEEPS == 0
             && self.weight.is_none()
-            && self.blocked.is_none()
             && self.group == NIL
             && self.carry <= 0
             && !self.attached.keeps_slot()
+    }
+
+    /// Whether the tenant is blocked (its reason: [`Tenants::blocked`]).
+    #[inline(always)]
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.flags & BLOCKED != 0
     }
 }
 
@@ -228,6 +252,8 @@ pub(crate) struct Tenants<K, S, A> {
     /// Flows in classes other than the default, and their free list.
     pub(super) extras: Vec<ExtraFlow>,
     pub(super) extras_free: u32,
+    /// The [`Rare`] state of the slots flagged [`RARE`], by slot.
+    pub(super) rare: hashbrown::HashMap<u32, Rare, foldhash::fast::FixedState>,
 }
 
 impl<K, S, A: Attachment> Tenants<K, S, A> {
@@ -242,6 +268,58 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
             live: 0,
             extras: Vec::new(),
             extras_free: NIL,
+            rare: hashbrown::HashMap::default(),
+        }
+    }
+
+    /// Why live slot `idx` is blocked, if it is.
+    #[inline]
+    pub(crate) fn blocked(&self, idx: u32) -> Option<BlockReason> {
+        if !self.get(idx).is_blocked() {
+            return None;
+        }
+        self.rare.get(&idx).and_then(|r| r.blocked)
+    }
+
+    /// Blocks live slot `idx` (`Some`) or lifts its block (`None`). Returns the reason it had.
+    pub(crate) fn set_blocked(
+        &mut self,
+        idx: u32,
+        reason: Option<BlockReason>,
+    ) -> Option<BlockReason> {
+        let old = self.blocked(idx);
+        if reason.is_none() && old.is_none() {
+            return None;
+        }
+        let t = self.get_mut(idx);
+        match reason {
+            Some(_) => t.flags |= BLOCKED | RARE,
+            None => t.flags &= !BLOCKED,
+        }
+        self.rare.entry(idx).or_default().blocked = reason;
+        old
+    }
+
+    /// Counts a refusal of live slot `idx`.
+    #[cold]
+    pub(crate) fn count_rejected(&mut self, idx: u32) {
+        self.get_mut(idx).flags |= RARE;
+        self.rare.entry(idx).or_default().rejected += 1;
+    }
+
+    /// The lifetime counters of live slot `idx`.
+    pub(crate) fn counters(&self, idx: u32) -> TenantCounters {
+        let t = self.get(idx);
+        let rejected = if t.flags & RARE == 0 {
+            0
+        } else {
+            self.rare.get(&idx).map_or(0, |r| r.rejected)
+        };
+        TenantCounters {
+            pushed: t.counters.pushed,
+            rejected,
+            dispatched: t.counters.dispatched,
+            served_cost: t.counters.served_cost,
         }
     }
 
@@ -323,6 +401,7 @@ impl<K, S, A: Attachment> Tenants<K, S, A> {
             + self.slots.capacity() * std::mem::size_of::<Tenant<K, A>>()
             + self.extras.capacity() * std::mem::size_of::<ExtraFlow>()
             + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.rare.capacity() * (std::mem::size_of::<(u32, Rare)>() + 1)
     }
 
     /// Bytes per known tenant: its slot (its key included) and its table entry (before
@@ -416,7 +495,12 @@ impl<K: Hash + Eq + Clone, S: BuildHasher, A: Attachment> Tenants<K, S, A> {
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
         }
-        self.slots[idx as usize].live = false;
+        let slot = &mut self.slots[idx as usize];
+        slot.live = false;
+        if slot.flags & RARE != 0 {
+            slot.flags = 0;
+            self.rare.remove(&idx);
+        }
         // The side flows go with the tenant (any debt they carried is forgotten with it).
         let mut e = std::mem::replace(&mut self.slots[idx as usize].extra, NIL);
         while e != NIL {
