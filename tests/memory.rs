@@ -25,6 +25,36 @@ fn held() -> isize {
 fn main() {
     memory_returns_after_a_spike_and_steady_state_allocates_nothing();
     println!("test memory_returns_after_a_spike_and_steady_state_allocates_nothing ... ok");
+    an_idle_known_tenant_costs_its_footprint();
+    println!("test an_idle_known_tenant_costs_its_footprint ... ok");
+}
+
+/// A known idle tenant (pinned by a handle, nothing queued) costs what `footprint` says, plus
+/// only the growth slack of the slot slab and the key table: every byte the queue holds for
+/// it is counted here.
+fn an_idle_known_tenant_costs_its_footprint() {
+    // 7/8 of 2^17: the key table is at its load factor, the slab at its capacity's 7/8.
+    const TENANTS: usize = 114_688;
+    let mut handles = Vec::with_capacity(TENANTS);
+    let mut q: FairQueue<u64, u64> = FairQueue::new();
+    let base = held();
+    for k in 0..TENANTS as u64 {
+        handles.push(q.tenant(k));
+    }
+    let per_tenant = (held() - base) as f64 / TENANTS as f64;
+    let (footprint, _) = FairQueue::<u64, u64>::footprint();
+    println!(
+        "{TENANTS} idle known tenants: {per_tenant:.1} B each, footprint {footprint} B \
+         (the rest is growth slack)"
+    );
+    assert_eq!(q.known_tenants(), TENANTS);
+    assert!(
+        per_tenant >= footprint as f64 && per_tenant <= footprint as f64 * 8.0 / 7.0 + 1.0,
+        "an idle known tenant holds {per_tenant:.1} B, footprint says {footprint} B"
+    );
+    // The figure the README quotes; a change to the slot's layout must update both.
+    assert!(footprint <= 125, "footprint grew to {footprint} B");
+    drop(handles);
 }
 
 fn memory_returns_after_a_spike_and_steady_state_allocates_nothing() {
