@@ -487,8 +487,10 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
             + std::mem::size_of::<[ClassState; MAX_CLASSES]>()
     }
 
-    /// Bytes per known tenant (its slot, its key twice, its table entry; load-factor slack
-    /// not included) and per queued item (its node, `T` included).
+    /// Bytes per known tenant (its slot, which holds its key, and its key-table entry;
+    /// growth slack not included) and per queued item (its node, `T` included). A tenant that
+    /// is blocked or was refused holds a side-table entry more, and a tenant in a queue that
+    /// sheds holds 4 B more.
     ///
     /// # Examples
     ///

@@ -589,6 +589,32 @@ mod tests {
     }
 
     #[test]
+    fn a_block_and_refusals_go_with_the_slot_and_never_reach_its_next_tenant() {
+        let mut t = T::with_hasher(std::hash::RandomState::new());
+        let a = t.find_or_insert(1).unwrap();
+        t.set_blocked(a, Some(BlockReason::Abuse));
+        t.count_rejected(a);
+        t.count_rejected(a);
+        assert_eq!(t.blocked(a), Some(BlockReason::Abuse));
+        assert_eq!(t.counters(a).rejected, 2);
+        assert!(!t.release_if_idle(a), "a block keeps the slot");
+        assert_eq!(t.set_blocked(a, None), Some(BlockReason::Abuse));
+        assert_eq!(
+            t.counters(a).rejected,
+            2,
+            "lifting the block keeps the count"
+        );
+        assert!(t.release_if_idle(a), "refusals alone do not keep the slot");
+        assert!(t.rare.is_empty(), "the side entry went with the slot");
+        let b = t.find_or_insert(2).unwrap();
+        assert_eq!(b, a, "the slot is reused");
+        assert_eq!((t.blocked(b), t.counters(b).rejected), (None, 0));
+        // Lifting a block that is not there makes no side entry.
+        assert_eq!(t.set_blocked(b, None), None);
+        assert!(t.rare.is_empty());
+    }
+
+    #[test]
     fn a_slot_whose_generation_runs_out_is_retired() {
         let mut t = T::with_hasher(std::hash::RandomState::new());
         let a = t.find_or_insert(1).unwrap();
