@@ -123,6 +123,8 @@ struct TenantModel {
     /// Lifetime counters, reset when the tenant is forgotten.
     pushed: u64,
     dispatched: u64,
+    /// Refused pushes while known (a refusal of an unknown tenant leaves nothing behind).
+    rejected: u64,
     /// What the queue says the tenant still owes from cost corrections (read after every
     /// step; `settle_tenants` checks that it only ever appears or grows through a completion
     /// of this tenant whose actual cost exceeded its estimate).
@@ -235,6 +237,10 @@ impl Harness {
                     "a refusal must hand back the same item"
                 );
                 self.counters.rejected += 1;
+                // A stale handle names no tenant: its refusal is the queue's alone.
+                if reason != RejectReason::StaleHandle {
+                    self.tenants[tenant as usize].rejected += 1;
+                }
                 self.settle_item(id, Way::Refused);
             }
         }
@@ -470,8 +476,9 @@ impl Harness {
             let alive = t.alive();
             if t.was_alive && !alive {
                 t.generation += 1;
-                t.pushed = 0;
-                t.dispatched = 0;
+            }
+            if !alive {
+                (t.pushed, t.dispatched, t.rejected) = (0, 0, 0);
             }
             t.was_alive = alive;
         }
@@ -517,9 +524,9 @@ impl Harness {
             assert_eq!(counters.is_some(), t.alive(), "tenant_counters({key})");
             if let Some(c) = counters {
                 assert_eq!(
-                    (c.pushed, c.dispatched),
-                    (t.pushed, t.dispatched),
-                    "tenant_counters({key}) pushed/dispatched"
+                    (c.pushed, c.dispatched, c.rejected),
+                    (t.pushed, t.dispatched, t.rejected),
+                    "tenant_counters({key}) pushed/dispatched/rejected"
                 );
             }
         }
