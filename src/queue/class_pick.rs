@@ -283,8 +283,8 @@ where
             if f.in_ring() {
                 // Neighbours on the class ring may be group flows; on an inner ring they
                 // are flows.
-                self.set_entry_next::<false>(f.prev, idx);
-                self.set_entry_prev::<false>(f.next, idx);
+                self.set_entry_next::<false, false>(f.prev, idx);
+                self.set_entry_prev::<false, false>(f.next, idx);
             }
         }
         self.rings[0].front = id(self.rings[0].front);

@@ -67,7 +67,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
             let granted = grant(&mut self.groups.get_mut(g).carry, q, cap);
             let flow = self.groups.flow_mut(gf);
             flow.deficit = flow.deficit.min(0).saturating_add(granted);
-            self.class_push_back::<false>(c, gf | GROUP);
+            self.class_push_back::<false, false>(c, gf | GROUP);
         }
     }
 
@@ -100,7 +100,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
             let on_ring = flow.in_ring();
             self.groups.get_mut(g).active_flows -= 1;
             if on_ring {
-                self.class_unlink::<false>(c, gf | GROUP);
+                self.class_unlink::<false, false>(c, gf | GROUP);
             }
         }
     }
@@ -140,7 +140,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
             .filter(|&(_, gf)| self.groups.flow(gf).len > 0 && !self.groups.flow(gf).in_ring())
             .collect();
         for (c, gf) in parked {
-            self.class_push_back::<false>(c, gf | GROUP);
+            self.class_push_back::<false, false>(c, gf | GROUP);
         }
     }
 
@@ -214,7 +214,7 @@ where
         if respect_limits && group.in_flight >= group.max_in_flight {
             // At its limit: park the group flow (off the ring) so it blocks nobody; a
             // member's completion brings it back.
-            self.class_unlink::<false>(c, gf | GROUP);
+            self.class_unlink::<false, false>(c, gf | GROUP);
             return GroupTurn::Parked;
         }
         let mut rotations = 0u32;

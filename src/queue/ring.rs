@@ -55,11 +55,11 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
 
     /// Appends flow `fid` behind every backlogged flow of its class `c`: on the class's ring,
     /// or on its group's inner ring if its tenant is in a group.
-    /// Without groups, no ring holds a group flow: the links are the flows' own.
+    /// Without groups, no ring holds a group flow: the links are the flows' own (`FLOWS`).
     #[inline(always)]
     pub(super) fn ring_push_back<const ONE: bool>(&mut self, c: usize, fid: u32) {
         if ONE || self.groups.is_empty() {
-            self.flow_push_back::<ONE>(c, fid);
+            self.class_push_back::<ONE, true>(c, fid);
         } else {
             self.ring_push_back_grouped(c, fid);
         }
@@ -69,7 +69,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     #[inline(always)]
     pub(super) fn ring_unlink<const ONE: bool>(&mut self, c: usize, fid: u32) {
         if ONE || self.groups.is_empty() {
-            self.flow_unlink::<ONE>(c, fid);
+            self.class_unlink::<ONE, true>(c, fid);
         } else {
             self.ring_unlink_grouped(c, fid);
         }
@@ -78,7 +78,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     #[inline(never)]
     fn ring_push_back_grouped(&mut self, c: usize, fid: u32) {
         match self.tenants.get(self.tenants.flow_owner(fid).0).group {
-            NIL => self.class_push_back::<false>(c, fid),
+            NIL => self.class_push_back::<false, false>(c, fid),
             g => self.group_push_back(c, g, fid),
         }
     }
@@ -86,62 +86,17 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     #[inline(never)]
     fn ring_unlink_grouped(&mut self, c: usize, fid: u32) {
         match self.tenants.get(self.tenants.flow_owner(fid).0).group {
-            NIL => self.class_unlink::<false>(c, fid),
+            NIL => self.class_unlink::<false, false>(c, fid),
             g => self.group_unlink(c, g, fid),
         }
     }
 
-    /// [`class_push_back`](Self::class_push_back) of a flow on a ring that holds only flows.
-    #[inline(always)]
-    fn flow_push_back<const ONE: bool>(&mut self, c: usize, fid: u32) {
-        let front = self.ring(c).front;
-        if front == NIL {
-            let f = self.flow_in_mut::<ONE>(fid);
-            f.prev = fid;
-            f.next = fid;
-            self.ring_mut(c).front = fid;
-            if !ONE && !self.single() {
-                self.class_activated(c);
-            }
-        } else {
-            let tail = self.flow_in::<ONE>(front).prev;
-            {
-                let f = self.flow_in_mut::<ONE>(fid);
-                f.prev = tail;
-                f.next = front;
-            }
-            self.flow_in_mut::<ONE>(tail).next = fid;
-            self.flow_in_mut::<ONE>(front).prev = fid;
-        }
-        self.ring_mut(c).ring_len += 1;
-    }
-
-    /// [`class_unlink`](Self::class_unlink) of a flow on a ring that holds only flows.
-    #[inline(always)]
-    fn flow_unlink<const ONE: bool>(&mut self, c: usize, fid: u32) {
-        if self.ring(c).ring_len == 1 {
-            self.ring_mut(c).front = NIL;
-        } else {
-            let (prev, next) = {
-                let f = self.flow_in::<ONE>(fid);
-                (f.prev, f.next)
-            };
-            if self.ring(c).front == fid {
-                self.ring_mut(c).front = next;
-            }
-            self.flow_in_mut::<ONE>(prev).next = next;
-            self.flow_in_mut::<ONE>(next).prev = prev;
-        }
-        self.ring_mut(c).ring_len -= 1;
-        let f = self.flow_in_mut::<ONE>(fid);
-        f.prev = NIL;
-        f.next = NIL;
-    }
-
     /// The ring links `(prev, next)` of entry `id` of a class ring: a flow, or a group flow.
+    /// `FLOWS`: the ring holds only flows (no groups), so `id` is a flow and nothing asks.
+    /// `ONE`, as for `pop_class`, implies `FLOWS`.
     #[inline(always)]
-    pub(super) fn entry_links<const ONE: bool>(&self, id: u32) -> (u32, u32) {
-        if is_group_entry(id) {
+    pub(super) fn entry_links<const ONE: bool, const FLOWS: bool>(&self, id: u32) -> (u32, u32) {
+        if !FLOWS && is_group_entry(id) {
             let g = self.groups.flow(id & !GROUP);
             (g.prev, g.next)
         } else {
@@ -151,8 +106,12 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     }
 
     #[inline(always)]
-    pub(super) fn set_entry_prev<const ONE: bool>(&mut self, id: u32, prev: u32) {
-        if is_group_entry(id) {
+    pub(super) fn set_entry_prev<const ONE: bool, const FLOWS: bool>(
+        &mut self,
+        id: u32,
+        prev: u32,
+    ) {
+        if !FLOWS && is_group_entry(id) {
             self.groups.flow_mut(id & !GROUP).prev = prev;
         } else {
             self.flow_in_mut::<ONE>(id).prev = prev;
@@ -160,51 +119,60 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
     }
 
     #[inline(always)]
-    pub(super) fn set_entry_next<const ONE: bool>(&mut self, id: u32, next: u32) {
-        if is_group_entry(id) {
+    pub(super) fn set_entry_next<const ONE: bool, const FLOWS: bool>(
+        &mut self,
+        id: u32,
+        next: u32,
+    ) {
+        if !FLOWS && is_group_entry(id) {
             self.groups.flow_mut(id & !GROUP).next = next;
         } else {
             self.flow_in_mut::<ONE>(id).next = next;
         }
     }
 
-    /// Appends entry `id` (a flow, or [`GROUP`] `|` a group flow) to class `c`'s ring.
+    /// Appends entry `id` (a flow, or [`GROUP`] `|` a group flow) to class `c`'s ring (for
+    /// `ONE` and `FLOWS`, see [`entry_links`](Self::entry_links)).
     #[inline(always)]
-    pub(super) fn class_push_back<const ONE: bool>(&mut self, c: usize, id: u32) {
+    pub(super) fn class_push_back<const ONE: bool, const FLOWS: bool>(
+        &mut self,
+        c: usize,
+        id: u32,
+    ) {
         let front = self.ring(c).front;
         if front == NIL {
-            self.set_entry_prev::<ONE>(id, id);
-            self.set_entry_next::<ONE>(id, id);
+            self.set_entry_prev::<ONE, FLOWS>(id, id);
+            self.set_entry_next::<ONE, FLOWS>(id, id);
             self.ring_mut(c).front = id;
             if !ONE && !self.single() {
                 self.class_activated(c);
             }
         } else {
-            let tail = self.entry_links::<ONE>(front).0;
-            self.set_entry_prev::<ONE>(id, tail);
-            self.set_entry_next::<ONE>(id, front);
-            self.set_entry_next::<ONE>(tail, id);
-            self.set_entry_prev::<ONE>(front, id);
+            let tail = self.entry_links::<ONE, FLOWS>(front).0;
+            self.set_entry_prev::<ONE, FLOWS>(id, tail);
+            self.set_entry_next::<ONE, FLOWS>(id, front);
+            self.set_entry_next::<ONE, FLOWS>(tail, id);
+            self.set_entry_prev::<ONE, FLOWS>(front, id);
         }
         self.ring_mut(c).ring_len += 1;
     }
 
     /// Takes entry `id` off class `c`'s ring.
     #[inline(always)]
-    pub(super) fn class_unlink<const ONE: bool>(&mut self, c: usize, id: u32) {
+    pub(super) fn class_unlink<const ONE: bool, const FLOWS: bool>(&mut self, c: usize, id: u32) {
         if self.ring(c).ring_len == 1 {
             self.ring_mut(c).front = NIL;
         } else {
-            let (prev, next) = self.entry_links::<ONE>(id);
+            let (prev, next) = self.entry_links::<ONE, FLOWS>(id);
             if self.ring(c).front == id {
                 self.ring_mut(c).front = next;
             }
-            self.set_entry_next::<ONE>(prev, next);
-            self.set_entry_prev::<ONE>(next, prev);
+            self.set_entry_next::<ONE, FLOWS>(prev, next);
+            self.set_entry_prev::<ONE, FLOWS>(next, prev);
         }
         self.ring_mut(c).ring_len -= 1;
-        self.set_entry_prev::<ONE>(id, NIL);
-        self.set_entry_next::<ONE>(id, NIL);
+        self.set_entry_prev::<ONE, FLOWS>(id, NIL);
+        self.set_entry_next::<ONE, FLOWS>(id, NIL);
     }
 
     /// Every backlogged flow of class `c` has had a turn without being able to afford its
@@ -233,7 +201,7 @@ impl<K, T, S, A: Attachment> FairQueue<K, T, S, A> {
                 rounds_to_afford(deficit, carry, q, q.saturating_mul(credit_rounds))
             };
             rounds = rounds.min(need);
-            id = self.entry_links::<false>(id).1;
+            id = self.entry_links::<false, false>(id).1;
         }
         if rounds == 0 || rounds == i64::MAX {
             return;
